@@ -1,0 +1,41 @@
+# make run  - set up .venv and regenerate every figure, table, claims.json and report page
+# make test - set up .venv and run the test suite (what CI runs)
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: setup run test test-fast dry-run lint report clean
+
+setup: $(STAMP)
+
+# torch first: `torch==2.13.0` takes the local CPU wheel; letting pip pick torch pulls CUDA packages.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+run: setup
+	snakemake --cores all
+
+test: setup
+	pytest
+
+test-fast: setup
+	pytest -m "not slow"
+
+dry-run: setup
+	snakemake -n
+
+lint: setup
+	snakemake --lint
+
+report: setup
+	snakemake --report results/snakemake-report.html
+
+clean:
+	rm -rf results/toy results/tables results/figures results/report results/logs results/benchmarks results/claims.json

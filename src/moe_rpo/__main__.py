@@ -1,0 +1,5 @@
+import sys
+
+from moe_rpo.cli import main
+
+sys.exit(main())

@@ -1,0 +1,138 @@
+"""Turn measured per-seed metrics into verdicts on the paper's claims. Thresholds come from the
+config's `claims` section, fixed before the runs; a claim that does not hold is reported as such."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+REPRODUCED, NOT_REPRODUCED = "reproduced", "not reproduced"
+
+
+def spread(values: pd.Series) -> dict:
+    values = values.astype(float)
+    return {"median": values.median(), "mean": values.mean(), "std": values.std(ddof=1) if len(values) > 1 else 0.0,
+            "min": values.min(), "max": values.max(), "n": int(len(values))}
+
+
+def _select(df: pd.DataFrame, **where) -> pd.Series:
+    mask = pd.Series(True, index=df.index)
+    for column, value in where.items():
+        mask &= df[column] == value
+    if not mask.any():
+        raise ValueError(f"no rows for {where} in the results table; does the config run it?")
+    return df[mask]
+
+
+def _claim(cid, experiment, claim, metric, measured, threshold, holds, explanation) -> dict:
+    return {"id": cid, "experiment": experiment, "claim": claim, "metric": metric, "measured": measured,
+            "threshold": threshold, "verdict": REPRODUCED if holds else NOT_REPRODUCED, "explanation": explanation}
+
+
+def routing_claims(df: pd.DataFrame, t: dict) -> list[dict]:
+    rpo = spread(_select(df, method="rpo", k=2)["final_distance"])
+    stalled = {m: spread(_select(df, method=m, k=2)["gap_to_optimum"]) for m in ("standard", "jitter", "rl")}
+    standard = {f"k={k}": spread(_select(df, method="standard", k=k)["gap_to_optimum"]) for k in (1, 2)}
+    return [
+        _claim("toy_rpo_k2_reaches_target", "toy_routing", "RPO with K=2 reaches the target.",
+               "median over seeds of the final distance of the greedy MoE output to the target (RPO, K=2)",
+               {"rpo k=2 final distance": rpo}, f"median < {t['reach_distance']}", rpo["median"] < t["reach_distance"],
+               f"RPO K=2 ends {rpo['median']:.3f} from the target (median of {rpo['n']} seeds; range "
+               f"{rpo['min']:.3f}-{rpo['max']:.3f}); the K=2 optimum is at distance 0."),
+        _claim("toy_standard_variants_stall_k2", "toy_routing",
+               "Standard routing and its variants (jitter, RL) stall short of the optimum with K=2.",
+               "median over seeds of the gap between the final distance and the exact K=2 optimum",
+               {f"{m} k=2 gap": s for m, s in stalled.items()}, f"median gap > {t['stall_gap']} for every variant",
+               all(s["median"] > t["stall_gap"] for s in stalled.values()),
+               "; ".join(f"{m}: median gap {s['median']:.3f} (range {s['min']:.3f}-{s['max']:.3f})"
+                         for m, s in stalled.items()) + "."),
+        _claim("toy_standard_worse_with_k2", "toy_routing",
+               "The failure of standard routing is most evident with more than one expert (K=2 vs K=1).",
+               "median gap to the exact K-optimum of standard routing, K=2 against K=1",
+               {f"standard {k} gap": s for k, s in standard.items()}, "median gap with K=2 > median gap with K=1",
+               standard["k=2"]["median"] > standard["k=1"]["median"],
+               f"standard routing: median gap {standard['k=1']['median']:.3f} with K=1, "
+               f"{standard['k=2']['median']:.3f} with K=2."),
+    ]
+
+
+def collapse_claims(df: pd.DataFrame, t: dict) -> list[dict]:
+    ratio = {m: spread(_select(df, method=m, weight_decay=0.0)["pairwise_distance_ratio"]) for m in ("standard", "rpo")}
+    decays = sorted(df["weight_decay"].unique())
+    norms = {f"standard wd={wd:g}": spread(_select(df, method="standard", weight_decay=wd)["final_router_norm"])
+             for wd in (decays[0], decays[-1])}
+    low, high = norms.values()
+    return [
+        _claim("toy_collapse_standard_pulls_experts_together", "toy_collapse",
+               "Trained jointly with the router (standard), experts that start at their optima drift toward each other.",
+               "final / initial mean pairwise distance between experts (standard, no weight decay), median over seeds",
+               {"standard distance ratio": ratio["standard"]}, f"median ratio < {t['collapse_ratio']}",
+               ratio["standard"]["median"] < t["collapse_ratio"],
+               f"the experts' mean pairwise distance ends at {ratio['standard']['median']:.2f}x its start "
+               f"(range {ratio['standard']['min']:.2f}-{ratio['standard']['max']:.2f})."),
+        _claim("toy_collapse_rpo_keeps_experts_apart", "toy_collapse", "RPO keeps the experts apart.",
+               "final / initial mean pairwise distance between experts (RPO, no weight decay), median over seeds",
+               {"rpo distance ratio": ratio["rpo"]}, f"median ratio >= {t['collapse_ratio']}",
+               ratio["rpo"]["median"] >= t["collapse_ratio"],
+               f"RPO's experts end at {ratio['rpo']['median']:.2f}x their initial pairwise distance "
+               f"(range {ratio['rpo']['min']:.2f}-{ratio['rpo']['max']:.2f})."),
+        _claim("toy_collapse_weight_decay_bounds_router_norm", "toy_collapse",
+               "Weight decay keeps the norm of the router weight matrix from exploding.",
+               "final router weight norm (standard) with the largest against the smallest weight decay",
+               norms, "median norm with weight decay < without", high["median"] < low["median"],
+               f"median final router norm {low['median']:.2f} at wd={decays[0]:g}, {high['median']:.2f} at wd={decays[-1]:g}."),
+    ]
+
+
+def dilemma_claims(df: pd.DataFrame, t: dict) -> list[dict]:
+    standard = {m: spread(_select(df, method=m)["final_distance"]) for m in ("standard", "standard_normalized")}
+    rpo = spread(_select(df, method="rpo")["final_distance"])
+    reachable = float(df["standard_reachable_distance"].iloc[0])
+    return [
+        _claim("toy_dilemma_standard_cannot_weight", "toy_dilemma",
+               "When the answer needs much of one expert and little of another, weights tied to the routing "
+               "probabilities cannot express it.",
+               "median final distance to the target (optimum: 0)", {f"{m} final distance": s for m, s in standard.items()},
+               f"median > {t['stall_gap']}", all(s["median"] > t["stall_gap"] for s in standard.values()),
+               f"standard routing ends {standard['standard']['median']:.3f} from the target; the best point reachable "
+               f"with weights = probabilities is {reachable:.3f} away."),
+        _claim("toy_dilemma_rpo_free_weights", "toy_dilemma",
+               "RPO's separate weight policy reaches the target.", "median final distance to the target (RPO)",
+               {"rpo final distance": rpo}, f"median < {t['reach_distance']}", rpo["median"] < t["reach_distance"],
+               f"RPO ends {rpo['median']:.3f} from the target (range {rpo['min']:.3f}-{rpo['max']:.3f})."),
+    ]
+
+
+def barrier_claims(df: pd.DataFrame, t: dict) -> list[dict]:
+    share = {f"{m} k={k}": float(g["routes_to_b"].astype(bool).mean()) for (m, k), g in df.groupby(["method", "k"])}
+    standard = float(_select(df, method="standard")["routes_to_b"].astype(bool).mean())
+    rpo = float(_select(df, method="rpo")["routes_to_b"].astype(bool).mean())
+    barrier = float(df["barrier_height"].iloc[0])
+    return [
+        _claim("toy_barrier_gradient_routing_stuck", "toy_barrier",
+               "Gradient routing needs a monotone path between expert combinations; where the loss along it is not "
+               "monotone, the router gets stuck.",
+               "share of seeds whose final greedy routing picks the optimal expert B (standard)",
+               {"share routed to B": share, "barrier height": barrier},
+               f"barrier height > 0 and share <= {1 - t['routing_share']:.2f}",
+               barrier > 0 and standard <= 1 - t["routing_share"],
+               f"the loss rises by {barrier:.3f} along the blend from A to B; standard routing picks B in "
+               f"{standard:.0%} of seeds."),
+        _claim("toy_barrier_rpo_crosses", "toy_barrier", "RPO crosses the monotonicity barrier.",
+               "share of seeds whose final greedy routing picks the optimal expert B (RPO)", {"share routed to B": share},
+               f"share >= {t['routing_share']:.2f}", rpo >= t["routing_share"], f"RPO picks B in {rpo:.0%} of seeds."),
+    ]
+
+
+CLAIMS = {"routing": routing_claims, "collapse": collapse_claims, "dilemma": dilemma_claims, "barrier": barrier_claims}
+
+
+def evaluate(tables_dir: str | Path, thresholds: dict) -> list[dict]:
+    """All claims, from the per-seed tables `toy_{experiment}_seeds.csv` in tables_dir."""
+    claims = []
+    for experiment, make in CLAIMS.items():
+        path = Path(tables_dir) / f"toy_{experiment}_seeds.csv"
+        if not path.is_file():
+            raise FileNotFoundError(f"missing results table: {path}")
+        claims += make(pd.read_csv(path), thresholds)
+    return claims

@@ -1,0 +1,169 @@
+"""Command line of the pipeline: every Snakemake rule calls one of these commands, and each also runs
+on its own, e.g. `moe-rpo toy routing --seed 0 --config config/config.yaml --out results/toy/routing/seed0`."""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib
+import json
+import sys
+import time
+from pathlib import Path
+
+from moe_rpo import config as cfg
+from moe_rpo.io import read_json, write_json, write_npz
+
+
+def _settings(args, pick):
+    """Settings from --settings (JSON, as Snakemake passes them) or picked from a --config file."""
+    if args.settings is not None:
+        return json.loads(args.settings)
+    return pick(cfg.load(args.config))
+
+
+def _add_settings_args(parser, what):
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--settings", help=f"{what} as JSON (what the Snakemake rules pass)")
+    group.add_argument("--config", default="config/config.yaml", help="pipeline config file (default: %(default)s)")
+
+
+def cmd_toy(args):
+    """Run one toy experiment for one seed; write PREFIX.npz (arrays) and PREFIX.json (metrics, provenance)."""
+    import numpy as np  # noqa: PLC0415
+    import torch  # noqa: PLC0415
+
+    from moe_rpo.provenance import provenance  # noqa: PLC0415
+
+    settings = _settings(args, lambda c: cfg.experiment_settings(c, args.experiment))
+    torch.use_deterministic_algorithms(True)
+    torch.set_num_threads(1)
+    module = importlib.import_module(f"moe_rpo.toy.{args.experiment}")
+    started, clock = dt.datetime.now(dt.timezone.utc), time.perf_counter()
+    arrays, records = module.run(settings, args.seed)
+    out = Path(args.out)
+    write_npz(out.with_suffix(".npz"), {**arrays, "__seed__": np.array(args.seed)})
+    write_json(out.with_suffix(".json"), {"experiment": args.experiment, "seed": args.seed, "settings": settings,
+                                          "records": records,
+                                          "provenance": provenance(started, time.perf_counter() - clock)})
+
+
+def cmd_tables(args):
+    """Per-seed table and summary over seeds (and, for routing, the optima) as CSV."""
+    from moe_rpo import tables  # noqa: PLC0415
+
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    seeds = tables.per_seed_table(args.runs)
+    seeds.to_csv(out_dir / f"toy_{args.experiment}_seeds.csv", index=False)
+    tables.summarize(seeds, args.experiment).to_csv(out_dir / f"toy_{args.experiment}_summary.csv", index=False)
+    if args.experiment == "routing":
+        from moe_rpo.toy.routing import optima  # noqa: PLC0415
+
+        settings = read_json(args.runs[0])["settings"]
+        tables.routing_optima_table(optima(settings)).to_csv(out_dir / "toy_routing_optima.csv", index=False)
+
+
+def cmd_figures(args):
+    """Draw an experiment's figures from its saved arrays and tables."""
+    import numpy as np  # noqa: PLC0415
+    import pandas as pd  # noqa: PLC0415
+
+    from moe_rpo.figures import toy  # noqa: PLC0415
+
+    runs = []
+    for path in args.runs:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"missing result arrays: {path}")
+        with np.load(path) as data:
+            runs.append((int(data["__seed__"]), {key: data[key] for key in data.files}))
+    runs.sort(key=lambda run: run[0])
+    settings = read_json(Path(args.runs[0]).with_suffix(".json"))["settings"]
+    shown = dict(runs).get(args.seed)
+    if shown is None:
+        raise ValueError(f"--seed {args.seed} is not among the runs' seeds {[s for s, _ in runs]}")
+    tables_dir, out = Path(args.tables_dir), args.out_dir
+    if args.experiment == "routing":
+        toy.routing_trajectories(shown, settings, args.seed, out)
+        toy.routing_final_distance(pd.read_csv(tables_dir / "toy_routing_seeds.csv"),
+                                   pd.read_csv(tables_dir / "toy_routing_optima.csv"), out)
+    elif args.experiment == "collapse":
+        toy.collapse_positions(shown, settings, args.seed, out)
+        toy.collapse_metrics(runs, settings, out)
+    elif args.experiment == "dilemma":
+        toy.dilemma_weights(shown, settings, args.seed, out)
+    elif args.experiment == "barrier":
+        toy.barrier_landscape(runs, settings, out)
+
+
+def cmd_claims(args):
+    """Evaluate every claim from the per-seed tables; write claims.json."""
+    from moe_rpo.claims import evaluate  # noqa: PLC0415
+
+    thresholds = _settings(args, lambda c: c["claims"])
+    claims = evaluate(args.tables_dir, thresholds)
+    write_json(args.out, {"thresholds": thresholds, "claims": claims})
+    for claim in claims:
+        print(f"{claim['verdict']:>15}  {claim['id']}: {claim['explanation']}")
+
+
+def cmd_report(args):
+    """Render the HTML report pages from the generated files."""
+    from moe_rpo.report.render import render_report  # noqa: PLC0415
+
+    full = _settings(args, lambda c: c)
+    for path in render_report(Path(args.results_dir), Path(args.out_dir), full, Path(args.templates)):
+        print(path)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="moe-rpo", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    toy = sub.add_parser("toy", help=cmd_toy.__doc__)
+    toy.add_argument("experiment", choices=cfg.TOY_EXPERIMENTS)
+    toy.add_argument("--seed", type=int, required=True)
+    toy.add_argument("--out", required=True, help="output prefix; writes PREFIX.npz and PREFIX.json")
+    _add_settings_args(toy, "the experiment's settings")
+    toy.set_defaults(func=cmd_toy)
+
+    tables = sub.add_parser("tables", help=cmd_tables.__doc__)
+    tables.add_argument("experiment", choices=cfg.TOY_EXPERIMENTS)
+    tables.add_argument("--runs", nargs="+", required=True, help="per-seed run records (.json)")
+    tables.add_argument("--out-dir", required=True)
+    tables.set_defaults(func=cmd_tables)
+
+    figures = sub.add_parser("figures", help=cmd_figures.__doc__)
+    figures.add_argument("experiment", choices=cfg.TOY_EXPERIMENTS)
+    figures.add_argument("--runs", nargs="+", required=True, help="per-seed arrays (.npz)")
+    figures.add_argument("--tables-dir", required=True)
+    figures.add_argument("--seed", type=int, default=0, help="seed whose trajectories are drawn")
+    figures.add_argument("--out-dir", required=True)
+    figures.set_defaults(func=cmd_figures)
+
+    claims = sub.add_parser("claims", help=cmd_claims.__doc__)
+    claims.add_argument("--tables-dir", required=True)
+    claims.add_argument("--out", required=True)
+    _add_settings_args(claims, "the claim thresholds")
+    claims.set_defaults(func=cmd_claims)
+
+    report = sub.add_parser("report", help=cmd_report.__doc__)
+    report.add_argument("--results-dir", default="results")
+    report.add_argument("--out-dir", default="results/report")
+    report.add_argument("--templates", default="paper/templates")
+    _add_settings_args(report, "the full pipeline config")
+    report.set_defaults(func=cmd_report)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (cfg.ConfigError, FileNotFoundError, FloatingPointError, ValueError) as error:
+        print(f"moe-rpo {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

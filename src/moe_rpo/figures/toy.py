@@ -1,0 +1,151 @@
+"""The toy experiments' figures: trajectories, final distances, expert positions, weight paths, landscapes."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib import pyplot as plt
+from matplotlib.colors import Normalize
+
+from moe_rpo.figures.style import EXPERT_COLORS, label, save, use_style
+
+
+def _draw_experts(ax, experts: np.ndarray, target: np.ndarray | None = None) -> None:
+    for i, e in enumerate(experts):
+        ax.plot([0, e[0]], [0, e[1]], color=EXPERT_COLORS[i % 8], lw=2.5, alpha=0.8, label=f"Expert {i}")
+    if target is not None:
+        ax.scatter(*target, marker="*", s=220, color="#e8322b", zorder=5, label="target")
+
+
+def _trajectory(ax, points: np.ndarray, cmap="Blues"):
+    steps = np.arange(len(points))
+    return ax.scatter(points[:, 0], points[:, 1], c=steps, cmap=cmap, norm=Normalize(0, len(points) - 1),
+                      s=14, edgecolors="none", zorder=4)
+
+
+def routing_trajectories(arrays: dict, settings: dict, seed: int, out_dir) -> list:
+    """The paper's panel grid: one panel per method and K; MoE output after every step."""
+    use_style()
+    experts, target = np.array(settings["experts"]), np.array(settings["target"])
+    methods, ks = settings["methods"], settings["ks"]
+    fig, axes = plt.subplots(len(ks), len(methods), figsize=(3.1 * len(methods), 3.0 * len(ks)), squeeze=False,
+                             sharex=True, sharey=True)
+    for row, k in enumerate(ks):
+        for col, method in enumerate(methods):
+            ax = axes[row, col]
+            _draw_experts(ax, experts, target)
+            points = _trajectory(ax, arrays[f"{method}/k{k}"])
+            ax.set(xlim=(-1.05, 1.05), ylim=(-1.05, 1.05), aspect="equal", title=f"K={k} {label(method)}")
+    axes[0, 0].legend(loc="lower left", framealpha=0.9, fontsize=6)
+    fig.colorbar(points, ax=axes, shrink=0.6, label="training step")
+    fig.suptitle(f"Routing trajectories (seed {seed}); red star: target", y=1.0)
+    return save(fig, out_dir, "toy_routing_trajectories")
+
+
+def routing_final_distance(seeds: pd.DataFrame, optima: pd.DataFrame, out_dir) -> list:
+    """Final distance to the target of every seed, per method and K, with the K-optimum marked."""
+    use_style()
+    data = seeds.assign(method=seeds["method"].map(label), K=seeds["k"].map(lambda k: f"K={k}"))
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    sns.stripplot(data=data, x="method", y="final_distance", hue="K", dodge=True, ax=ax, size=6, alpha=0.8)
+    sns.pointplot(data=data, x="method", y="final_distance", hue="K", dodge=0.4, estimator="median",
+                  errorbar=None, markers="_", markersize=20, linestyle="none", ax=ax, legend=False, palette="dark")
+    for _, row in optima[optima["solution"] == "optimum"].iterrows():
+        ax.axhline(row["distance"], ls="--", lw=1, color="grey")
+        ax.text(ax.get_xlim()[1], row["distance"], f" K={row['k']} optimum", va="center", fontsize=7)
+    ax.set(ylabel="final distance to target", xlabel="", title="Final distance over seeds (bar: median)")
+    return save(fig, out_dir, "toy_routing_final_distance")
+
+
+def collapse_positions(arrays: dict, settings: dict, seed: int, out_dir) -> list:
+    """Expert positions over training, light to dark; dashed circles: the optimal positions."""
+    use_style()
+    optima = np.array(settings["expert_optima"])
+    variants = [(m, wd) for m in settings["methods"] for wd in settings["weight_decays"]]
+    fig, axes = plt.subplots(1, len(variants), figsize=(3.2 * len(variants), 3.3), squeeze=False)
+    for ax, (method, wd) in zip(axes[0], variants):
+        positions = arrays[f"{method}/wd{wd:g}/positions"]
+        for n in range(positions.shape[1]):
+            color = EXPERT_COLORS[n % 8]
+            ax.scatter(*optima[n], s=260, facecolors="none", edgecolors=color, linestyles="--", lw=1.5)
+            shades = np.linspace(0.15, 1.0, len(positions))
+            ax.scatter(positions[:, n, 0], positions[:, n, 1], color=color, alpha=shades, s=10, edgecolors="none")
+            ax.scatter(*positions[-1, n], color=color, s=40, edgecolors="black", lw=0.6, zorder=5)
+        lim = max(1.5, np.abs(positions).max() * 1.1)
+        ax.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal", title=f"{label(method)}, wd={wd:g}")
+    fig.suptitle(f"Expert positions over training (seed {seed}; light to dark); dashed: optimum", y=1.02)
+    return save(fig, out_dir, "toy_collapse_positions")
+
+
+def collapse_metrics(runs: list[dict], settings: dict, out_dir) -> list:
+    """Mean pairwise expert distance, drift from the optimum and router norm against steps, all seeds."""
+    use_style()
+    rows = []
+    for seed, arrays in runs:
+        for method in settings["methods"]:
+            for wd in settings["weight_decays"]:
+                prefix = f"{method}/wd{wd:g}"
+                for i, step in enumerate(arrays[f"{prefix}/step"]):
+                    rows.append({"seed": seed, "variant": f"{label(method)}, wd={wd:g}", "step": step,
+                                 "pairwise distance": arrays[f"{prefix}/pairwise_distance"][i],
+                                 "drift from optimum": arrays[f"{prefix}/drift"][i],
+                                 "router weight norm": arrays[f"{prefix}/router_norm"][i],
+                                 "routing accuracy": arrays[f"{prefix}/routing_accuracy"][i]})
+    data = pd.DataFrame(rows)
+    metrics = ["pairwise distance", "drift from optimum", "router weight norm", "routing accuracy"]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.2))
+    for ax, metric in zip(axes, metrics):
+        sns.lineplot(data=data, x="step", y=metric, hue="variant", errorbar=("pi", 100), ax=ax, legend=ax is axes[0])
+        ax.set_title(metric)
+    axes[0].legend(fontsize=7)
+    fig.suptitle("Expert collapse metrics (line: mean over seeds; band: min-max)", y=1.03)
+    return save(fig, out_dir, "toy_collapse_metrics")
+
+
+def dilemma_weights(arrays: dict, settings: dict, seed: int, out_dir) -> list:
+    """Loss over the weights of experts A and B, the weights standard routing can reach, and the
+    weight paths of each method."""
+    use_style()
+    experts, target = np.array(settings["experts"]), np.array(settings["target"])
+    grid = np.linspace(-0.2, 1.4, 161)
+    wa, wb = np.meshgrid(grid, grid)
+    outputs = wa[..., None] * experts[0] + wb[..., None] * experts[1]
+    loss = ((outputs - target) ** 2).sum(-1)
+    fig, ax = plt.subplots(figsize=(5.6, 4.6))
+    contour = ax.contourf(wa, wb, np.log10(loss + 1e-4), levels=20, cmap="Greys")
+    fig.colorbar(contour, ax=ax, label="log10 loss")
+    ax.fill([0, 1, 0], [0, 0, 1], color="#8fb8de", alpha=0.35, label="weights = probabilities (w_A + w_B <= 1)")
+    palette = sns.color_palette("deep")
+    for i, method in enumerate(settings["methods"]):
+        weights = arrays[f"{method}/weights"]
+        ax.plot(weights[:, 0], weights[:, 1], color=palette[i], lw=1.8, label=label(method))
+        ax.scatter(*weights[-1, :2], color=palette[i], s=40, edgecolors="black", zorder=5)
+    best, *_ = np.linalg.lstsq(experts.T, target, rcond=None)
+    ax.scatter(*best[:2], marker="*", s=260, color="#e8322b", zorder=6, label="optimum")
+    ax.set(xlabel="weight of expert A", ylabel="weight of expert B", aspect="equal",
+           title=f"Expert weighting dilemma (seed {seed})")
+    ax.legend(fontsize=7, loc="upper right")
+    return save(fig, out_dir, "toy_dilemma_weights")
+
+
+def barrier_landscape(runs: list[tuple[int, dict]], settings: dict, out_dir) -> list:
+    """Left: the loss along the blend of A and B, and RPO's expected loss. Right: the routing
+    probability of B over training for every method and seed."""
+    use_style()
+    arrays = runs[0][1]
+    t, path_loss = arrays["interpolation/t"], arrays["interpolation/loss"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    left.plot(t, path_loss, lw=2, label="gradient routing: L((1-p) e_A + p e_B)")
+    left.plot(t, (1 - t) * path_loss[0] + t * path_loss[-1], lw=2, ls="--", label="RPO: (1-p) L(A) + p L(B)")
+    left.axvline(settings["initial_prob_b"], color="grey", lw=1, ls=":", label="initial p(B)")
+    left.set(xlabel="routing probability of expert B", ylabel="loss", title="Loss along the path from A to B")
+    left.legend(fontsize=7)
+    palette = sns.color_palette("deep")
+    for i, method in enumerate(settings["methods"]):
+        key = f"{method['router']}/k{method['k']}/prob_b"
+        for j, (_, seed_arrays) in enumerate(runs):
+            right.plot(seed_arrays[key], color=palette[i], alpha=0.6, lw=1.2,
+                       label=f"{label(method['router'])} (K={method['k']})" if j == 0 else None)
+    right.set(xlabel="training step", ylabel="p(B)", ylim=(-0.02, 1.02), title="Routing probability of B (all seeds)")
+    right.legend(fontsize=7)
+    return save(fig, out_dir, "toy_barrier_landscape")

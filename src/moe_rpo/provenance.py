@@ -1,0 +1,38 @@
+"""What a result was made with: package versions, git commit, platform, start time and runtime."""
+from __future__ import annotations
+
+import datetime as dt
+import platform
+import subprocess
+import sys
+from importlib import metadata
+
+PACKAGES = ("torch", "numpy", "pandas", "matplotlib", "seaborn", "jinja2", "snakemake", "moe-rpo")
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def git_state() -> tuple[str, bool]:
+    """(commit, dirty) of the working tree, or ("unknown", False) outside a git checkout."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                                    capture_output=True, text=True, check=True).stdout.strip())
+        return commit, dirty
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown", False
+
+
+def provenance(started: dt.datetime, runtime_s: float) -> dict:
+    commit, dirty = git_state()
+    return {"versions": package_versions(), "git_commit": commit, "git_dirty": dirty,
+            "python": sys.version.split()[0], "platform": platform.platform(),
+            "started": started.isoformat(timespec="seconds"), "runtime_s": round(runtime_s, 3)}

@@ -1,0 +1,1 @@
+"""HTML report pages rendered from generated files (claims, tables, figures, run records)."""

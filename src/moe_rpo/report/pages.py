@@ -1,0 +1,47 @@
+"""What each report page shows. Every file named here is produced by a pipeline rule."""
+from __future__ import annotations
+
+PAGES = [
+    {
+        "slug": "toy_routing",
+        "experiment": "routing",
+        "title": "Toy 1: routing trajectories",
+        "summary": ("Eight fixed 2-D experts and a target (red star). Only the router trains, for every "
+                    "method with K=1 and K=2; the figure draws the MoE output after every step (white to blue). "
+                    "The exact K-optimum comes from enumerating expert subsets with least-squares weights; "
+                    "'standard reachable' is the best point when the weights are the softmax probabilities."),
+        "figures": ["toy_routing_trajectories", "toy_routing_final_distance"],
+        "tables": ["toy_routing_summary", "toy_routing_optima"],
+    },
+    {
+        "slug": "toy_collapse",
+        "experiment": "collapse",
+        "title": "Toy 2: expert collapse",
+        "summary": ("2-D regression with one input cluster per expert; each expert (a 2-D weight vector) starts "
+                    "at its cluster's optimal solution (dashed circle). Router and experts train: jointly "
+                    "(standard) or by E/M alternation (RPO), with and without weight decay on the router."),
+        "figures": ["toy_collapse_positions", "toy_collapse_metrics"],
+        "tables": ["toy_collapse_summary"],
+    },
+    {
+        "slug": "toy_dilemma",
+        "experiment": "dilemma",
+        "title": "Toy 3: expert weighting dilemma",
+        "summary": ("The target needs much of expert A and little of expert B. With weights equal to router "
+                    "probabilities, one number decides both selection and contribution, so the weights stay on "
+                    "the probability simplex; RPO's separate weight policy is free."),
+        "figures": ["toy_dilemma_weights"],
+        "tables": ["toy_dilemma_summary"],
+    },
+    {
+        "slug": "toy_barrier",
+        "experiment": "barrier",
+        "title": "Toy 4: monotonicity barrier",
+        "summary": ("Two fixed experts feed a frozen non-linear readout; expert B is optimal, A nearly as good, "
+                    "their blends are bad. Gradient routing follows the blend and stops in the local minimum at A; "
+                    "RPO optimises the expected loss over discrete selections, which is linear in the routing "
+                    "probability."),
+        "figures": ["toy_barrier_landscape"],
+        "tables": ["toy_barrier_summary"],
+    },
+]

@@ -1,0 +1,59 @@
+"""The router interface that every routing method implements."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from moe_rpo.routers.policy import reinforce_surrogate
+
+
+@dataclass
+class RouterOutput:
+    """Everything a router decides for a batch of N tokens routed to k of E experts.
+
+    experts:    [N, k] indices of the selected experts.
+    weights:    [N, k] mixing weights of the selected experts.
+    probs:      [N, E] selection probabilities (for metrics: load, entropy, routing accuracy).
+    log_prob:   [N] log-probability of the sampled selection (and weights), or None when the
+                router does not sample.
+    aux_losses: named auxiliary losses, already scaled, to be added to the task loss.
+    """
+
+    experts: torch.Tensor
+    weights: torch.Tensor
+    probs: torch.Tensor
+    log_prob: torch.Tensor | None = None
+    aux_losses: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class Router(nn.Module):
+    """Maps token features [N, dim] to a RouterOutput.
+
+    `alternation` is None for routers trained jointly with the rest of the model, or
+    (e_steps, m_steps) for routers trained by E-step/M-step alternation: E-steps update only
+    router parameters, M-steps only the rest.
+    """
+
+    alternation: tuple[int, int] | None = None
+
+    def __init__(self, dim: int, num_experts: int, k: int):
+        super().__init__()
+        if not 1 <= k <= num_experts:
+            raise ValueError(f"router k={k} must lie in [1, num_experts={num_experts}]")
+        self.dim, self.num_experts, self.k = dim, num_experts, k
+
+    def forward(self, x: torch.Tensor) -> RouterOutput:
+        raise NotImplementedError
+
+    def loss_terms(self, out: RouterOutput, task_loss: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Terms to add to the mean task loss: auxiliary losses and, for routers that sample,
+        the REINFORCE surrogate whose gradient is the policy gradient with reward = -task_loss.
+
+        task_loss: [N] per-token loss of the model output that used this routing.
+        """
+        terms = dict(out.aux_losses)
+        if out.log_prob is not None:
+            terms["policy"] = reinforce_surrogate(out.log_prob, task_loss)
+        return terms

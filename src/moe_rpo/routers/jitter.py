@@ -1,0 +1,20 @@
+"""Switch-Transformer jitter: multiplicative input noise x * U(1 - eps, 1 + eps) during training."""
+from __future__ import annotations
+
+import torch
+
+from moe_rpo.routers.softmax_topk import SoftmaxTopK
+
+
+class Jitter(SoftmaxTopK):
+    """Softmax top-k whose router input is jittered while training."""
+
+    def __init__(self, dim: int, num_experts: int, k: int, epsilon: float = 0.1, normalize: bool = False,
+                 init_std: float = 0.01):
+        super().__init__(dim, num_experts, k, normalize=normalize, init_std=init_std)
+        self.epsilon = epsilon
+
+    def route_logits(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and self.epsilon > 0:
+            x = x * torch.empty_like(x).uniform_(1 - self.epsilon, 1 + self.epsilon)
+        return self.gate(x)

@@ -1,0 +1,37 @@
+"""Sampling and policy-gradient helpers shared by the routers that sample (RL, RPO)."""
+from __future__ import annotations
+
+import torch
+
+
+def sample_without_replacement(probs: torch.Tensor, k: int) -> torch.Tensor:
+    """Sample k distinct experts per row of probs [N, E] (sequentially, Plackett-Luce)."""
+    return torch.multinomial(probs.detach(), k, replacement=False)
+
+
+def selection_log_prob(log_probs: torch.Tensor, experts: torch.Tensor) -> torch.Tensor:
+    """Log-probability [N] of the ordered sample `experts` [N, k] drawn without replacement
+    from the categorical with log-probabilities `log_probs` [N, E]."""
+    chosen = log_probs.gather(-1, experts)
+    taken_before = torch.cumsum(chosen.exp(), dim=-1) - chosen.exp()
+    return (chosen - torch.log1p(-taken_before.clamp(max=1 - 1e-6))).sum(-1)
+
+
+def leave_one_out_baseline(values: torch.Tensor) -> torch.Tensor:
+    """Per-sample baseline: the mean of the other samples (keeps REINFORCE unbiased)."""
+    n = values.numel()
+    if n < 2:
+        return torch.zeros_like(values)
+    return (values.sum() - values) / (n - 1)
+
+
+def reinforce_surrogate(log_prob: torch.Tensor, task_loss: torch.Tensor) -> torch.Tensor:
+    """Surrogate whose gradient is the REINFORCE estimate of grad E[task_loss].
+
+    The reward is -task_loss; a leave-one-out mean over the batch is the baseline.
+    """
+    if log_prob.shape != task_loss.shape:
+        raise ValueError(f"log_prob {tuple(log_prob.shape)} and task_loss {tuple(task_loss.shape)} must match")
+    loss = task_loss.detach()
+    advantage = loss - leave_one_out_baseline(loss)
+    return (advantage * log_prob).mean()

@@ -1,0 +1,38 @@
+"""Shared pieces of the toys whose experts are fixed 2-D vectors and whose router sees a constant input."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from moe_rpo.routers import Router, RouterOutput, build_router
+
+
+def make_router(spec: dict, num_experts: int, k: int, initial_logits=None) -> Router:
+    """A router over `num_experts` experts fed the constant feature x = [1], so that its gate
+    weights are free logits; `initial_logits` optionally sets them."""
+    router = build_router(spec, dim=1, num_experts=num_experts, k=k)
+    if initial_logits is not None:
+        with torch.no_grad():
+            router.gate.weight.copy_(torch.as_tensor(initial_logits, dtype=torch.float32)[:, None])
+    return router
+
+
+def mix(out: RouterOutput, expert_vectors: torch.Tensor) -> torch.Tensor:
+    """MoE output [N, D] = sum over the selected experts of weight * expert vector."""
+    return (out.weights[..., None] * expert_vectors[out.experts]).sum(1)
+
+
+def dense_weights(out: RouterOutput, num_experts: int) -> torch.Tensor:
+    """The selected weights scattered into [N, num_experts] (zero for unselected experts)."""
+    return torch.zeros(out.weights.shape[0], num_experts).scatter(1, out.experts, out.weights)
+
+
+@torch.no_grad()
+def greedy_route(router: Router) -> RouterOutput:
+    """The router's deterministic decision (evaluation mode) for the constant input."""
+    router.eval()
+    return router(torch.ones(1, 1))
+
+
+def as_numpy(rows: list[torch.Tensor]) -> np.ndarray:
+    return torch.stack(rows).numpy()

@@ -1,0 +1,26 @@
+# Shared definitions: cross-reference checks of the config and the lists of outputs.
+import json
+from pathlib import Path
+
+from moe_rpo.config import ConfigError, TOY_EXPERIMENTS, check_references, experiment_settings
+from moe_rpo.report.pages import PAGES
+
+try:
+    check_references(config)
+except ConfigError as error:
+    raise WorkflowError(f"invalid config: {error}")
+
+SEEDS = config["seeds"]
+if config["report"]["trajectory_seed"] not in SEEDS:
+    raise WorkflowError(f"invalid config: report.trajectory_seed {config['report']['trajectory_seed']} "
+                        f"is not one of the seeds {SEEDS}")
+REPORT_PAGES = ["results/report/index.html"] + [f"results/report/{page['slug']}.html" for page in PAGES]
+
+
+def settings_json(experiment):
+    """The experiment's settings, passed to the command as JSON so that a change reruns only its jobs."""
+    return json.dumps(experiment_settings(config, experiment), sort_keys=True)
+
+
+def figure_outputs(page):
+    return [f"results/figures/{stem}.{ext}" for stem in page["figures"] for ext in ("png", "pdf")]

@@ -1,0 +1,37 @@
+# Claims (verdicts from the measured numbers) and the HTML report pages.
+
+
+rule claims:
+    """Evaluate every paper claim from the per-seed tables."""
+    input:
+        expand("results/tables/toy_{experiment}_seeds.csv", experiment=TOY_EXPERIMENTS),
+    output:
+        "results/claims.json",
+    params:
+        thresholds=json.dumps(config["claims"], sort_keys=True),
+    log:
+        "results/logs/claims.log",
+    benchmark:
+        "results/benchmarks/claims.tsv"
+    shell:
+        "moe-rpo claims --tables-dir results/tables --settings {params.thresholds:q} --out {output} > {log} 2>&1"
+
+
+rule report:
+    """Render the report pages (index with the claims checklist, one page per experiment)."""
+    input:
+        claims="results/claims.json",
+        figures=[path for page in PAGES for path in figure_outputs(page)],
+        tables=[f"results/tables/{stem}.csv" for page in PAGES for stem in page["tables"]],
+        templates=list(map(str, Path("paper").rglob("*.*"))),
+    output:
+        REPORT_PAGES,
+    params:
+        config=json.dumps(config, sort_keys=True),
+    log:
+        "results/logs/report.log",
+    benchmark:
+        "results/benchmarks/report.tsv"
+    shell:
+        "moe-rpo report --results-dir results --out-dir results/report --templates paper/templates "
+        "--settings {params.config:q} > {log} 2>&1"

@@ -1,0 +1,63 @@
+# The toy experiments: one job per experiment and seed, then one tables job and one figures job
+# per experiment (figures read saved arrays and tables, so a figure tweak never re-runs training).
+
+wildcard_constraints:
+    experiment="|".join(TOY_EXPERIMENTS),
+    seed=r"\d+",
+
+
+rule toy_run:
+    """Train every method of one toy experiment for one seed."""
+    output:
+        arrays="results/toy/{experiment}/seed{seed}.npz",
+        record="results/toy/{experiment}/seed{seed}.json",
+    params:
+        settings=lambda wc: settings_json(wc.experiment),
+    log:
+        "results/logs/toy_{experiment}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/toy_{experiment}/seed{seed}.tsv"
+    resources:
+        gpu=0,
+    shell:
+        "moe-rpo toy {wildcards.experiment} --seed {wildcards.seed} --settings {params.settings:q} "
+        "--out results/toy/{wildcards.experiment}/seed{wildcards.seed} > {log} 2>&1"
+
+
+for page in PAGES:
+
+    rule:
+        name:
+            f"tables_{page['slug']}"
+        input:
+            expand("results/toy/{experiment}/seed{seed}.json", experiment=page["experiment"], seed=SEEDS),
+        output:
+            [f"results/tables/toy_{page['experiment']}_seeds.csv"]
+            + [f"results/tables/{stem}.csv" for stem in page["tables"]],
+        params:
+            experiment=page["experiment"],
+        log:
+            f"results/logs/toy_{page['experiment']}/tables.log",
+        benchmark:
+            f"results/benchmarks/toy_{page['experiment']}/tables.tsv"
+        shell:
+            "moe-rpo tables {params.experiment} --runs {input} --out-dir results/tables > {log} 2>&1"
+
+    rule:
+        name:
+            f"figures_{page['slug']}"
+        input:
+            arrays=expand("results/toy/{experiment}/seed{seed}.npz", experiment=page["experiment"], seed=SEEDS),
+            tables=[f"results/tables/{stem}.csv" for stem in page["tables"]],
+        output:
+            figure_outputs(page),
+        params:
+            experiment=page["experiment"],
+            seed=config["report"]["trajectory_seed"],
+        log:
+            f"results/logs/toy_{page['experiment']}/figures.log",
+        benchmark:
+            f"results/benchmarks/toy_{page['experiment']}/figures.tsv"
+        shell:
+            "moe-rpo figures {params.experiment} --runs {input.arrays} --tables-dir results/tables "
+            "--seed {params.seed} --out-dir results/figures > {log} 2>&1"
