@@ -10,6 +10,12 @@ try:
 except ConfigError as error:
     raise WorkflowError(f"invalid config: {error}")
 
+# Jobs run `python -m moe_rpo` from this checkout's src/, so the rules also work in a conda env or on a
+# cluster node where only the dependencies are installed.
+SRC = Path(workflow.basedir) / "src"
+shell.prefix(f'export PYTHONPATH="{SRC}${{{{PYTHONPATH:+:$PYTHONPATH}}}}"; ')
+CONDA_ENV = "../envs/moe-rpo.yaml"
+
 SEEDS = config["seeds"]
 if config["report"]["trajectory_seed"] not in SEEDS:
     raise WorkflowError(f"invalid config: report.trajectory_seed {config['report']['trajectory_seed']} "

@@ -9,12 +9,14 @@ rule claims:
         "results/claims.json",
     params:
         thresholds=json.dumps(config["claims"], sort_keys=True),
+    conda:
+        CONDA_ENV
     log:
         "results/logs/claims.log",
     benchmark:
         "results/benchmarks/claims.tsv"
     shell:
-        "moe-rpo claims --tables-dir results/tables --settings {params.thresholds:q} --out {output} > {log} 2>&1"
+        "python -m moe_rpo claims --tables-dir results/tables --settings {params.thresholds:q} --out {output} > {log} 2>&1"
 
 
 rule report:
@@ -23,15 +25,19 @@ rule report:
         claims="results/claims.json",
         figures=[path for page in PAGES for path in figure_outputs(page)],
         tables=[f"results/tables/{stem}.csv" for page in PAGES for stem in page["tables"]],
-        templates=list(map(str, Path("paper").rglob("*.*"))),
+        runs=expand("results/toy/{experiment}/seed{seed}.json", experiment=TOY_EXPERIMENTS, seed=SEEDS),
+        benchmarks=expand("results/benchmarks/toy_{experiment}/seed{seed}.tsv", experiment=TOY_EXPERIMENTS, seed=SEEDS),
+        templates=sorted(map(str, Path("paper").rglob("*.*"))),
     output:
         REPORT_PAGES,
     params:
         config=json.dumps(config, sort_keys=True),
+    conda:
+        CONDA_ENV
     log:
         "results/logs/report.log",
     benchmark:
         "results/benchmarks/report.tsv"
     shell:
-        "moe-rpo report --results-dir results --out-dir results/report --templates paper/templates "
+        "python -m moe_rpo report --results-dir results --out-dir results/report --templates paper/templates "
         "--settings {params.config:q} > {log} 2>&1"

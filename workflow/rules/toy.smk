@@ -13,6 +13,8 @@ rule toy_run:
         record="results/toy/{experiment}/seed{seed}.json",
     params:
         settings=lambda wc: settings_json(wc.experiment),
+    conda:
+        CONDA_ENV
     log:
         "results/logs/toy_{experiment}/seed{seed}.log",
     benchmark:
@@ -20,7 +22,7 @@ rule toy_run:
     resources:
         gpu=0,
     shell:
-        "moe-rpo toy {wildcards.experiment} --seed {wildcards.seed} --settings {params.settings:q} "
+        "python -m moe_rpo toy {wildcards.experiment} --seed {wildcards.seed} --settings {params.settings:q} "
         "--out results/toy/{wildcards.experiment}/seed{wildcards.seed} > {log} 2>&1"
 
 
@@ -36,12 +38,14 @@ for page in PAGES:
             + [f"results/tables/{stem}.csv" for stem in page["tables"]],
         params:
             experiment=page["experiment"],
+        conda:
+            CONDA_ENV
         log:
             f"results/logs/toy_{page['experiment']}/tables.log",
         benchmark:
             f"results/benchmarks/toy_{page['experiment']}/tables.tsv"
         shell:
-            "moe-rpo tables {params.experiment} --runs {input} --out-dir results/tables > {log} 2>&1"
+            "python -m moe_rpo tables {params.experiment} --runs {input} --out-dir results/tables > {log} 2>&1"
 
     rule:
         name:
@@ -54,10 +58,12 @@ for page in PAGES:
         params:
             experiment=page["experiment"],
             seed=config["report"]["trajectory_seed"],
+        conda:
+            CONDA_ENV
         log:
             f"results/logs/toy_{page['experiment']}/figures.log",
         benchmark:
             f"results/benchmarks/toy_{page['experiment']}/figures.tsv"
         shell:
-            "moe-rpo figures {params.experiment} --runs {input.arrays} --tables-dir results/tables "
+            "python -m moe_rpo figures {params.experiment} --runs {input.arrays} --tables-dir results/tables "
             "--seed {params.seed} --out-dir results/figures > {log} 2>&1"

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib import pyplot as plt
-from matplotlib.colors import Normalize
+from matplotlib.colors import LinearSegmentedColormap, Normalize
 
 from moe_rpo.figures.style import EXPERT_COLORS, label, save, use_style
 
@@ -17,10 +17,14 @@ def _draw_experts(ax, experts: np.ndarray, target: np.ndarray | None = None) -> 
         ax.scatter(*target, marker="*", s=220, color="#e8322b", zorder=5, label="target")
 
 
-def _trajectory(ax, points: np.ndarray, cmap="Blues"):
-    steps = np.arange(len(points))
-    return ax.scatter(points[:, 0], points[:, 1], c=steps, cmap=cmap, norm=Normalize(0, len(points) - 1),
-                      s=14, edgecolors="none", zorder=4)
+STEP_CMAP = LinearSegmentedColormap.from_list("steps", plt.get_cmap("Blues")(np.linspace(0.15, 1.0, 256)))
+
+
+def _trajectory(ax, points: np.ndarray):
+    """The MoE output after every step, light (first) to dark blue (last), joined by a faint line."""
+    ax.plot(points[:, 0], points[:, 1], color="#08306b", lw=0.6, alpha=0.35, zorder=3)
+    return ax.scatter(points[:, 0], points[:, 1], c=np.arange(len(points)), cmap=STEP_CMAP,
+                      norm=Normalize(0, len(points) - 1), s=22, edgecolors="none", zorder=4)
 
 
 def routing_trajectories(arrays: dict, settings: dict, seed: int, out_dir) -> list:
@@ -28,7 +32,7 @@ def routing_trajectories(arrays: dict, settings: dict, seed: int, out_dir) -> li
     use_style()
     experts, target = np.array(settings["experts"]), np.array(settings["target"])
     methods, ks = settings["methods"], settings["ks"]
-    fig, axes = plt.subplots(len(ks), len(methods), figsize=(3.1 * len(methods), 3.0 * len(ks)), squeeze=False,
+    fig, axes = plt.subplots(len(ks), len(methods), figsize=(3.6 * len(methods), 3.6 * len(ks)), squeeze=False,
                              sharex=True, sharey=True)
     for row, k in enumerate(ks):
         for col, method in enumerate(methods):

@@ -1,0 +1,81 @@
+"""Open rendered HTML pages in headless Chromium (playwright) and list what is broken on them."""
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+BROKEN_IMAGES = "els => els.filter(e => !(e.complete && e.naturalWidth > 0)).map(e => e.getAttribute('src'))"
+LINKS = "els => els.map(e => e.href)"
+
+
+def require_chromium() -> None:
+    """Skip the calling test when no Chromium is usable; fail instead where REQUIRE_CHROMIUM=1 (CI)."""
+    import pytest
+
+    if chromium_available():
+        return
+    message = f"no headless Chromium usable through playwright ({CHROMIUM}); install Debian's chromium"
+    if os.environ.get("REQUIRE_CHROMIUM") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def _launch(playwright):
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+
+
+@functools.cache
+def chromium_available() -> bool:
+    """True if playwright is installed and can start the local Chromium."""
+    try:
+        from playwright.sync_api import sync_playwright
+        with sync_playwright() as p:
+            _launch(p).close()
+        return True
+    except Exception:  # noqa: BLE001 - any failure means: no usable browser here
+        return False
+
+
+def _missing_local_target(href: str) -> str | None:
+    url = urlsplit(href)
+    if url.scheme == "file" and not Path(unquote(url.path)).exists():
+        return unquote(url.path)
+    return None
+
+
+def check_pages(html_paths) -> list[str]:
+    """Problems found on the pages (empty if none): load failures, broken images, console errors,
+    requests that leave the local disk, and links to local files that do not exist."""
+    from playwright.sync_api import sync_playwright
+
+    problems = []
+    with sync_playwright() as p:
+        browser = _launch(p)
+        for path in map(Path, html_paths):
+            name = path.name
+            page = browser.new_page()
+            page.on("console", lambda m, n=name: problems.append(f"{n}: console error: {m.text}")
+                    if m.type == "error" else None)
+            page.on("pageerror", lambda e, n=name: problems.append(f"{n}: script error: {e}"))
+            page.on("request", lambda r, n=name: problems.append(f"{n}: non-local request: {r.url}")
+                    if not r.url.startswith(("file:", "data:", "about:")) else None)
+            try:
+                page.goto(path.resolve().as_uri(), wait_until="load", timeout=30_000)
+            except Exception as e:  # noqa: BLE001 - report it, go on with the next page
+                problems.append(f"{name}: failed to load: {e}")
+                page.close()
+                continue
+            problems += [f"{name}: broken image: {src}" for src in page.eval_on_selector_all("img", BROKEN_IMAGES)]
+            for href in page.eval_on_selector_all("a[href]", LINKS):
+                if target := _missing_local_target(href):
+                    problems.append(f"{name}: link to missing file: {target}")
+            page.close()
+        browser.close()
+    return problems

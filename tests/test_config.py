@@ -1,0 +1,74 @@
+"""The config schema: defaults, clear errors naming the key, and agreement with the routers."""
+import inspect
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from moe_rpo import config as cfg
+from moe_rpo.routers import METHODS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_empty_config_gets_every_default():
+    config = cfg.validate({})
+    assert config["seeds"] == [0, 1, 2, 3, 4]
+    assert config["toy"]["routing"]["steps"] == 2000
+    assert len(config["toy"]["routing"]["experts"]) == 8
+
+
+def test_shipped_configs_are_valid():
+    for path in (ROOT / "config").glob("*.yaml"):
+        cfg.load(path)
+
+
+@pytest.mark.parametrize("config, key", [
+    ({"toy": {"routing": {"stepz": 5}}}, "toy.routing: Additional properties are not allowed ('stepz'"),
+    ({"toy": {"routing": {"steps": 0}}}, "toy.routing.steps: 0 is less than the minimum of 1"),
+    ({"toy": {"collapse": {"lr": "fast"}}}, "toy.collapse.lr: 'fast' is not of type 'number'"),
+    ({"seeds": []}, "seeds: [] should be non-empty"),
+    ({"routers": {"mine": {"method": "magic"}}}, "routers.mine.method: 'magic' is not one of"),
+    ({"routers": {"mine": {"method": "rpo", "epsilon": 0.1}}}, "routers.mine: 'epsilon' is not one of"),
+    ({"toy": {"routing": {"methods": ["standard", "mine"]}}}, "toy.routing.methods.1: router 'mine' is not defined"),
+])
+def test_bad_values_are_rejected_naming_the_key(config, key):
+    with pytest.raises(cfg.ConfigError) as error:
+        cfg.validate(config)
+    assert key in str(error.value)
+
+
+def test_missing_config_file():
+    with pytest.raises(cfg.ConfigError, match="config file not found: nowhere.yaml"):
+        cfg.load("nowhere.yaml")
+
+
+def test_schema_options_match_the_router_constructors():
+    branches = cfg.schema()["definitions"]["router_spec"]["allOf"]
+    allowed = {b["if"]["properties"]["method"]["const"]: set(b["then"]["propertyNames"]["enum"]) for b in branches}
+    assert set(allowed) == set(METHODS)
+    for method, cls in METHODS.items():
+        params = set(inspect.signature(cls.__init__).parameters) - {"self", "dim", "num_experts", "k"}
+        assert allowed[method] == params | {"method"}, method
+
+
+def test_snakemake_refuses_a_bad_config_before_any_job(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"toy": {"barrier": {"frequency": -1}}}))
+    result = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile", str(bad)],
+                            cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "frequency" in result.stderr + result.stdout
+    assert "-1 is less than or equal to the minimum of 0" in result.stderr + result.stdout
+
+
+def test_cli_reports_a_bad_config_cleanly(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("toy: {routing: {batch_size: 1}}\n")
+    result = subprocess.run([sys.executable, "-m", "moe_rpo", "toy", "routing", "--seed", "0", "--config", str(bad),
+                             "--out", str(tmp_path / "x")], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "toy.routing.batch_size: 1 is less than the minimum of 2" in result.stderr
+    assert "Traceback" not in result.stderr

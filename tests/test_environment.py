@@ -1,0 +1,22 @@
+"""environment.yml and pyproject.toml pin the same versions; torch is pinned to 2.13.0."""
+import re
+import tomllib
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _pins(lines):
+    return dict(re.fullmatch(r"([A-Za-z0-9_.\-]+)==(\S+)", line).groups() for line in lines if "==" in line)
+
+
+def test_pins_agree():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pyproject = _pins(project["dependencies"] + [d for deps in project["optional-dependencies"].values() for d in deps])
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert _pins(pip_section) == pyproject
+    assert pyproject["torch"] == "2.13.0"
+    assert all("==" in dep for dep in project["dependencies"]), "every dependency is pinned"

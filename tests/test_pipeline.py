@@ -1,0 +1,91 @@
+"""End to end: the Snakemake workflow on the smoke config, in a copy of the repository."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from browser import check_pages, require_chromium
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOW_FILES = ["Snakefile", "workflow", "config", "profiles", "paper"]
+ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "HF_HUB_OFFLINE": "1"}
+
+pytestmark = pytest.mark.slow
+
+
+def snakemake(workdir: Path, *args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/test.yaml",
+                           *args], cwd=workdir, env=ENV, capture_output=True, text=True, **kwargs)
+
+
+def copy_workflow(dest: Path) -> Path:
+    for name in WORKFLOW_FILES:
+        (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(ROOT / name, dest / name)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    workdir = copy_workflow(tmp_path_factory.mktemp("pipeline"))
+    result = snakemake(workdir)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return workdir
+
+
+def test_pipeline_produces_figures_claims_and_report(finished):
+    results = finished / "results"
+    from moe_rpo.report.pages import PAGES
+
+    for page in PAGES:
+        for stem in page["figures"]:
+            for ext in ("png", "pdf"):
+                assert (results / "figures" / f"{stem}.{ext}").stat().st_size > 1000
+        for stem in page["tables"]:
+            assert (results / "tables" / f"{stem}.csv").is_file()
+        assert (results / "report" / f"{page['slug']}.html").is_file()
+        assert (results / "logs" / f"toy_{page['experiment']}" / "seed0.log").is_file()
+    claims = json.loads((results / "claims.json").read_text())["claims"]
+    assert len(claims) >= 10
+    assert all(c["verdict"] in ("reproduced", "not reproduced") for c in claims)
+
+
+def test_second_run_has_nothing_to_do(finished):
+    result = snakemake(finished, "-n")
+    assert result.returncode == 0
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_report_pages_render_in_chromium(finished):
+    require_chromium()
+    pages = sorted((finished / "results" / "report").glob("*.html"))
+    assert len(pages) == 5
+    assert check_pages(pages) == []
+
+
+def test_killed_run_resumes_to_the_same_numbers(finished, tmp_path):
+    """Kill a run after its first finished job, resume it: claims and tables equal the uninterrupted run's."""
+    workdir = copy_workflow(tmp_path)
+    run = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/test.yaml"],
+                           cwd=workdir, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           start_new_session=True)
+    deadline = time.time() + 120
+    while not list((workdir / "results" / "toy").rglob("seed*.json")) and time.time() < deadline:
+        time.sleep(0.2)
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait()
+    assert not (workdir / "results" / "claims.json").exists(), "the run finished before it could be killed"
+    result = snakemake(workdir)
+    assert result.returncode == 0, result.stderr[-4000:]
+    for name in ["claims.json", *[f"tables/toy_{e}_seeds.csv" for e in ("routing", "collapse", "dilemma", "barrier")]]:
+        assert (workdir / "results" / name).read_text() == (finished / "results" / name).read_text(), name
+
+
+def test_lint_passes():
+    result = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=ROOT, env=ENV,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]

@@ -1,0 +1,138 @@
+"""The HTML report: rendered from a small synthetic results tree, checked as text and in headless Chromium."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+from browser import check_pages, require_chromium  # noqa: E402
+
+from moe_rpo.config import validate  # noqa: E402
+from moe_rpo.report.pages import PAGES  # noqa: E402
+from moe_rpo.report.render import render_report  # noqa: E402
+
+TEMPLATES = Path(__file__).resolve().parents[1] / "paper" / "templates"
+SEEDS = [0, 1]
+BENCH_HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+def spread(median):
+    return {"median": median, "mean": median, "std": 0.01, "min": median / 2, "max": median * 2, "n": len(SEEDS)}
+
+
+CLAIMS = [
+    {"id": "toy_rpo_k2_reaches_target", "experiment": "toy_routing", "claim": "RPO with K=2 reaches the target.",
+     "metric": "median final distance", "measured": {"rpo k=2": spread(0.0123456)}, "threshold": "median < 0.05",
+     "verdict": "reproduced", "explanation": "RPO ends close to the target."},
+    {"id": "toy_collapse_standard", "experiment": "toy_collapse", "claim": "Standard routing collapses experts.",
+     "metric": "median distance ratio", "measured": {"standard": {"wd=0": spread(0.9), "wd=0.1": spread(0.95)}},
+     "threshold": "median < 0.8", "verdict": "not reproduced", "explanation": "The experts stay apart."},
+]
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> Path:
+    """A results tree with every file the report reads (figures, tables, claims, run records, benchmarks)."""
+    root = tmp_path_factory.mktemp("results")
+    (root / "figures").mkdir()
+    (root / "tables").mkdir()
+    for i, stem in enumerate(stem for page in PAGES for stem in page["figures"]):
+        fig, ax = plt.subplots(figsize=(3, 2))
+        ax.plot([0, 1, 2], [0, i, 2 * i])
+        for ext in ("png", "pdf"):
+            fig.savefig(root / "figures" / f"{stem}.{ext}")
+        plt.close(fig)
+    for stem in (stem for page in PAGES for stem in page["tables"]):
+        (root / "tables" / f"{stem}.csv").write_text("method,k,final_distance\nrpo,2,0.123456789\nstandard,2,\n")
+    (root / "claims.json").write_text(json.dumps({"thresholds": {}, "claims": CLAIMS}))
+    for page in PAGES:
+        experiment = page["experiment"]
+        for seed in SEEDS:
+            run = {"experiment": experiment, "seed": seed, "settings": {"steps": 200, "methods": ["standard", "rpo"]},
+                   "records": [],
+                   "provenance": {"versions": {"numpy": "2.4.6", "jinja2": "3.1.6"}, "git_commit": "abc123def",
+                                  "git_dirty": seed == 1, "python": "3.11.7", "platform": "Linux-test",
+                                  "started": "2026-01-01T00:00:00+00:00", "runtime_s": 1.5}}
+            path = root / "toy" / experiment / f"seed{seed}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(run))
+            bench = root / "benchmarks" / f"toy_{experiment}" / f"seed{seed}.tsv"
+            bench.parent.mkdir(parents=True, exist_ok=True)
+            rss = "-" if seed else "399.50"
+            row = [f"{4.71 + seed}", "0:00:04", rss, "773.48", "255.96", "321.98", "3.82", "0.44", "84.27", "4.46"]
+            bench.write_text(BENCH_HEADER + "\t".join(row) + "\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def config() -> dict:
+    return validate({"seeds": SEEDS, "report": {"title": "Synthetic replication report"}})
+
+
+@pytest.fixture(scope="module")
+def rendered(results, config) -> list[Path]:
+    return render_report(results, results / "report", config, TEMPLATES)
+
+
+def test_pages_written(rendered, results):
+    expected = [results / "report" / "index.html"] + [results / "report" / f"{p['slug']}.html" for p in PAGES]
+    assert rendered == expected
+    assert all(path.is_file() for path in rendered)
+    assert (results / "report" / "style.css").is_file()
+
+
+def test_index_lists_every_claim_and_page(rendered):
+    index = rendered[0].read_text()
+    assert "Synthetic replication report" in index
+    for claim in CLAIMS:
+        assert claim["id"] in index and claim["threshold"].replace("<", "&lt;") in index
+        assert f'href="{claim["experiment"]}.html#{claim["id"]}"' in index
+    assert '<span class="badge ok">reproduced</span>' in index
+    assert '<span class="badge fail">not reproduced</span>' in index
+    assert "1 reproduced" in index and "1 not reproduced" in index
+    assert "rpo k=2: median 0.01235 (range 0.006173–0.02469, n=2)" in index
+    assert "standard / wd=0.1: median 0.95" in index
+    for page in PAGES:
+        assert f'href="{page["slug"]}.html"' in index
+
+
+def test_experiment_page_shows_files_numbers(rendered):
+    page = rendered[1].read_text()  # toy_routing
+    assert PAGES[0]["title"] in page and 'id="toy_rpo_k2_reaches_target"' in page
+    assert "toy_collapse_standard" not in page
+    for stem in PAGES[0]["figures"]:
+        assert f'src="../figures/{stem}.png"' in page and f'href="../figures/{stem}.pdf"' in page
+    assert "0.1235" in page and "0.123456789" not in page  # tables: 4 significant digits
+    assert "<td>4.71</td>" in page and "<td>5.71</td>" in page and "10.42 s" in page  # benchmark wall times
+    assert "<td>399.5</td>" in page  # max_rss, and "-" shown as a dash
+    assert "steps: 200" in page and "methods: [standard, rpo]" in page
+    assert "abc123def" in page and "dirty" in page
+    assert "numpy" in page and "2.4.6" in page and "Linux-test" in page and "3.11.7" in page
+
+
+@pytest.mark.parametrize("missing", ["claims.json", "toy/dilemma/seed1.json", "benchmarks/toy_barrier/seed0.tsv",
+                                     "figures/toy_routing_trajectories.pdf", "tables/toy_collapse_summary.csv"])
+def test_missing_input_names_the_file(results, config, tmp_path, missing):
+    copy = tmp_path / "results"
+    shutil.copytree(results, copy, ignore=shutil.ignore_patterns("report"))
+    (copy / missing).unlink()
+    with pytest.raises(FileNotFoundError, match=re.escape(str(copy / missing))):
+        render_report(copy, copy / "report", config, TEMPLATES)
+
+
+def test_pages_work_in_browser(rendered):
+    require_chromium()
+    assert check_pages(rendered) == []
+
+
+def test_browser_check_finds_broken_pages(tmp_path):
+    require_chromium()
+    page = tmp_path / "broken.html"
+    page.write_text('<!DOCTYPE html><html><body><img src="missing.png"><a href="nowhere.html">x</a></body></html>')
+    problems = check_pages([page])
+    assert any("broken image: missing.png" in p for p in problems), problems
+    assert any("link to missing file" in p and "nowhere.html" in p for p in problems), problems

@@ -1,0 +1,170 @@
+"""The router interface: shapes, weights, gradient flow, and the REINFORCE estimator."""
+import itertools
+import math
+
+import pytest
+import torch
+
+from moe_rpo.routers import METHODS, RouterOutput, build_router
+from moe_rpo.routers.policy import leave_one_out_baseline, reinforce_surrogate, selection_log_prob
+
+DIM, EXPERTS, TOKENS = 6, 5, 32
+SPECS = {
+    "softmax_topk": {"method": "softmax_topk"},
+    "jitter": {"method": "jitter", "epsilon": 0.2},
+    "reinforce": {"method": "reinforce"},
+    "rpo": {"method": "rpo", "weight_std": 0.3},
+    "em": {"method": "em"},
+}
+
+
+def test_every_method_has_a_spec():
+    assert set(SPECS) == set(METHODS)
+
+
+@pytest.mark.parametrize("method", SPECS)
+@pytest.mark.parametrize("k", [1, 2, 3])
+@pytest.mark.parametrize("training", [True, False])
+def test_output_shapes_and_selection(method, k, training):
+    router = build_router(SPECS[method], DIM, EXPERTS, k).train(training)
+    out = router(torch.randn(TOKENS, DIM))
+    assert isinstance(out, RouterOutput)
+    assert out.experts.shape == (TOKENS, k) and out.experts.dtype == torch.long
+    assert out.weights.shape == (TOKENS, k)
+    assert out.probs.shape == (TOKENS, EXPERTS)
+    torch.testing.assert_close(out.probs.sum(-1), torch.ones(TOKENS))
+    assert all(len(set(row.tolist())) == k for row in out.experts), "selected experts must be distinct"
+    samples = method in ("reinforce", "rpo") and training
+    assert (out.log_prob is not None) == samples
+    if samples:
+        assert out.log_prob.shape == (TOKENS,)
+    else:  # deterministic routers and evaluation mode select the top-k experts
+        assert torch.equal(out.experts.sort(-1).values, out.probs.topk(k, -1).indices.sort(-1).values)
+
+
+def test_unnormalized_weights_are_the_probabilities():
+    router = build_router({"method": "softmax_topk"}, DIM, EXPERTS, 2)
+    out = router(torch.randn(TOKENS, DIM))
+    torch.testing.assert_close(out.weights, out.probs.gather(-1, out.experts))
+    assert (out.weights.sum(-1) < 1).all()
+
+
+def test_normalized_weights_sum_to_one_and_keep_ratios():
+    router = build_router({"method": "softmax_topk", "normalize": True}, DIM, EXPERTS, 2)
+    out = router(torch.randn(TOKENS, DIM))
+    torch.testing.assert_close(out.weights.sum(-1), torch.ones(TOKENS))
+    raw = out.probs.gather(-1, out.experts)
+    torch.testing.assert_close(out.weights[:, 0] / out.weights[:, 1], raw[:, 0] / raw[:, 1])
+
+
+def test_rpo_weights_are_free():
+    router = build_router({"method": "rpo", "weight_std": 0.5, "weight_init": 1.2}, DIM, EXPERTS, 2)
+    out = router(torch.randn(2000, DIM))
+    assert out.weights.max() > 1 and out.weights.min() < 0 < out.weights.mean()
+    assert not torch.allclose(out.weights.sum(-1), torch.ones(2000))
+    mode = router.eval()(torch.randn(4, DIM))
+    torch.testing.assert_close(mode.weights, torch.full((4, 2), 1.2))
+
+
+def test_jitter_changes_routing_only_while_training():
+    router = build_router({"method": "jitter", "epsilon": 0.5}, DIM, EXPERTS, 1)
+    x = torch.randn(TOKENS, DIM)
+    assert not torch.equal(router.train()(x).probs, router.train()(x).probs)
+    assert torch.equal(router.eval()(x).probs, router.eval()(x).probs)
+
+
+def _grads(module):
+    return {name: p.grad for name, p in module.named_parameters()}
+
+
+@pytest.mark.parametrize("method", ["softmax_topk", "jitter", "em"])
+def test_gradient_routers_learn_through_the_weights(method):
+    router = build_router(SPECS[method], DIM, EXPERTS, 2)
+    x = torch.randn(TOKENS, DIM, requires_grad=True)
+    out = router(x)
+    assert out.log_prob is None and not router.loss_terms(out, torch.zeros(TOKENS))
+    out.weights.sum().backward()
+    assert router.gate.weight.grad.abs().sum() > 0
+
+
+def test_rpo_learns_only_through_the_policy_gradient():
+    router = build_router(SPECS["rpo"], DIM, EXPERTS, 2)
+    x = torch.randn(TOKENS, DIM, requires_grad=True)
+    out = router(x)
+    assert not out.weights.requires_grad, "sampled weights are actions: no gradient through them"
+    task_loss = torch.rand(TOKENS)
+    router.loss_terms(out, task_loss)["policy"].backward()
+    assert router.gate.weight.grad.abs().sum() > 0
+    assert router.weight_policy.bias.grad.abs().sum() > 0
+
+
+def test_reinforce_router_gets_both_gradients():
+    router = build_router(SPECS["reinforce"], DIM, EXPERTS, 2)
+    out = router(torch.randn(TOKENS, DIM))
+    assert out.weights.requires_grad
+    out.weights.sum().backward(retain_graph=True)
+    through_weights = router.gate.weight.grad.clone()
+    router.zero_grad()
+    router.loss_terms(out, torch.rand(TOKENS))["policy"].backward()
+    assert through_weights.abs().sum() > 0 and router.gate.weight.grad.abs().sum() > 0
+
+
+def test_policy_term_ignores_the_task_loss_gradient():
+    log_prob = torch.zeros(4, requires_grad=True)
+    loss = torch.tensor([1.0, 2.0, 3.0, 4.0], requires_grad=True)
+    reinforce_surrogate(log_prob, loss).backward()
+    assert loss.grad is None
+    torch.testing.assert_close(log_prob.grad, (loss.detach() - leave_one_out_baseline(loss.detach())) / 4)
+
+
+def test_selection_log_prob_is_a_distribution_over_ordered_samples():
+    log_probs = torch.log_softmax(torch.randn(1, 4), -1)
+    total = sum(selection_log_prob(log_probs, torch.tensor([pair])).exp()
+                for pair in itertools.permutations(range(4), 2))
+    torch.testing.assert_close(total, torch.ones(1))
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_reinforce_estimator_is_unbiased(k):
+    """Average REINFORCE gradient over many sampled selections == exact gradient of E_S[f(S)]."""
+    torch.manual_seed(1)
+    experts = 4
+    logits = torch.tensor([0.3, -0.5, 1.0, 0.1], requires_grad=True)
+    cost = torch.rand(experts, experts) * 3  # f(S) for an ordered sample; made symmetric below
+    cost = cost + cost.T
+
+    def f(sample):
+        return cost[sample[:, 0], sample[:, -1]] if k == 2 else cost[sample[:, 0], sample[:, 0]]
+
+    log_p = torch.log_softmax(logits, -1)
+    exact = sum(selection_log_prob(log_p[None], torch.tensor([s])).exp() * f(torch.tensor([s]))
+                for s in itertools.permutations(range(experts), k))
+    (exact_grad,) = torch.autograd.grad(exact.sum(), logits)
+
+    batches, batch = 40, 5000
+    estimates = []
+    for _ in range(batches):
+        log_p = torch.log_softmax(logits, -1).expand(batch, experts)
+        sample = torch.multinomial(log_p.exp().detach(), k, replacement=False)
+        surrogate = reinforce_surrogate(selection_log_prob(log_p, sample), f(sample))
+        (grad,) = torch.autograd.grad(surrogate, logits)
+        estimates.append(grad)
+    estimates = torch.stack(estimates)
+    mean, stderr = estimates.mean(0), estimates.std(0) / math.sqrt(batches)
+    assert ((mean - exact_grad).abs() < 4 * stderr + 1e-4).all(), (mean, exact_grad, stderr)
+    assert (exact_grad.abs() > 10 * stderr).any(), "the test must be able to tell a biased estimator apart"
+
+
+@pytest.mark.parametrize("spec, message", [
+    ({"method": "nope"}, "unknown router method"),
+    ({"method": "rpo", "epsilon": 0.1}, "has no option"),
+    ({"method": "rpo", "weight_std": 0.0}, "weight_std"),
+])
+def test_bad_router_specs_are_rejected(spec, message):
+    with pytest.raises(ValueError, match=message):
+        build_router(spec, DIM, EXPERTS, 1)
+
+
+def test_k_must_fit_the_experts():
+    with pytest.raises(ValueError, match="k=6"):
+        build_router({"method": "softmax_topk"}, DIM, EXPERTS, 6)

@@ -1,0 +1,69 @@
+"""Every toy runs, is deterministic for a seed, and reports the metrics the tables need."""
+import numpy as np
+import pytest
+
+from moe_rpo import config as cfg
+from moe_rpo.tables import GROUP_KEYS, SUMMARY_METRICS, per_seed_table, summarize
+from moe_rpo.io import write_json
+from moe_rpo.toy import barrier, collapse, dilemma, routing
+
+MODULES = {"routing": routing, "collapse": collapse, "dilemma": dilemma, "barrier": barrier}
+
+
+def small_settings(experiment):
+    config = cfg.validate({})
+    settings = cfg.experiment_settings(config, experiment)
+    settings["steps"] = 40
+    if experiment == "collapse":
+        settings["log_every"] = 10
+    return settings
+
+
+@pytest.mark.parametrize("experiment", MODULES)
+def test_same_seed_same_numbers(experiment):
+    settings = small_settings(experiment)
+    arrays_a, records_a = MODULES[experiment].run(settings, seed=3)
+    arrays_b, records_b = MODULES[experiment].run(settings, seed=3)
+    assert records_a == records_b
+    assert arrays_a.keys() == arrays_b.keys()
+    for key in arrays_a:
+        np.testing.assert_array_equal(arrays_a[key], arrays_b[key])
+    _, records_c = MODULES[experiment].run(settings, seed=4)
+    assert records_c != records_a
+
+
+@pytest.mark.parametrize("experiment", MODULES)
+def test_records_feed_the_tables(experiment, tmp_path):
+    settings = small_settings(experiment)
+    paths = []
+    for seed in (0, 1):
+        _, records = MODULES[experiment].run(settings, seed)
+        paths.append(tmp_path / f"seed{seed}.json")
+        write_json(paths[-1], {"records": records})
+    summary = summarize(per_seed_table(paths), experiment)
+    assert set(GROUP_KEYS[experiment]) <= set(summary.columns)
+    assert (summary["seeds"] == 2).all()
+    for metric in SUMMARY_METRICS[experiment]:
+        assert summary[f"{metric}_median"].notna().all()
+
+
+def test_routing_trajectory_starts_at_the_initial_routing_and_has_every_step():
+    settings = small_settings("routing")
+    arrays, records = routing.run(settings, seed=0)
+    for method in settings["methods"]:
+        for k in settings["ks"]:
+            assert arrays[f"{method}/k{k}"].shape == (settings["steps"] + 1, 2)
+    assert {r["method"] for r in records} == set(settings["methods"])
+
+
+def test_barrier_loss_path_is_not_monotone_by_default():
+    settings = small_settings("barrier")
+    t, loss = barrier.interpolation_loss(settings)
+    assert barrier.barrier_height(settings) > 0.5
+    assert loss[-1] < loss[0] < loss.max()
+
+
+def test_dilemma_target_lies_outside_the_standard_reachable_set():
+    settings = small_settings("dilemma")
+    _, records = dilemma.run(settings, seed=0)
+    assert records[0]["optimum_distance"] < 1e-9 < records[0]["standard_reachable_distance"]
