@@ -12,7 +12,7 @@ import pytest
 from browser import check_pages, require_chromium
 
 ROOT = Path(__file__).resolve().parents[1]
-WORKFLOW_FILES = ["Snakefile", "workflow", "config", "profiles", "paper"]
+WORKFLOW_FILES = ["Snakefile", "workflow", "config", "profiles", "paper", "src"]
 ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "HF_HUB_OFFLINE": "1"}
 
 pytestmark = pytest.mark.slow
@@ -25,7 +25,10 @@ def snakemake(workdir: Path, *args: str, **kwargs) -> subprocess.CompletedProces
 
 def copy_workflow(dest: Path) -> Path:
     for name in WORKFLOW_FILES:
-        (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(ROOT / name, dest / name)
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            shutil.copy(ROOT / name, dest / name)
     return dest
 
 
@@ -89,3 +92,9 @@ def test_lint_passes():
     result = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=ROOT, env=ENV,
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+
+
+def test_snakemake_report_works(finished):
+    result = snakemake(finished, "--report", "snakemake-report.html")
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert (finished / "snakemake-report.html").stat().st_size > 10_000

@@ -28,5 +28,10 @@ def settings_json(experiment):
     return json.dumps(experiment_settings(config, experiment), sort_keys=True)
 
 
+def sources(*patterns):
+    """Package source files, as inputs: editing code reruns exactly the jobs that use it."""
+    return sorted(str(path) for pattern in patterns for path in Path("src/moe_rpo").glob(pattern))
+
+
 def figure_outputs(page):
     return [f"results/figures/{stem}.{ext}" for stem in page["figures"] for ext in ("png", "pdf")]

@@ -4,7 +4,8 @@
 rule claims:
     """Evaluate every paper claim from the per-seed tables."""
     input:
-        expand("results/tables/toy_{experiment}_seeds.csv", experiment=TOY_EXPERIMENTS),
+        tables=expand("results/tables/toy_{experiment}_seeds.csv", experiment=TOY_EXPERIMENTS),
+        code=sources("claims.py"),
     output:
         "results/claims.json",
     params:
@@ -28,6 +29,7 @@ rule report:
         runs=expand("results/toy/{experiment}/seed{seed}.json", experiment=TOY_EXPERIMENTS, seed=SEEDS),
         benchmarks=expand("results/benchmarks/toy_{experiment}/seed{seed}.tsv", experiment=TOY_EXPERIMENTS, seed=SEEDS),
         templates=sorted(map(str, Path("paper").rglob("*.*"))),
+        code=sources("report/*.py"),
     output:
         REPORT_PAGES,
     params:

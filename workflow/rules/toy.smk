@@ -8,6 +8,8 @@ wildcard_constraints:
 
 rule toy_run:
     """Train every method of one toy experiment for one seed."""
+    input:
+        code=sources("routers/*.py", "training/*.py", "toy/*.py"),
     output:
         arrays="results/toy/{experiment}/seed{seed}.npz",
         record="results/toy/{experiment}/seed{seed}.json",
@@ -32,7 +34,8 @@ for page in PAGES:
         name:
             f"tables_{page['slug']}"
         input:
-            expand("results/toy/{experiment}/seed{seed}.json", experiment=page["experiment"], seed=SEEDS),
+            runs=expand("results/toy/{experiment}/seed{seed}.json", experiment=page["experiment"], seed=SEEDS),
+            code=sources("tables.py"),
         output:
             [f"results/tables/toy_{page['experiment']}_seeds.csv"]
             + [f"results/tables/{stem}.csv" for stem in page["tables"]],
@@ -45,7 +48,7 @@ for page in PAGES:
         benchmark:
             f"results/benchmarks/toy_{page['experiment']}/tables.tsv"
         shell:
-            "python -m moe_rpo tables {params.experiment} --runs {input} --out-dir results/tables > {log} 2>&1"
+            "python -m moe_rpo tables {params.experiment} --runs {input.runs} --out-dir results/tables > {log} 2>&1"
 
     rule:
         name:
@@ -53,6 +56,7 @@ for page in PAGES:
         input:
             arrays=expand("results/toy/{experiment}/seed{seed}.npz", experiment=page["experiment"], seed=SEEDS),
             tables=[f"results/tables/{stem}.csv" for stem in page["tables"]],
+            code=sources("figures/*.py"),
         output:
             figure_outputs(page),
         params:

@@ -8,6 +8,7 @@ from matplotlib import pyplot as plt
 from matplotlib.colors import LinearSegmentedColormap, Normalize
 
 from moe_rpo.figures.style import EXPERT_COLORS, label, save, use_style
+from moe_rpo.toy.optimum import standard_weight_grid
 
 
 def _draw_experts(ax, experts: np.ndarray, target: np.ndarray | None = None) -> None:
@@ -32,8 +33,8 @@ def routing_trajectories(arrays: dict, settings: dict, seed: int, out_dir) -> li
     use_style()
     experts, target = np.array(settings["experts"]), np.array(settings["target"])
     methods, ks = settings["methods"], settings["ks"]
-    fig, axes = plt.subplots(len(ks), len(methods), figsize=(3.6 * len(methods), 3.6 * len(ks)), squeeze=False,
-                             sharex=True, sharey=True)
+    fig, axes = plt.subplots(len(ks), len(methods), figsize=(3.4 * len(methods), 3.3 * len(ks)), squeeze=False,
+                             sharex=True, sharey=True, layout="constrained")
     for row, k in enumerate(ks):
         for col, method in enumerate(methods):
             ax = axes[row, col]
@@ -42,7 +43,7 @@ def routing_trajectories(arrays: dict, settings: dict, seed: int, out_dir) -> li
             ax.set(xlim=(-1.05, 1.05), ylim=(-1.05, 1.05), aspect="equal", title=f"K={k} {label(method)}")
     axes[0, 0].legend(loc="lower left", framealpha=0.9, fontsize=6)
     fig.colorbar(points, ax=axes, shrink=0.6, label="training step")
-    fig.suptitle(f"Routing trajectories (seed {seed}); red star: target", y=1.0)
+    fig.suptitle(f"Routing trajectories (seed {seed}): MoE output after every step; red star: target")
     return save(fig, out_dir, "toy_routing_trajectories")
 
 
@@ -116,13 +117,17 @@ def dilemma_weights(arrays: dict, settings: dict, seed: int, out_dir) -> list:
     outputs = wa[..., None] * experts[0] + wb[..., None] * experts[1]
     loss = ((outputs - target) ** 2).sum(-1)
     fig, ax = plt.subplots(figsize=(5.6, 4.6))
-    contour = ax.contourf(wa, wb, np.log10(loss + 1e-4), levels=20, cmap="Greys")
+    contour = ax.contourf(wa, wb, np.log10(loss + 1e-4), levels=20, cmap=sns.color_palette("mako_r", as_cmap=True))
     fig.colorbar(contour, ax=ax, label="log10 loss")
-    ax.fill([0, 1, 0], [0, 0, 1], color="#8fb8de", alpha=0.35, label="weights = probabilities (w_A + w_B <= 1)")
-    palette = sns.color_palette("deep")
+    if settings["k"] == 2:
+        reachable = standard_weight_grid(len(experts), 2, resolution=200)
+        ax.scatter(reachable[:, 0], reachable[:, 1], s=4, color="#f4a261", alpha=0.5, edgecolors="none",
+                   label="reachable with weights = probabilities")
+    palette = sns.color_palette("bright")
     for i, method in enumerate(settings["methods"]):
         weights = arrays[f"{method}/weights"]
-        ax.plot(weights[:, 0], weights[:, 1], color=palette[i], lw=1.8, label=label(method))
+        ax.plot(weights[:, 0], weights[:, 1], color=palette[i], lw=2.5 - 0.4 * i, ls=["-", "--", ":", "-."][i % 4],
+                label=label(method))
         ax.scatter(*weights[-1, :2], color=palette[i], s=40, edgecolors="black", zorder=5)
     best, *_ = np.linalg.lstsq(experts.T, target, rcond=None)
     ax.scatter(*best[:2], marker="*", s=260, color="#e8322b", zorder=6, label="optimum")
