@@ -71,7 +71,7 @@ def test_report_pages_render_in_chromium(finished):
 
 
 def test_killed_run_resumes_to_the_same_numbers(finished, tmp_path):
-    """Kill a run after its first finished job, resume it: claims and tables equal the uninterrupted run's."""
+    """Kill -9 a run after its first finished job, resume it: claims and tables equal the uninterrupted run's."""
     workdir = copy_workflow(tmp_path)
     run = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/test.yaml"],
                            cwd=workdir, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -82,6 +82,7 @@ def test_killed_run_resumes_to_the_same_numbers(finished, tmp_path):
     os.killpg(run.pid, signal.SIGKILL)
     run.wait()
     assert not (workdir / "results" / "claims.json").exists(), "the run finished before it could be killed"
+    assert snakemake(workdir, "--unlock").returncode == 0  # a hard kill leaves Snakemake's lock behind
     result = snakemake(workdir)
     assert result.returncode == 0, result.stderr[-4000:]
     for name in ["claims.json", *[f"tables/toy_{e}_seeds.csv" for e in ("routing", "collapse", "dilemma", "barrier")]]:
