@@ -8,7 +8,7 @@ from matplotlib import pyplot as plt
 from matplotlib.colors import LinearSegmentedColormap, Normalize
 
 from moe_rpo.figures.style import EXPERT_COLORS, label, save, use_style
-from moe_rpo.toy.optimum import standard_weight_grid
+from moe_rpo.toy.optimum import best_subset_fit, standard_weight_grid
 
 
 def _draw_experts(ax, experts: np.ndarray, target: np.ndarray | None = None) -> None:
@@ -129,8 +129,10 @@ def dilemma_weights(arrays: dict, settings: dict, seed: int, out_dir) -> list:
         ax.plot(weights[:, 0], weights[:, 1], color=palette[i], lw=2.5 - 0.4 * i, ls=["-", "--", ":", "-."][i % 4],
                 label=label(method))
         ax.scatter(*weights[-1, :2], color=palette[i], s=40, edgecolors="black", zorder=5)
-    best, *_ = np.linalg.lstsq(experts.T, target, rcond=None)
-    ax.scatter(*best[:2], marker="*", s=260, color="#e8322b", zorder=6, label="optimum")
+    best = best_subset_fit(experts, target, settings["k"])
+    optimum = np.zeros(len(experts))
+    optimum[best["subset"]] = best["weights"]
+    ax.scatter(*optimum[:2], marker="*", s=260, color="#e8322b", zorder=6, label="optimum")
     ax.set(xlabel="weight of expert A", ylabel="weight of expert B", aspect="equal",
            title=f"Expert weighting dilemma (seed {seed})")
     ax.legend(fontsize=7, loc="upper right")

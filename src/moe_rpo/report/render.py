@@ -2,12 +2,12 @@
 experiment. Every number shown is read from results_dir; a missing input is an error, never a blank."""
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
 from pathlib import Path
 
+from moe_rpo.io import read_json
 from moe_rpo.report.pages import PAGES
 
 
@@ -51,7 +51,7 @@ def seed_runs(results_dir: Path, experiment: str, seeds: list[int]) -> list[dict
 
     runs = []
     for seed in seeds:
-        record = json.loads(_require(results_dir / "toy" / experiment / f"seed{seed}.json").read_text())
+        record = read_json(results_dir / "toy" / experiment / f"seed{seed}.json")
         bench = pd.read_csv(_require(results_dir / "benchmarks" / f"toy_{experiment}" / f"seed{seed}.tsv"),
                             sep="\t", na_values=["-", "NA"])
         runs.append({"seed": seed, "wall_s": float(bench["s"].mean()), "max_rss_mb": float(bench["max_rss"].mean()),
@@ -73,7 +73,7 @@ def render_report(results_dir: Path, out_dir: Path, config: dict, templates_dir:
     import yaml
 
     results_dir, out_dir, templates_dir = Path(results_dir), Path(out_dir), Path(templates_dir)
-    claims = json.loads(_require(results_dir / "claims.json").read_text())["claims"]
+    claims = read_json(results_dir / "claims.json")["claims"]
     slugs = {page["slug"] for page in PAGES}
     for claim in claims:
         if claim["experiment"] not in slugs:

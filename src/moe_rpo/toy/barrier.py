@@ -9,8 +9,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from moe_rpo.toy.fixed_experts import dense_weights, greedy_route, make_router, mix
-from moe_rpo.training.step import phase_at, train_step
+from moe_rpo.toy.fixed_experts import dense_weights, greedy_route, make_router, mix, train
 
 
 def readout_loss(z: torch.Tensor, settings: dict) -> torch.Tensor:
@@ -37,8 +36,6 @@ def train_router(spec: dict, k: int, settings: dict, seed: int) -> dict[str, np.
     torch.manual_seed(seed)
     experts = torch.tensor(settings["experts"], dtype=torch.float32)
     router = make_router(spec, 2, k, initial_logits=[0.0, float(np.log(settings["initial_prob_b"] / (1 - settings["initial_prob_b"])))])
-    optimizer = torch.optim.Adam(router.parameters(), lr=settings["lr"])
-    batch = torch.ones(settings["batch_size"], 1)
     prob_b, weights, loss = [], [], []
 
     def record():
@@ -47,11 +44,7 @@ def train_router(spec: dict, k: int, settings: dict, seed: int) -> dict[str, np.
         weights.append(dense_weights(out, 2)[0].numpy())
         loss.append(readout_loss(mix(out, experts), settings).item())
 
-    record()
-    for step in range(settings["steps"]):
-        train_step(router, optimizer, phase_at(step, router.alternation), batch,
-                   lambda out: readout_loss(mix(out, experts), settings), step=step)
-        record()
+    train(router, settings, lambda out: readout_loss(mix(out, experts), settings), record)
     return {"prob_b": np.array(prob_b), "weights": np.array(weights), "loss": np.array(loss)}
 
 

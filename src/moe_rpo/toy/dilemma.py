@@ -8,9 +8,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from moe_rpo.toy.fixed_experts import as_numpy, dense_weights, greedy_route, make_router, mix
+from moe_rpo.toy.fixed_experts import as_numpy, dense_weights, greedy_route, make_router, mix, train
 from moe_rpo.toy.optimum import best_standard_reachable, best_subset_fit
-from moe_rpo.training.step import phase_at, train_step
 
 
 def train_router(spec: dict, settings: dict, seed: int) -> np.ndarray:
@@ -19,13 +18,9 @@ def train_router(spec: dict, settings: dict, seed: int) -> np.ndarray:
     experts = torch.tensor(settings["experts"], dtype=torch.float32)
     target = torch.tensor(settings["target"], dtype=torch.float32)
     router = make_router(spec, len(experts), settings["k"])
-    optimizer = torch.optim.Adam(router.parameters(), lr=settings["lr"])
-    batch = torch.ones(settings["batch_size"], 1)
-    weights = [dense_weights(greedy_route(router), len(experts))[0]]
-    for step in range(settings["steps"]):
-        train_step(router, optimizer, phase_at(step, router.alternation), batch,
-                   lambda out: ((mix(out, experts) - target) ** 2).sum(-1), step=step)
-        weights.append(dense_weights(greedy_route(router), len(experts))[0])
+    weights = []
+    train(router, settings, lambda out: ((mix(out, experts) - target) ** 2).sum(-1),
+          lambda: weights.append(dense_weights(greedy_route(router), len(experts))[0]))
     return as_numpy(weights)
 
 

@@ -1,10 +1,13 @@
 """Shared pieces of the toys whose experts are fixed 2-D vectors and whose router sees a constant input."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
 from moe_rpo.routers import Router, RouterOutput, build_router
+from moe_rpo.training.step import phase_at, train_step
 
 
 def make_router(spec: dict, num_experts: int, k: int, initial_logits=None) -> Router:
@@ -32,6 +35,18 @@ def greedy_route(router: Router) -> RouterOutput:
     """The router's deterministic decision (evaluation mode) for the constant input."""
     router.eval()
     return router(torch.ones(1, 1))
+
+
+def train(router: Router, settings: dict, task_loss: Callable[[RouterOutput], torch.Tensor],
+          record: Callable[[], None]) -> None:
+    """Train the router alone with Adam for settings["steps"] steps on a constant batch of
+    settings["batch_size"] inputs; call `record` before training and after every step."""
+    optimizer = torch.optim.Adam(router.parameters(), lr=settings["lr"])
+    batch = torch.ones(settings["batch_size"], 1)
+    record()
+    for step in range(settings["steps"]):
+        train_step(router, optimizer, phase_at(step, router.alternation), batch, task_loss, step=step)
+        record()
 
 
 def as_numpy(rows: list[torch.Tensor]) -> np.ndarray:

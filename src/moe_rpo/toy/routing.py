@@ -6,9 +6,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from moe_rpo.toy.fixed_experts import as_numpy, greedy_route, make_router, mix
+from moe_rpo.toy.fixed_experts import as_numpy, greedy_route, make_router, mix, train
 from moe_rpo.toy.optimum import best_standard_reachable, best_subset_fit
-from moe_rpo.training.step import phase_at, train_step
 
 
 def optima(settings: dict) -> dict[int, dict]:
@@ -24,16 +23,9 @@ def train_router(spec: dict, k: int, settings: dict, seed: int) -> np.ndarray:
     experts = torch.tensor(settings["experts"], dtype=torch.float32)
     target = torch.tensor(settings["target"], dtype=torch.float32)
     router = make_router(spec, len(experts), k)
-    optimizer = torch.optim.Adam(router.parameters(), lr=settings["lr"])
-    batch = torch.ones(settings["batch_size"], 1)
-
-    def task_loss(out):
-        return ((mix(out, experts) - target) ** 2).sum(-1)
-
-    outputs = [mix(greedy_route(router), experts)[0]]
-    for step in range(settings["steps"]):
-        train_step(router, optimizer, phase_at(step, router.alternation), batch, task_loss, step=step)
-        outputs.append(mix(greedy_route(router), experts)[0])
+    outputs = []
+    train(router, settings, lambda out: ((mix(out, experts) - target) ** 2).sum(-1),
+          lambda: outputs.append(mix(greedy_route(router), experts)[0]))
     return as_numpy(outputs)
 
 
