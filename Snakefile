@@ -14,6 +14,7 @@ validate(config, "workflow/schemas/config.schema.yaml")
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
 include: "workflow/rules/toy.smk"
 include: "workflow/rules/report.smk"
 
@@ -22,4 +23,5 @@ rule all:
     input:
         REPORT_PAGES,
         "results/claims.json",
+        CORPUS_META,
     default_target: True

@@ -54,14 +54,30 @@ def test_schema_options_match_the_router_constructors():
         assert allowed[method] == params | {"method"}, method
 
 
-def test_snakemake_refuses_a_bad_config_before_any_job(tmp_path):
+@pytest.mark.parametrize("bad_config,messages", [
+    ({"toy": {"barrier": {"frequency": -1}}}, ["frequency", "-1 is less than or equal to the minimum of 0"]),
+    ({"corpora": {"web": {"source": "local"}}}, ["'path' is a required property"]),
+    ({"corpora": {"web": {"source": "shakespeare", "tokenizer": "bpe"}}}, ["'bpe' is not one of ['gpt2', 'char']"]),
+])
+def test_snakemake_refuses_a_bad_config_before_any_job(tmp_path, bad_config, messages):
     bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump({"toy": {"barrier": {"frequency": -1}}}))
+    bad.write_text(yaml.safe_dump(bad_config))
     result = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile", str(bad)],
                             cwd=ROOT, capture_output=True, text=True)
     assert result.returncode != 0
-    assert "frequency" in result.stderr + result.stdout
-    assert "-1 is less than or equal to the minimum of 0" in result.stderr + result.stdout
+    for message in messages:
+        assert message in result.stderr + result.stdout
+
+
+def test_snakemake_fills_corpus_defaults_per_source(tmp_path):
+    """Snakemake's validator fills the defaults of the source's branch only (a local corpus gets no 'unit')."""
+    extra = tmp_path / "extra.yaml"
+    extra.write_text(yaml.safe_dump({"corpora": {"mine": {"source": "local", "path": str(tmp_path)}}}))
+    result = subprocess.run([sys.executable, "-m", "snakemake", "results/data/mine/inventory.json", "-n", "--cores", "1",
+                             "--printshellcmds", "--configfile", str(extra)],
+                            cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert '"text_column": "text"' in result.stdout and '"unit"' not in result.stdout
 
 
 def test_cli_reports_a_bad_config_cleanly(tmp_path):

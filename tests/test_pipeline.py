@@ -57,6 +57,19 @@ def test_pipeline_produces_figures_claims_and_report(finished):
     assert all(c["verdict"] in ("reproduced", "not reproduced") for c in claims)
 
 
+def test_pipeline_prepares_the_corpora_offline(finished):
+    from moe_rpo.data.tokens import open_tokens, read_meta
+
+    for corpus, tokenizer in [("shakespeare", "gpt2"), ("shakespeare_char", "char")]:
+        out = finished / "results" / "data" / corpus
+        meta = read_meta(out)
+        assert meta["tokenizer"] == tokenizer and meta["shards"] == 2 and meta["documents"] == 80
+        assert len(open_tokens(out, "train")) == meta["splits"]["train"]["tokens"] > 0
+        assert len(open_tokens(out, "val")) == meta["splits"]["val"]["tokens"] > 0
+        assert not list((out / "shards").glob("*.bin"))  # shard files are temporary
+        assert "100%" in (finished / "results" / "logs" / f"data_{corpus}" / "shard1.log").read_text()
+
+
 def test_second_run_has_nothing_to_do(finished):
     result = snakemake(finished, "-n")
     assert result.returncode == 0

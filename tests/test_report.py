@@ -49,6 +49,11 @@ def results(tmp_path_factory) -> Path:
     for stem in (stem for page in PAGES for stem in page["tables"]):
         (root / "tables" / f"{stem}.csv").write_text("method,k,final_distance\nrpo,2,0.123456789\nstandard,2,\n")
     (root / "claims.json").write_text(json.dumps({"thresholds": {}, "claims": CLAIMS}))
+    meta = {"source": "shakespeare", "tokenizer": "char", "vocab_size": 65, "documents": 783, "empty_documents": 3,
+            "invalid_utf8_sequences": 0, "shards": 2,
+            "splits": {"train": {"tokens": 4391006}, "val": {"tokens": 594875}}}
+    (root / "data" / "tiny").mkdir(parents=True)
+    (root / "data" / "tiny" / "meta.json").write_text(json.dumps(meta))
     for page in PAGES:
         experiment = page["experiment"]
         for seed in SEEDS:
@@ -70,7 +75,8 @@ def results(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def config() -> dict:
-    return validate({"seeds": SEEDS, "report": {"title": "Synthetic replication report"}})
+    return validate({"seeds": SEEDS, "report": {"title": "Synthetic replication report"},
+                     "corpora": {"tiny": {"source": "shakespeare", "tokenizer": "char"}}})
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +104,7 @@ def test_index_lists_every_claim_and_page(rendered):
     assert "standard / wd=0.1: median 0.95" in index
     for page in PAGES:
         assert f'href="{page["slug"]}.html"' in index
+    assert "<td>tiny</td>" in index and "4,391,006" in index and "594,875" in index  # from meta.json
 
 
 def test_experiment_page_shows_files_numbers(rendered):
@@ -115,7 +122,8 @@ def test_experiment_page_shows_files_numbers(rendered):
 
 
 @pytest.mark.parametrize("missing", ["claims.json", "toy/dilemma/seed1.json", "benchmarks/toy_barrier/seed0.tsv",
-                                     "figures/toy_routing_trajectories.pdf", "tables/toy_collapse_summary.csv"])
+                                     "figures/toy_routing_trajectories.pdf", "tables/toy_collapse_summary.csv",
+                                     "data/tiny/meta.json"])
 def test_missing_input_names_the_file(results, config, tmp_path, missing):
     copy = tmp_path / "results"
     shutil.copytree(results, copy, ignore=shutil.ignore_patterns("report"))

@@ -47,6 +47,57 @@ def cmd_toy(args):
                                           "provenance": provenance(started, time.perf_counter() - clock)})
 
 
+def _timed(step, *args):
+    """Run a step and return (its result, provenance)."""
+    from moe_rpo.provenance import provenance  # noqa: PLC0415
+
+    started, clock = dt.datetime.now(dt.timezone.utc), time.perf_counter()
+    result = step(*args)
+    return result, provenance(started, time.perf_counter() - clock)
+
+
+def cmd_corpus_inventory(args):
+    """Check a corpus spec and count its documents (first preprocessing step; fails before any work)."""
+    from moe_rpo.data.prepare import inventory  # noqa: PLC0415
+
+    spec = _settings(args, lambda c: cfg.corpus_spec(c, args.corpus))
+    record, prov = _timed(inventory, spec)
+    write_json(args.out, {**record, "provenance": prov})
+    print(f"{args.corpus}: {record['documents']} documents, tokenizer {record['tokenizer']['name']} "
+          f"(vocabulary {record['tokenizer']['vocab_size']})")
+
+
+def cmd_corpus_shard(args):
+    """Tokenize one shard (a disjoint document range) of a corpus."""
+    from moe_rpo.data.prepare import tokenize_shard  # noqa: PLC0415
+
+    counts = tokenize_shard(read_json(args.inventory), args.shards, args.shard, args.out)
+    print(json.dumps(counts))
+
+
+def cmd_corpus_gather(args):
+    """Concatenate a corpus's shards into train.bin / val.bin and write meta.json."""
+    from moe_rpo.data.prepare import gather  # noqa: PLC0415
+
+    meta, prov = _timed(gather, read_json(args.inventory), args.shards, args.out_dir)
+    write_json(Path(args.out_dir) / "meta.json", {**meta, "provenance": prov})
+    print(json.dumps({split: info["tokens"] for split, info in meta["splits"].items()}))
+
+
+def cmd_prepare(args):
+    """Prepare a corpus in one process (inventory, every shard, gather), without Snakemake."""
+    from moe_rpo.data.prepare import gather, inventory, tokenize_shard  # noqa: PLC0415
+
+    spec = _settings(args, lambda c: cfg.corpus_spec(c, args.corpus))
+    out_dir = Path(args.out_dir)
+    record = inventory(spec)
+    prefixes = [out_dir / "shards" / str(shard) for shard in range(spec["shards"])]
+    for shard, prefix in enumerate(prefixes):
+        tokenize_shard(record, spec["shards"], shard, prefix)
+    meta = gather(record, prefixes, out_dir)
+    print(json.dumps({split: info["tokens"] for split, info in meta["splits"].items()}))
+
+
 def cmd_tables(args):
     """Per-seed table and summary over seeds (and, for routing, the optima) as CSV."""
     from moe_rpo import tables  # noqa: PLC0415
@@ -125,6 +176,31 @@ def parser() -> argparse.ArgumentParser:
     toy.add_argument("--out", required=True, help="output prefix; writes PREFIX.npz and PREFIX.json")
     _add_settings_args(toy, "the experiment's settings")
     toy.set_defaults(func=cmd_toy)
+
+    inventory = sub.add_parser("corpus-inventory", help=cmd_corpus_inventory.__doc__)
+    inventory.add_argument("corpus", help="name of the corpus under 'corpora' in the config")
+    inventory.add_argument("--out", required=True, help="inventory record (.json)")
+    _add_settings_args(inventory, "the corpus spec")
+    inventory.set_defaults(func=cmd_corpus_inventory)
+
+    shard = sub.add_parser("corpus-shard", help=cmd_corpus_shard.__doc__)
+    shard.add_argument("--inventory", required=True)
+    shard.add_argument("--shards", type=int, required=True, help="number of shards")
+    shard.add_argument("--shard", type=int, required=True, help="this shard's number, 0..shards-1")
+    shard.add_argument("--out", required=True, help="output prefix; writes PREFIX.{train,val}.bin and PREFIX.json")
+    shard.set_defaults(func=cmd_corpus_shard)
+
+    gather = sub.add_parser("corpus-gather", help=cmd_corpus_gather.__doc__)
+    gather.add_argument("--inventory", required=True)
+    gather.add_argument("--shards", nargs="+", required=True, help="shard prefixes, in shard order")
+    gather.add_argument("--out-dir", required=True)
+    gather.set_defaults(func=cmd_corpus_gather)
+
+    prepare = sub.add_parser("prepare", help=cmd_prepare.__doc__)
+    prepare.add_argument("corpus", help="name of the corpus under 'corpora' in the config")
+    prepare.add_argument("--out-dir", required=True)
+    _add_settings_args(prepare, "the corpus spec")
+    prepare.set_defaults(func=cmd_prepare)
 
     tables = sub.add_parser("tables", help=cmd_tables.__doc__)
     tables.add_argument("experiment", choices=cfg.TOY_EXPERIMENTS)

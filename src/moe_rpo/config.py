@@ -75,3 +75,10 @@ def experiment_settings(config: dict, experiment: str) -> dict:
     names = [m["router"] if isinstance(m, dict) else m for m in section["methods"]]
     section["routers"] = {name: config["routers"][name] for name in names}
     return section
+
+
+def corpus_spec(config: dict, name: str) -> dict:
+    """The spec of one named corpus (config['corpora'][name])."""
+    if name not in config["corpora"]:
+        raise ConfigError(f"no corpus {name!r} under 'corpora' (defined: {sorted(config['corpora'])})")
+    return config["corpora"][name]

@@ -7,7 +7,8 @@ import subprocess
 import sys
 from importlib import metadata
 
-PACKAGES = ("torch", "numpy", "pandas", "matplotlib", "seaborn", "jinja2", "snakemake", "moe-rpo")
+PACKAGES = ("torch", "numpy", "pandas", "matplotlib", "seaborn", "jinja2", "snakemake", "transformers", "datasets",
+            "tiktoken", "moe-rpo")
 
 
 def package_versions() -> dict[str, str]:

@@ -20,6 +20,8 @@ SEEDS = config["seeds"]
 if config["report"]["trajectory_seed"] not in SEEDS:
     raise WorkflowError(f"invalid config: report.trajectory_seed {config['report']['trajectory_seed']} "
                         f"is not one of the seeds {SEEDS}")
+CORPORA = sorted(config["corpora"])
+CORPUS_META = expand("results/data/{corpus}/meta.json", corpus=CORPORA)
 REPORT_PAGES = ["results/report/index.html"] + [f"results/report/{page['slug']}.html" for page in PAGES]
 
 
@@ -35,3 +37,14 @@ def sources(*patterns):
 
 def figure_outputs(page):
     return [f"results/figures/{stem}.{ext}" for stem in page["figures"] for ext in ("png", "pdf")]
+
+
+def corpus_json(wildcards):
+    """One corpus's spec as JSON (a change reruns only that corpus's jobs)."""
+    return json.dumps(config["corpora"][wildcards.corpus], sort_keys=True)
+
+
+def corpus_shards(wildcards):
+    """Output prefixes of a corpus's shard jobs, in shard order."""
+    count = config["corpora"][wildcards.corpus]["shards"]
+    return [f"results/data/{wildcards.corpus}/shards/{shard}" for shard in range(count)]

@@ -28,6 +28,7 @@ rule report:
         tables=[f"results/tables/{stem}.csv" for page in PAGES for stem in page["tables"]],
         runs=expand("results/toy/{experiment}/seed{seed}.json", experiment=TOY_EXPERIMENTS, seed=SEEDS),
         benchmarks=expand("results/benchmarks/toy_{experiment}/seed{seed}.tsv", experiment=TOY_EXPERIMENTS, seed=SEEDS),
+        corpora=CORPUS_META,
         templates=sorted(map(str, Path("paper").rglob("*.*"))),
         code=sources("report/*.py"),
     output:

@@ -66,6 +66,19 @@ def environment(runs: list[dict]) -> dict[str, str]:
     return {key: ", ".join(values) for key, values in env.items()}
 
 
+def corpus_rows(results_dir: Path, names: list[str]) -> list[dict]:
+    """One row per prepared corpus, read from its meta.json."""
+    rows = []
+    for name in names:
+        meta = read_json(results_dir / "data" / name / "meta.json")
+        rows.append({"name": name, "source": meta["source"], "tokenizer": meta["tokenizer"],
+                     "vocab_size": meta["vocab_size"], "documents": meta["documents"],
+                     "empty_documents": meta["empty_documents"], "invalid_utf8": meta["invalid_utf8_sequences"],
+                     "train_tokens": meta["splits"]["train"]["tokens"], "val_tokens": meta["splits"]["val"]["tokens"],
+                     "shards": meta["shards"]})
+    return rows
+
+
 def render_report(results_dir: Path, out_dir: Path, config: dict, templates_dir: Path) -> list[Path]:
     """Write out_dir/index.html and out_dir/{slug}.html for every page, copy ../static/style.css next to them
     (relative to templates_dir), and return the HTML paths written."""
@@ -88,7 +101,8 @@ def render_report(results_dir: Path, out_dir: Path, config: dict, templates_dir:
     shutil.copyfile(_require(templates_dir.parent / "static" / "style.css"), out_dir / "style.css")
 
     written = [out_dir / "index.html"]
-    written[0].write_text(env.get_template("index.html.j2").render(current="index", **common))
+    corpora = corpus_rows(results_dir, sorted(config["corpora"]))
+    written[0].write_text(env.get_template("index.html.j2").render(current="index", corpora=corpora, **common))
     for page in PAGES:
         figures = []
         for stem in page["figures"]:

@@ -1,0 +1,70 @@
+# Corpus preprocessing, scatter/gather: an inventory job checks the corpus and counts its documents,
+# `shards` jobs tokenize disjoint document ranges (in parallel, locally or on a cluster), and a gather
+# job concatenates them into train.bin / val.bin and writes meta.json.
+
+wildcard_constraints:
+    corpus="|".join(CORPORA),
+    shard=r"\d+",
+
+
+rule corpus_inventory:
+    """Check a corpus spec (source, path, tokenizer, dtype) and count its documents."""
+    input:
+        code=sources("data/*.py"),
+    output:
+        "results/data/{corpus}/inventory.json",
+    params:
+        spec=corpus_json,
+    conda:
+        CONDA_ENV
+    log:
+        "results/logs/data_{corpus}/inventory.log",
+    benchmark:
+        "results/benchmarks/data_{corpus}/inventory.tsv"
+    shell:
+        "python -m moe_rpo corpus-inventory {wildcards.corpus} --settings {params.spec:q} --out {output} > {log} 2>&1"
+
+
+rule corpus_shard:
+    """Tokenize one document range of a corpus."""
+    input:
+        inventory="results/data/{corpus}/inventory.json",
+        code=sources("data/*.py"),
+    output:
+        train=temp("results/data/{corpus}/shards/{shard}.train.bin"),
+        val=temp("results/data/{corpus}/shards/{shard}.val.bin"),
+        counts=temp("results/data/{corpus}/shards/{shard}.json"),
+    params:
+        shards=lambda wc: config["corpora"][wc.corpus]["shards"],
+    conda:
+        CONDA_ENV
+    log:
+        "results/logs/data_{corpus}/shard{shard}.log",
+    benchmark:
+        "results/benchmarks/data_{corpus}/shard{shard}.tsv"
+    shell:
+        "python -m moe_rpo corpus-shard --inventory {input.inventory} --shards {params.shards} --shard {wildcards.shard} "
+        "--out results/data/{wildcards.corpus}/shards/{wildcards.shard} > {log} 2>&1"
+
+
+rule corpus_gather:
+    """Concatenate a corpus's shards into train.bin / val.bin and write meta.json."""
+    input:
+        inventory="results/data/{corpus}/inventory.json",
+        shards=lambda wc: [f"{prefix}.{part}" for prefix in corpus_shards(wc) for part in ("train.bin", "val.bin", "json")],
+        code=sources("data/*.py"),
+    output:
+        train="results/data/{corpus}/train.bin",
+        val="results/data/{corpus}/val.bin",
+        meta="results/data/{corpus}/meta.json",
+    params:
+        prefixes=corpus_shards,
+    conda:
+        CONDA_ENV
+    log:
+        "results/logs/data_{corpus}/gather.log",
+    benchmark:
+        "results/benchmarks/data_{corpus}/gather.tsv"
+    shell:
+        "python -m moe_rpo corpus-gather --inventory {input.inventory} --shards {params.prefixes} "
+        "--out-dir results/data/{wildcards.corpus} > {log} 2>&1"
