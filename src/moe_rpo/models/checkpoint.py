@@ -1,0 +1,56 @@
+"""GPT weights on disk: Hugging Face GPT-2 checkpoints, and our own (config + state_dict)."""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from moe_rpo.models.gpt import GPT, GPTConfig
+
+# Hugging Face GPT-2 stores these as Conv1D weights [in, out]; nn.Linear wants [out, in].
+CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+# GPT-2 settings our GPT implements; a checkpoint with other values is refused.
+HF_SETTINGS = {"activation_function": "gelu_new", "n_inner": None, "layer_norm_epsilon": 1e-5,
+               "scale_attn_weights": True, "scale_attn_by_inverse_layer_idx": False, "add_cross_attention": False}
+
+
+def from_hf(name_or_path: str | Path, dropout: float = 0.0) -> GPT:
+    """A dense GPT with the weights of a Hugging Face GPT-2 checkpoint (a local directory or a cached
+    hub name such as "gpt2")."""
+    from transformers import GPT2LMHeadModel  # slow import: only when needed
+
+    hf = GPT2LMHeadModel.from_pretrained(name_or_path)
+    unsupported = {key: getattr(hf.config, key) for key, value in HF_SETTINGS.items()
+                   if getattr(hf.config, key) != value}
+    if unsupported:
+        raise ValueError(f"{name_or_path}: GPT-2 settings {unsupported} are not supported (need {HF_SETTINGS})")
+    config = GPTConfig(vocab_size=hf.config.vocab_size, block_size=hf.config.n_positions, n_layer=hf.config.n_layer,
+                       n_head=hf.config.n_head, n_embd=hf.config.n_embd, dropout=dropout, bias=True)
+    model = GPT(config)
+    ours, theirs = model.state_dict(), hf.state_dict()
+    if set(ours) != set(theirs):
+        raise ValueError(f"{name_or_path}: parameter names differ: only ours {sorted(set(ours) - set(theirs))}, "
+                         f"only theirs {sorted(set(theirs) - set(ours))}")
+    with torch.no_grad():
+        for name, tensor in theirs.items():
+            ours[name].copy_(tensor.t() if name.endswith(CONV1D_WEIGHTS) else tensor)
+    return model
+
+
+def save_gpt(model: GPT, path: str | Path) -> None:
+    """Write config and weights atomically (a killed job leaves no partial checkpoint)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"config": asdict(model.config), "model": model.state_dict()}, tmp)
+    os.replace(tmp, path)
+
+
+def load_gpt(path: str | Path, device: str | torch.device = "cpu") -> GPT:
+    """The GPT written by save_gpt. Every parameter is trainable again: freezing is the caller's choice."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    model = GPT(GPTConfig(**checkpoint["config"]))
+    model.load_state_dict(checkpoint["model"])
+    return model.to(device)

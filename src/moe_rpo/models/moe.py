@@ -1,0 +1,39 @@
+"""A mixture-of-experts layer: a router sends each token to k of E experts and mixes their outputs."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from moe_rpo.routers import Router, RouterOutput
+
+
+class MoE(nn.Module):
+    """y(x) = sum over the k selected experts e of weight_e(x) * expert_e(x), computed sparsely:
+    each expert runs only on the tokens routed to it."""
+
+    def __init__(self, experts: list[nn.Module], router: Router):
+        super().__init__()
+        if len(experts) != router.num_experts:
+            raise ValueError(f"{len(experts)} experts but the router chooses among {router.num_experts}")
+        self.experts = nn.ModuleList(experts)
+        self.router = router
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, RouterOutput]:
+        B, T, C = x.size()
+        tokens = x.reshape(B * T, C)
+        routing = self.router(tokens)
+        # one row per (token, selected expert), grouped by expert
+        expert_of_row = routing.experts.reshape(-1)
+        order = expert_of_row.argsort(stable=True)
+        token_of_row = order.div(self.router.k, rounding_mode="floor")
+        weight_of_row = routing.weights.reshape(-1)[order, None]
+        rows_per_expert = torch.bincount(expert_of_row, minlength=len(self.experts)).tolist()
+        y = torch.zeros_like(tokens)
+        start = 0
+        for expert, count in zip(self.experts, rows_per_expert):
+            if count:
+                rows = token_of_row[start:start + count]
+                out = weight_of_row[start:start + count] * expert(tokens.index_select(0, rows))
+                y.index_add_(0, rows, out.to(y.dtype))
+            start += count
+        return y.view(B, T, C), routing
