@@ -15,6 +15,8 @@ SPECS = {
     "reinforce": {"method": "reinforce"},
     "rpo": {"method": "rpo", "weight_std": 0.3},
     "em": {"method": "em"},
+    "noisy_topk": {"method": "noisy_topk"},
+    "switch": {"method": "switch", "balance_coef": 0.05},
 }
 
 
@@ -168,3 +170,82 @@ def test_bad_router_specs_are_rejected(spec, message):
 def test_k_must_fit_the_experts():
     with pytest.raises(ValueError, match="k=6"):
         build_router({"method": "softmax_topk"}, DIM, EXPERTS, 6)
+
+
+# ---- noisy top-k (Shazeer et al., 2017) and Switch (Fedus et al., 2021) against their formulas ----
+
+def randomized(router):
+    with torch.no_grad():
+        for p in router.parameters():
+            p.normal_(0, 0.5)
+    return router
+
+
+def test_noisy_topk_starts_at_zero_and_has_no_noise_at_evaluation():
+    router = build_router({"method": "noisy_topk"}, DIM, EXPERTS, 2)
+    assert all((p == 0).all() for p in router.parameters())
+    randomized(router).eval()
+    x = torch.randn(TOKENS, DIM)
+    first, second = router(x), router(x)
+    assert torch.equal(first.experts, second.experts) and not first.aux_losses
+    torch.testing.assert_close(first.probs, torch.softmax(router.gate(x), -1))
+
+
+def test_noisy_topk_weights_and_importance_loss():
+    router = randomized(build_router({"method": "noisy_topk", "w_importance": 0.3, "w_load": 0.0}, DIM, EXPERTS, 2))
+    out = router(torch.randn(TOKENS, DIM))
+    selected = out.probs.gather(-1, out.experts)
+    torch.testing.assert_close(out.weights, selected / selected.sum(-1, keepdim=True))  # softmax over the top k
+    gates = torch.zeros(TOKENS, EXPERTS).scatter(1, out.experts, out.weights)
+    importance = gates.sum(0)
+    torch.testing.assert_close(out.aux_losses["importance"], 0.3 * importance.var() / importance.mean() ** 2)
+    assert out.aux_losses["load"] == 0
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_noisy_topk_load_is_the_probability_of_staying_in_the_top_k(k):
+    """P(x, i) against Monte Carlo: redraw expert i's noise, keep the others' noisy logits fixed."""
+    torch.manual_seed(3)
+    router = randomized(build_router({"method": "noisy_topk"}, DIM, EXPERTS, k))
+    x = torch.randn(4, DIM)
+    with torch.no_grad():
+        clean = router.gate(x)
+        noise_std = torch.nn.functional.softplus(router.noise(x)) + 1e-2
+        noisy = clean + torch.randn_like(clean) * noise_std
+        p = router.prob_in_top_k(clean, noisy, noise_std, noisy.topk(k + 1, -1).values)
+        draws = 20000
+        for i in range(EXPERTS):
+            redrawn = clean[:, i:i + 1] + torch.randn(4, draws) * noise_std[:, i:i + 1]
+            others = torch.cat([noisy[:, :i], noisy[:, i + 1:]], 1)
+            kth_other = others.topk(k, -1).values[:, -1:]
+            frequency = (redrawn > kth_other).float().mean(1)
+            se = (p[:, i] * (1 - p[:, i]) / draws).sqrt() + 1e-4
+            assert ((frequency - p[:, i]).abs() < 5 * se).all(), (i, frequency, p[:, i])
+
+
+def test_noisy_topk_load_loss_has_gradient_for_the_gate():
+    router = randomized(build_router({"method": "noisy_topk", "w_importance": 0.0}, DIM, EXPERTS, 1))
+    router(torch.randn(TOKENS, DIM)).aux_losses["load"].backward()
+    assert router.gate.weight.grad.abs().sum() > 0 and router.noise.weight.grad.abs().sum() > 0
+
+
+def test_switch_balance_loss_formula():
+    router = build_router({"method": "switch", "balance_coef": 0.01}, DIM, EXPERTS, 1)
+    out = router(torch.randn(TOKENS, DIM))
+    f = torch.bincount(out.experts[:, 0], minlength=EXPERTS) / TOKENS
+    torch.testing.assert_close(out.aux_losses["balance"], 0.01 * EXPERTS * (f * out.probs.mean(0)).sum())
+    torch.testing.assert_close(out.weights, out.probs.gather(-1, out.experts))  # raw probabilities
+
+
+def test_switch_balance_loss_is_alpha_when_uniform_and_larger_when_collapsed():
+    router = build_router({"method": "switch", "balance_coef": 0.01, "init_std": 0.0}, DIM, EXPERTS, 1)
+    with torch.no_grad():
+        router.gate.weight.zero_()
+    x = torch.randn(EXPERTS * 10, DIM)
+    uniform = router(x).aux_losses["balance"]
+    torch.testing.assert_close(uniform, torch.tensor(0.01 * EXPERTS * (1 / EXPERTS)))  # all to expert 0, P uniform
+    with torch.no_grad():
+        router.gate.weight[0] = 0
+        router.gate.weight[0, 0] = 50.0
+    collapsed = router(torch.ones(20, DIM)).aux_losses["balance"]
+    assert collapsed > 4 * uniform

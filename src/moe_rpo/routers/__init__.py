@@ -6,9 +6,11 @@ import inspect
 from moe_rpo.routers.base import Router, RouterOutput
 from moe_rpo.routers.em import EM
 from moe_rpo.routers.jitter import Jitter
+from moe_rpo.routers.noisy_topk import NoisyTopK
 from moe_rpo.routers.reinforce import Reinforce
 from moe_rpo.routers.rpo import RPO
 from moe_rpo.routers.softmax_topk import SoftmaxTopK
+from moe_rpo.routers.switch import Switch
 
 METHODS: dict[str, type[Router]] = {
     "softmax_topk": SoftmaxTopK,
@@ -16,6 +18,8 @@ METHODS: dict[str, type[Router]] = {
     "reinforce": Reinforce,
     "rpo": RPO,
     "em": EM,
+    "noisy_topk": NoisyTopK,
+    "switch": Switch,
 }
 
 __all__ = ["METHODS", "Router", "RouterOutput", "build_router"]

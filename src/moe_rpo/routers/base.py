@@ -33,10 +33,12 @@ class Router(nn.Module):
 
     `alternation` is None for routers trained jointly with the rest of the model, or
     (e_steps, m_steps) for routers trained by E-step/M-step alternation: E-steps update only
-    router parameters, M-steps only the rest.
+    router parameters, M-steps only the rest. `samples` marks routers whose training decisions are
+    sampled (they return a log_prob).
     """
 
     alternation: tuple[int, int] | None = None
+    samples: bool = False  # True for routers that sample while training and learn by REINFORCE
 
     def __init__(self, dim: int, num_experts: int, k: int):
         super().__init__()
@@ -47,13 +49,15 @@ class Router(nn.Module):
     def forward(self, x: torch.Tensor) -> RouterOutput:
         raise NotImplementedError
 
-    def loss_terms(self, out: RouterOutput, task_loss: torch.Tensor) -> dict[str, torch.Tensor]:
+    def loss_terms(self, out: RouterOutput, task_loss: torch.Tensor,
+                   baseline: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Terms to add to the mean task loss: auxiliary losses and, for routers that sample,
         the REINFORCE surrogate whose gradient is the policy gradient with reward = -task_loss.
 
         task_loss: [N] per-token loss of the model output that used this routing.
+        baseline:  [N] optional per-token REINFORCE baseline (default: leave-one-out batch mean).
         """
         terms = dict(out.aux_losses)
         if out.log_prob is not None:
-            terms["policy"] = reinforce_surrogate(out.log_prob, task_loss)
+            terms["policy"] = reinforce_surrogate(out.log_prob, task_loss, baseline)
         return terms

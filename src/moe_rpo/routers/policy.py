@@ -25,13 +25,19 @@ def leave_one_out_baseline(values: torch.Tensor) -> torch.Tensor:
     return (values.sum() - values) / (n - 1)
 
 
-def reinforce_surrogate(log_prob: torch.Tensor, task_loss: torch.Tensor) -> torch.Tensor:
+def reinforce_surrogate(log_prob: torch.Tensor, task_loss: torch.Tensor,
+                        baseline: torch.Tensor | None = None) -> torch.Tensor:
     """Surrogate whose gradient is the REINFORCE estimate of grad E[task_loss].
 
-    The reward is -task_loss; a leave-one-out mean over the batch is the baseline.
+    The reward is -task_loss. The baseline is a per-sample value that does not depend on the sampled
+    action (e.g. the loss under the router's greedy decision); without one, the leave-one-out mean
+    over the batch is used.
     """
     if log_prob.shape != task_loss.shape:
         raise ValueError(f"log_prob {tuple(log_prob.shape)} and task_loss {tuple(task_loss.shape)} must match")
     loss = task_loss.detach()
-    advantage = loss - leave_one_out_baseline(loss)
-    return (advantage * log_prob).mean()
+    if baseline is None:
+        baseline = leave_one_out_baseline(loss)
+    elif baseline.shape != loss.shape:
+        raise ValueError(f"baseline {tuple(baseline.shape)} and task_loss {tuple(loss.shape)} must match")
+    return ((loss - baseline.detach()) * log_prob).mean()

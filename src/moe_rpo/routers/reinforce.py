@@ -13,6 +13,8 @@ class Reinforce(SoftmaxTopK):
     are the (unnormalised) probabilities, so the router also gets the ordinary gradient through
     them. No separate weight policy: this is RPO's selection without its weight policy."""
 
+    samples = True
+
     def forward(self, x: torch.Tensor) -> RouterOutput:
         if not self.training:
             return super().forward(x)

@@ -21,6 +21,8 @@ class RPO(Router):
     probability, weights = mu.
     """
 
+    samples = True
+
     def __init__(self, dim: int, num_experts: int, k: int, weight_std: float = 0.1, weight_init: float | None = None,
                  init_std: float = 0.01, e_steps: int = 1, m_steps: int = 1):
         super().__init__(dim, num_experts, k)
