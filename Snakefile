@@ -16,6 +16,7 @@ validate(config, "workflow/schemas/config.schema.yaml")
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/toy.smk"
+include: "workflow/rules/lm.smk"
 include: "workflow/rules/report.smk"
 
 

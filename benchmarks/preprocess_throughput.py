@@ -97,8 +97,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         write_corpus(tmp / "corpus", args.copies)
-        spec = cfg.validate({"corpora": {"bench": {"source": "local", "path": str(tmp / "corpus"),
-                                                   "shards": args.shards}}})["corpora"]["bench"]
+        spec = cfg.validate_definition({"source": "local", "path": str(tmp / "corpus"), "shards": args.shards},
+                                       "corpus_spec")
         settings = json.dumps(spec)
         names = ("baseline (1 process)", f"sharded ({args.shards} processes)")
         seconds, peaks = {name: [] for name in names}, {}

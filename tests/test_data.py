@@ -23,7 +23,7 @@ DOCS = ["First document.\nWith two lines.", "Second, with ünïcödé — and �
 
 def spec(source, **options):
     """A corpus spec with the schema's defaults filled in."""
-    return cfg.validate({"corpora": {"c": {"source": source, **options}}})["corpora"]["c"]
+    return cfg.validate_definition({"source": source, **options}, "corpus_spec")
 
 
 def prepare(corpus_spec, out_dir, shards=None):
@@ -297,7 +297,7 @@ def test_vocabulary_that_does_not_fit_the_dtype_fails_before_work():
 ])
 def test_bad_corpus_config_is_named(corpus, message):
     with pytest.raises(cfg.ConfigError, match=message):
-        cfg.validate({"corpora": {"c": corpus}})
+        cfg.validate({"corpora": {"c": corpus, "shakespeare_char": {"source": "shakespeare", "tokenizer": "char"}}})
 
 
 def test_unknown_source_or_tokenizer_in_code_paths():

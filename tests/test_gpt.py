@@ -185,6 +185,9 @@ def test_routing_metrics():
     entropies = [-sum(p * math.log(p) for p in row if p > 0) for row in probs.tolist()]
     assert entropies[2] == 0 and metrics["entropy"] == pytest.approx(sum(entropies) / 4)
     assert metrics["load"] == pytest.approx([0.5, 0.25, 0.25])
+    tied = RouterOutput(experts=torch.zeros(2, 1, dtype=torch.long), weights=torch.ones(2, 1),
+                        probs=torch.tensor([[0.5, 0.5, 0.0], [1 / 3, 1 / 3, 1 / 3]]))
+    assert routing_metrics(tied)["accuracy"] == 0.0  # a tie is not a choice of expert 0
 
 
 def test_checkpoint_round_trip(base, tmp_path):
@@ -234,3 +237,14 @@ def test_unsupported_hugging_face_settings_are_refused(tmp_path):
     GPT2LMHeadModel(config).save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="activation_function"):
         from_hf(tmp_path)
+
+
+def test_every_router_method_sees_the_same_experts(base):
+    """The distractors depend on the seed only, not on the router (whose parameters also come from the seed)."""
+    a = recovery_model(base, [0, 1], "diff", 0.0, SOFTMAX, seed=3)
+    b = recovery_model(base, [0, 1], "diff", 0.0, {"method": "rpo", "weight_std": 0.2}, k=2, seed=3)
+    c = recovery_model(base, [0, 1], "diff", 0.0, SOFTMAX, seed=4)
+    experts = [lambda m, i=i: m.transformer.h[i].mlp.experts.state_dict() for i in (0, 1)]
+    for get in experts:
+        assert all(torch.equal(v, get(b)[key]) for key, v in get(a).items())
+        assert not all(torch.equal(v, get(c)[key]) for key, v in get(a).items())

@@ -51,9 +51,12 @@ def test_pipeline_produces_figures_claims_and_report(finished):
         for stem in page["tables"]:
             assert (results / "tables" / f"{stem}.csv").is_file()
         assert (results / "report" / f"{page['slug']}.html").is_file()
-        assert (results / "logs" / f"toy_{page['experiment']}" / "seed0.log").is_file()
+    for experiment in ("routing", "collapse", "dilemma", "barrier"):
+        assert (results / "logs" / f"toy_{experiment}" / "seed0.log").is_file()
+    assert "100%" in (results / "logs" / "lm_recovery" / "sim0.3" / "seed1.log").read_text()
     claims = json.loads((results / "claims.json").read_text())["claims"]
-    assert len(claims) >= 10
+    assert len(claims) >= 12 and {"lm_recovery_diff_unnormalized_finds_routing",
+                                   "lm_recovery_sim_only_rpo_recovers"} <= {c["id"] for c in claims}
     assert all(c["verdict"] in ("reproduced", "not reproduced") for c in claims)
 
 
@@ -79,7 +82,9 @@ def test_second_run_has_nothing_to_do(finished):
 def test_report_pages_render_in_chromium(finished):
     require_chromium()
     pages = sorted((finished / "results" / "report").glob("*.html"))
-    assert len(pages) == 5
+    from moe_rpo.report.pages import PAGES
+
+    assert len(pages) == len(PAGES) + 1
     assert check_pages(pages) == []
 
 

@@ -54,29 +54,37 @@ def results(tmp_path_factory) -> Path:
             "splits": {"train": {"tokens": 4391006}, "val": {"tokens": 594875}}}
     (root / "data" / "tiny").mkdir(parents=True)
     (root / "data" / "tiny" / "meta.json").write_text(json.dumps(meta))
-    for page in PAGES:
-        experiment = page["experiment"]
-        for seed in SEEDS:
-            run = {"experiment": experiment, "seed": seed, "settings": {"steps": 200, "methods": ["standard", "rpo"]},
-                   "records": [],
-                   "provenance": {"versions": {"numpy": "2.4.6", "jinja2": "3.1.6"}, "git_commit": "abc123def",
-                                  "git_dirty": seed == 1, "python": "3.11.7", "platform": "Linux-test",
-                                  "started": "2026-01-01T00:00:00+00:00", "runtime_s": 1.5}}
-            path = root / "toy" / experiment / f"seed{seed}.json"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(run))
-            bench = root / "benchmarks" / f"toy_{experiment}" / f"seed{seed}.tsv"
-            bench.parent.mkdir(parents=True, exist_ok=True)
-            rss = "-" if seed else "399.50"
-            row = [f"{4.71 + seed}", "0:00:04", rss, "773.48", "255.96", "321.98", "3.82", "0.44", "84.27", "4.46"]
-            bench.write_text(BENCH_HEADER + "\t".join(row) + "\n")
+    jobs = [(f"toy/{page['experiment']}/seed{seed}", f"toy_{page['experiment']}/seed{seed}", seed)
+            for page in PAGES if page["experiment"] != "recovery" for seed in SEEDS]
+    jobs += [(f"lm/recovery/{setting}/seed{seed}", f"lm_recovery/{setting}/seed{seed}", seed)
+             for setting in ("diff", "sim0.3") for seed in SEEDS]
+    jobs += [("lm/base/model", "lm_base/base_model", 0)]
+    for record_stem, bench_stem, seed in jobs:
+        run = {"seed": seed, "settings": {"steps": 200, "methods": ["standard", "rpo"]}, "records": [],
+               "provenance": {"versions": {"numpy": "2.4.6", "jinja2": "3.1.6"}, "git_commit": "abc123def",
+                              "git_dirty": seed == 1, "python": "3.11.7", "platform": "Linux-test",
+                              "started": "2026-01-01T00:00:00+00:00", "runtime_s": 1.5}}
+        if record_stem == "lm/base/model":
+            run |= {"source": "pretrain", "parameters": 820224, "val_loss": 1.9712345,
+                    "config": {"n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 128, "vocab_size": 65},
+                    "settings": {"corpus": "tiny", "train": {"steps": 600, "batch_size": 32, "block_size": 128}}}
+        path = root / f"{record_stem}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(run))
+        bench = root / "benchmarks" / f"{bench_stem}.tsv"
+        bench.parent.mkdir(parents=True, exist_ok=True)
+        rss = "-" if seed else "399.50"
+        row = [f"{4.71 + seed}", "0:00:04", rss, "773.48", "255.96", "321.98", "3.82", "0.44", "84.27", "4.46"]
+        bench.write_text(BENCH_HEADER + "\t".join(row) + "\n")
     return root
 
 
 @pytest.fixture(scope="module")
 def config() -> dict:
     return validate({"seeds": SEEDS, "report": {"title": "Synthetic replication report"},
-                     "corpora": {"tiny": {"source": "shakespeare", "tokenizer": "char"}}})
+                     "corpora": {"tiny": {"source": "shakespeare", "tokenizer": "char"}},
+                     "base_model": {"corpus": "tiny"},
+                     "recovery": {"corpus": "tiny", "seeds": SEEDS, "sim_scales": [0.3]}})
 
 
 @pytest.fixture(scope="module")
@@ -119,11 +127,20 @@ def test_experiment_page_shows_files_numbers(rendered):
     assert "steps: 200" in page and "methods: [standard, rpo]" in page
     assert "abc123def" in page and "dirty" in page
     assert "numpy" in page and "2.4.6" in page and "Linux-test" in page and "3.11.7" in page
+    assert "Base model" not in page
+
+
+def test_lm_page_shows_the_base_model_and_every_job(rendered):
+    page = rendered[-1].read_text()  # lm_recovery
+    assert "Base model" in page and "820,224" in page and "1.971" in page and "pretrained here" in page
+    assert "smaller scale" in page  # the default config says at what scale the page was made
+    assert "<td>sim0.3 seed 1</td>" in page and "<td>diff seed 0</td>" in page
 
 
 @pytest.mark.parametrize("missing", ["claims.json", "toy/dilemma/seed1.json", "benchmarks/toy_barrier/seed0.tsv",
                                      "figures/toy_routing_trajectories.pdf", "tables/toy_collapse_summary.csv",
-                                     "data/tiny/meta.json"])
+                                     "data/tiny/meta.json", "lm/recovery/sim0.3/seed1.json", "lm/base/model.json",
+                                     "benchmarks/lm_recovery/diff/seed0.tsv"])
 def test_missing_input_names_the_file(results, config, tmp_path, missing):
     copy = tmp_path / "results"
     shutil.copytree(results, copy, ignore=shutil.ignore_patterns("report"))

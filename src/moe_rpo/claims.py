@@ -124,14 +124,44 @@ def barrier_claims(df: pd.DataFrame, t: dict) -> list[dict]:
     ]
 
 
-CLAIMS = {"routing": routing_claims, "collapse": collapse_claims, "dilemma": dilemma_claims, "barrier": barrier_claims}
+def recovery_claims(df: pd.DataFrame, t: dict) -> list[dict]:
+    threshold, sim = t["recovery_accuracy"], f"sim{t['recovery_sim_scale']:g}"
+    diff = spread(_select(df, setting="diff", method="standard", k=1)["accuracy"])
+    on_sim = {f"{m} k={k}": spread(g["accuracy"]) for (m, k), g in _select(df, setting=sim).groupby(["method", "k"])}
+    rpo = spread(_select(df, setting=sim, method="rpo")["accuracy"])
+    others = {name: s for name, s in on_sim.items() if not name.startswith("rpo ")}
+    failing = [name for name, s in others.items() if s["median"] < threshold]
+    return [
+        _claim("lm_recovery_diff_unnormalized_finds_routing", "lm_recovery",
+               "DIFF (random distractor experts): an unnormalised MoE (weights = raw softmax probabilities) finds "
+               "the correct routing.",
+               "median over seeds of the final share of tokens whose top choice is the pretrained expert "
+               "(mean over MoE layers; standard, k=1, DIFF)",
+               {"standard k=1 accuracy": diff}, f"median >= {threshold}", diff["median"] >= threshold,
+               f"standard top-1 routes {diff['median']:.1%} of tokens to the pretrained expert (median of "
+               f"{diff['n']} seeds; range {diff['min']:.1%}-{diff['max']:.1%})."),
+        _claim("lm_recovery_sim_only_rpo_recovers", "lm_recovery",
+               "SIM (perturbed copies as distractors): standard training fails and only RPO recovers the correct "
+               "routing.",
+               f"median final routing accuracy at SIM scale {t['recovery_sim_scale']:g}, RPO against every other method",
+               {"accuracy": on_sim}, f"RPO median >= {threshold} and every other method's median < {threshold}",
+               rpo["median"] >= threshold and len(failing) == len(others),
+               f"RPO routes {rpo['median']:.1%} of tokens to the pretrained expert (median); "
+               f"{len(failing)} of {len(others)} other methods stay below {threshold:.0%}"
+               + (f"; above it: {', '.join(sorted(set(others) - set(failing)))}." if len(failing) < len(others)
+                  else ".")),
+    ]
+
+
+CLAIMS = {"toy_routing": routing_claims, "toy_collapse": collapse_claims, "toy_dilemma": dilemma_claims,
+          "toy_barrier": barrier_claims, "lm_recovery": recovery_claims}
 
 
 def evaluate(tables_dir: str | Path, thresholds: dict) -> list[dict]:
-    """All claims, from the per-seed tables `toy_{experiment}_seeds.csv` in tables_dir."""
+    """All claims, from the per-seed tables `{stem}_seeds.csv` in tables_dir."""
     claims = []
-    for experiment, make in CLAIMS.items():
-        path = Path(tables_dir) / f"toy_{experiment}_seeds.csv"
+    for stem, make in CLAIMS.items():
+        path = Path(tables_dir) / f"{stem}_seeds.csv"
         if not path.is_file():
             raise FileNotFoundError(f"missing results table: {path}")
         claims += make(pd.read_csv(path), thresholds)

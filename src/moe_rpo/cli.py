@@ -98,15 +98,61 @@ def cmd_prepare(args):
     print(json.dumps({split: info["tokens"] for split, info in meta["splits"].items()}))
 
 
+def _torch_threads(settings: dict, threads: int) -> None:
+    import torch  # noqa: PLC0415
+
+    torch.use_deterministic_algorithms(True)
+    torch.set_num_threads(settings["train"]["threads"] or threads)
+
+
+def cmd_base_model(args):
+    """Pretrain the dense base model on a corpus (or load it from Hugging Face); write the model and its record."""
+    from moe_rpo.lm.base import build_base  # noqa: PLC0415
+    from moe_rpo.models import save_gpt  # noqa: PLC0415
+
+    settings = _settings(args, lambda c: c["base_model"])
+    _torch_threads(settings, args.threads)
+    out = Path(args.out)
+    (model, record), prov = _timed(build_base, settings, args.corpus_dir, out.with_suffix(".ckpt"))
+    save_gpt(model, out)
+    write_json(out.with_suffix(".json"), {"settings": settings, **record, "provenance": prov})
+    out.with_suffix(".ckpt").unlink(missing_ok=True)
+    print(f"base model: {record['parameters']:,} parameters, validation loss {record['val_loss']:.4f}")
+
+
+def cmd_recovery(args):
+    """Train every router method of the recovery experiment for one setting (diff / sim<scale>) and seed."""
+    import shutil  # noqa: PLC0415
+
+    from moe_rpo.lm import recovery  # noqa: PLC0415
+
+    config = None if args.settings is not None else cfg.load(args.config)
+    settings = json.loads(args.settings) if config is None else cfg.recovery_run_settings(config)
+    setting = cfg.recovery_settings({"recovery": settings}).get(args.setting)
+    if setting is None:
+        raise ValueError(f"unknown recovery setting {args.setting!r}; the config has "
+                         f"{list(cfg.recovery_settings({'recovery': settings}))}")
+    _torch_threads(settings, args.threads)
+    out = Path(args.out)
+    work_dir = out.with_suffix(".work")
+    result, prov = _timed(recovery.run, settings, setting, args.seed, args.base, args.corpus_dir, work_dir)
+    write_json(out, {"experiment": "recovery", "setting": setting, "seed": args.seed, "settings": settings,
+                     "records": recovery.records(result, setting, args.seed), "result": result, "provenance": prov})
+    shutil.rmtree(work_dir)
+    for row in recovery.records(result, setting, args.seed):
+        print(f"{row['method']:>20} k={row['k']}  accuracy {row['accuracy']:.3f}  val loss {row['val_loss']:.4f}")
+
+
 def cmd_tables(args):
     """Per-seed table and summary over seeds (and, for routing, the optima) as CSV."""
     from moe_rpo import tables  # noqa: PLC0415
 
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    stem = cfg.table_stem(args.experiment)
     seeds = tables.per_seed_table(args.runs)
-    seeds.to_csv(out_dir / f"toy_{args.experiment}_seeds.csv", index=False)
-    tables.summarize(seeds, args.experiment).to_csv(out_dir / f"toy_{args.experiment}_summary.csv", index=False)
+    seeds.to_csv(out_dir / f"{stem}_seeds.csv", index=False)
+    tables.summarize(seeds, args.experiment).to_csv(out_dir / f"{stem}_summary.csv", index=False)
     if args.experiment == "routing":
         from moe_rpo.toy.routing import optima  # noqa: PLC0415
 
@@ -118,6 +164,13 @@ def cmd_figures(args):
     """Draw an experiment's figures from its saved arrays and tables."""
     import numpy as np  # noqa: PLC0415
     import pandas as pd  # noqa: PLC0415
+
+    if args.experiment == "recovery":
+        from moe_rpo.figures.lm import recovery_figures  # noqa: PLC0415
+
+        seeds = pd.read_csv(Path(args.tables_dir) / "lm_recovery_seeds.csv")
+        recovery_figures([read_json(path) for path in args.runs], seeds, args.sim_scale, args.threshold, args.out_dir)
+        return
 
     from moe_rpo.figures import toy  # noqa: PLC0415
 
@@ -202,17 +255,36 @@ def parser() -> argparse.ArgumentParser:
     _add_settings_args(prepare, "the corpus spec")
     prepare.set_defaults(func=cmd_prepare)
 
+    base = sub.add_parser("base-model", help=cmd_base_model.__doc__)
+    base.add_argument("--corpus-dir", required=True, help="prepared corpus (results/data/NAME)")
+    base.add_argument("--out", required=True, help="model file (.pt); the record goes next to it (.json)")
+    base.add_argument("--threads", type=int, default=1)
+    _add_settings_args(base, "the base_model section")
+    base.set_defaults(func=cmd_base_model)
+
+    rec = sub.add_parser("recovery", help=cmd_recovery.__doc__)
+    rec.add_argument("setting", help="diff, or sim<scale> for a scale in recovery.sim_scales (e.g. sim0.3)")
+    rec.add_argument("--seed", type=int, required=True)
+    rec.add_argument("--base", required=True, help="the base model (.pt, from base-model)")
+    rec.add_argument("--corpus-dir", required=True)
+    rec.add_argument("--out", required=True, help="run record (.json)")
+    rec.add_argument("--threads", type=int, default=1)
+    _add_settings_args(rec, "the recovery section with its routers")
+    rec.set_defaults(func=cmd_recovery)
+
     tables = sub.add_parser("tables", help=cmd_tables.__doc__)
-    tables.add_argument("experiment", choices=cfg.TOY_EXPERIMENTS)
+    tables.add_argument("experiment", choices=cfg.EXPERIMENTS)
     tables.add_argument("--runs", nargs="+", required=True, help="per-seed run records (.json)")
     tables.add_argument("--out-dir", required=True)
     tables.set_defaults(func=cmd_tables)
 
     figures = sub.add_parser("figures", help=cmd_figures.__doc__)
-    figures.add_argument("experiment", choices=cfg.TOY_EXPERIMENTS)
-    figures.add_argument("--runs", nargs="+", required=True, help="per-seed arrays (.npz)")
+    figures.add_argument("experiment", choices=cfg.EXPERIMENTS)
+    figures.add_argument("--runs", nargs="+", required=True, help="per-seed arrays (.npz; recovery: records, .json)")
     figures.add_argument("--tables-dir", required=True)
     figures.add_argument("--seed", type=int, default=0, help="seed whose trajectories are drawn")
+    figures.add_argument("--sim-scale", type=float, default=0.3, help="recovery: the SIM scale of the SIM panel")
+    figures.add_argument("--threshold", type=float, default=0.9, help="recovery: the accuracy threshold drawn")
     figures.add_argument("--out-dir", required=True)
     figures.set_defaults(func=cmd_figures)
 

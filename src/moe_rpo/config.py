@@ -8,6 +8,13 @@ import yaml
 from jsonschema import Draft202012Validator, validators
 
 TOY_EXPERIMENTS = ("routing", "collapse", "dilemma", "barrier")
+LM_EXPERIMENTS = ("recovery",)
+EXPERIMENTS = TOY_EXPERIMENTS + LM_EXPERIMENTS
+
+
+def table_stem(experiment: str) -> str:
+    """Prefix of an experiment's tables and figures: toy_routing, ..., lm_recovery."""
+    return f"{'toy' if experiment in TOY_EXPERIMENTS else 'lm'}_{experiment}"
 
 
 class ConfigError(ValueError):
@@ -48,15 +55,47 @@ def validate(config: dict) -> dict:
     return config
 
 
+def validate_definition(instance: dict, definition: str) -> dict:
+    """Fill defaults and check one part of a config against the schema's `definitions/<definition>`
+    (e.g. a single corpus spec or training section); raise ConfigError naming the key."""
+    root = schema()
+    part = {"$schema": root["$schema"], "definitions": root["definitions"], "$ref": f"#/definitions/{definition}"}
+    errors = sorted(_with_defaults(Draft202012Validator)(part).iter_errors(instance),
+                    key=lambda e: list(e.absolute_path))
+    if errors:
+        raise ConfigError(f"invalid {definition}:\n" +
+                          "\n".join(f"  {_key(e.absolute_path)}: {e.message}" for e in errors))
+    return instance
+
+
 def check_references(config: dict) -> None:
-    """The check the schema cannot express: every method an experiment names is a defined router."""
+    """The checks the schema cannot express: names that must refer to something defined elsewhere."""
     defined = config["routers"]
-    for experiment in TOY_EXPERIMENTS:
-        for i, method in enumerate(config["toy"][experiment]["methods"]):
+    method_lists = {f"toy.{name}": config["toy"][name]["methods"] for name in TOY_EXPERIMENTS}
+    method_lists["recovery"] = config["recovery"]["methods"]
+    for where, methods in method_lists.items():
+        for i, method in enumerate(methods):
             name = method["router"] if isinstance(method, dict) else method
             if name not in defined:
-                raise ConfigError(f"toy.{experiment}.methods.{i}: router {name!r} is not defined under 'routers' "
+                raise ConfigError(f"{where}.methods.{i}: router {name!r} is not defined under 'routers' "
                                   f"(defined: {sorted(defined)})")
+    for where in ("base_model", "recovery"):
+        if config[where]["corpus"] not in config["corpora"]:
+            raise ConfigError(f"{where}.corpus: {config[where]['corpus']!r} is not defined under 'corpora' "
+                              f"(defined: {sorted(config['corpora'])})")
+    recovery, base = config["recovery"], config["base_model"]
+    if config["claims"]["recovery_sim_scale"] not in recovery["sim_scales"]:
+        raise ConfigError(f"claims.recovery_sim_scale: {config['claims']['recovery_sim_scale']} is not one of "
+                          f"recovery.sim_scales {recovery['sim_scales']}")
+    if base["source"] == "pretrain":
+        n_layer = base["model"]["n_layer"]
+        if recovery["layers"] != "all" and max(recovery["layers"]) >= n_layer:
+            raise ConfigError(f"recovery.layers: {recovery['layers']} names a layer the base model "
+                              f"(n_layer={n_layer}) does not have")
+        for where, train in (("base_model", base["train"]), ("recovery", recovery["train"])):
+            if train["block_size"] > base["model"]["block_size"]:
+                raise ConfigError(f"{where}.train.block_size: {train['block_size']} exceeds the base model's "
+                                  f"block_size {base['model']['block_size']}")
 
 
 def load(path: str | Path) -> dict:
@@ -82,3 +121,18 @@ def corpus_spec(config: dict, name: str) -> dict:
     if name not in config["corpora"]:
         raise ConfigError(f"no corpus {name!r} under 'corpora' (defined: {sorted(config['corpora'])})")
     return config["corpora"][name]
+
+
+def recovery_settings(config: dict) -> dict[str, dict]:
+    """The recovery experiment's settings by name: 'diff' and one 'sim{scale}' per SIM scale."""
+    settings = {"diff": {"name": "diff", "mode": "diff", "scale": 0.0}}
+    for scale in config["recovery"]["sim_scales"]:
+        settings[f"sim{scale:g}"] = {"name": f"sim{scale:g}", "mode": "sim", "scale": scale}
+    return settings
+
+
+def recovery_run_settings(config: dict) -> dict:
+    """What a recovery job runs with: the recovery section plus the specs of the routers it names."""
+    section = dict(config["recovery"])
+    section["routers"] = {m["router"]: config["routers"][m["router"]] for m in section["methods"]}
+    return section

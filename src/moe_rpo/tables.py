@@ -1,4 +1,4 @@
-"""Per-seed metric tables and their summaries over seeds, from the toy experiments' run records."""
+"""Per-seed metric tables and their summaries over seeds, from the experiments' run records."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,13 +8,15 @@ import pandas as pd
 from moe_rpo.io import read_json
 
 GROUP_KEYS = {"routing": ["method", "k"], "collapse": ["method", "weight_decay"], "dilemma": ["method"],
-              "barrier": ["method", "k"]}
+              "barrier": ["method", "k"], "recovery": ["setting", "method", "k"]}
 SUMMARY_METRICS = {
     "routing": ["final_distance", "gap_to_optimum", "gap_to_standard_reachable"],
     "collapse": ["pairwise_distance_ratio", "final_drift", "final_router_norm", "final_routing_accuracy",
                  "final_eval_loss"],
     "dilemma": ["final_distance", "final_weight_0", "final_weight_1"],
     "barrier": ["routes_to_b", "final_prob_b", "final_loss"],
+    "recovery": ["accuracy", "min_layer_accuracy", "val_loss", "gap_to_base", "entropy", "pretrained_load",
+                 "max_load"],
 }
 
 

@@ -1,8 +1,16 @@
 # Shared definitions: cross-reference checks of the config and the lists of outputs.
 import json
+import os
 from pathlib import Path
 
-from moe_rpo.config import ConfigError, TOY_EXPERIMENTS, check_references, experiment_settings
+from moe_rpo.config import (
+    ConfigError,
+    TOY_EXPERIMENTS,
+    check_references,
+    experiment_settings,
+    recovery_run_settings,
+    recovery_settings,
+)
 from moe_rpo.report.pages import PAGES
 
 try:
@@ -22,6 +30,11 @@ if config["report"]["trajectory_seed"] not in SEEDS:
                         f"is not one of the seeds {SEEDS}")
 CORPORA = sorted(config["corpora"])
 CORPUS_META = expand("results/data/{corpus}/meta.json", corpus=CORPORA)
+RECOVERY_SETTINGS = list(recovery_settings(config))
+RECOVERY_SEEDS = config["recovery"]["seeds"]
+RECOVERY_RUNS = expand("results/lm/recovery/{setting}/seed{seed}.json", setting=RECOVERY_SETTINGS, seed=RECOVERY_SEEDS)
+PAGE_BY_SLUG = {page["slug"]: page for page in PAGES}
+TOY_PAGES = [page for page in PAGES if page["experiment"] in TOY_EXPERIMENTS]
 REPORT_PAGES = ["results/report/index.html"] + [f"results/report/{page['slug']}.html" for page in PAGES]
 
 
@@ -48,3 +61,8 @@ def corpus_shards(wildcards):
     """Output prefixes of a corpus's shard jobs, in shard order."""
     count = config["corpora"][wildcards.corpus]["shards"]
     return [f"results/data/{wildcards.corpus}/shards/{shard}" for shard in range(count)]
+
+
+def corpus_files(name):
+    """A prepared corpus's token files and metadata, as inputs."""
+    return [f"results/data/{name}/{file}" for file in ("train.bin", "val.bin", "meta.json")]

@@ -5,6 +5,7 @@ rule claims:
     """Evaluate every paper claim from the per-seed tables."""
     input:
         tables=expand("results/tables/toy_{experiment}_seeds.csv", experiment=TOY_EXPERIMENTS),
+        recovery="results/tables/lm_recovery_seeds.csv",
         code=sources("claims.py"),
     output:
         "results/claims.json",
@@ -28,6 +29,11 @@ rule report:
         tables=[f"results/tables/{stem}.csv" for page in PAGES for stem in page["tables"]],
         runs=expand("results/toy/{experiment}/seed{seed}.json", experiment=TOY_EXPERIMENTS, seed=SEEDS),
         benchmarks=expand("results/benchmarks/toy_{experiment}/seed{seed}.tsv", experiment=TOY_EXPERIMENTS, seed=SEEDS),
+        recovery_runs=RECOVERY_RUNS,
+        recovery_benchmarks=expand("results/benchmarks/lm_recovery/{setting}/seed{seed}.tsv", setting=RECOVERY_SETTINGS,
+                                   seed=RECOVERY_SEEDS),
+        base="results/lm/base/model.json",
+        base_benchmark="results/benchmarks/lm_base/base_model.tsv",
         corpora=CORPUS_META,
         templates=sorted(map(str, Path("paper").rglob("*.*"))),
         code=sources("report/*.py"),

@@ -28,7 +28,7 @@ rule toy_run:
         "--out results/toy/{wildcards.experiment}/seed{wildcards.seed} > {log} 2>&1"
 
 
-for page in PAGES:
+for page in TOY_PAGES:
 
     rule:
         name:

@@ -11,7 +11,7 @@ import seaborn as sns  # noqa: E402
 
 EXPERT_COLORS = sns.color_palette("Set2", 8)
 METHOD_LABELS = {"standard": "standard", "standard_normalized": "standard (normalised)", "jitter": "standard + jitter",
-                 "rl": "RL", "rpo": "RPO", "em": "EM"}
+                 "rl": "RL", "rpo": "RPO", "em": "EM", "noisy_topk": "noisy top-k", "switch": "Switch"}
 
 
 def use_style() -> None:

@@ -133,7 +133,7 @@ class GPT(nn.Module):
         logits = self.lm_head(self.transformer.ln_f(x))
         if targets is None:
             return GPTOutput(logits, routing=routing)
-        token_loss = F.cross_entropy(logits.view(B * T, -1), targets.view(B * T), reduction="none")
+        token_loss = F.cross_entropy(logits.reshape(B * T, -1), targets.reshape(B * T), reduction="none")
         return GPTOutput(logits, token_loss.mean(), token_loss, routing)
 
 

@@ -42,13 +42,12 @@ def recovery_model(base: GPT, layers: list[int], mode: str, scale: float, router
     model.config = replace(base.config, moe_layers=tuple(sorted(layers)), num_experts=num_experts, k=k,
                            router=dict(router_spec))
     with torch.random.fork_rng(), torch.no_grad():
-        torch.manual_seed(seed)
+        torch.manual_seed(seed)  # every distractor first, so that all router methods see the same experts
+        distractors = {i: [distractor(model.transformer.h[i].mlp, mode, scale, n_layer)
+                           for _ in range(num_experts - 1)] for i in sorted(layers)}
         for i in sorted(layers):
-            block = model.transformer.h[i]
-            pretrained = block.mlp
-            distractors = [distractor(pretrained, mode, scale, n_layer) for _ in range(num_experts - 1)]
             router = build_router(router_spec, base.config.n_embd, num_experts, k)
-            block.mlp = MoE([pretrained, *distractors], router)
+            model.transformer.h[i].mlp = MoE([model.transformer.h[i].mlp, *distractors[i]], router)
     freeze_all_but_routers(model)
     return model
 
@@ -73,13 +72,15 @@ def freeze_all_but_routers(model: GPT) -> None:
 
 @torch.no_grad()
 def routing_metrics(out: RouterOutput) -> dict[str, float | list[float]]:
-    """accuracy: share of tokens whose most probable expert is expert 0 (the pretrained MLP);
+    """accuracy: share of tokens whose most probable expert is expert 0 (the pretrained MLP), strictly:
+    a tie is no choice (a zero-initialised router would otherwise score 1 through argmax's tie-break);
     entropy: mean over tokens of the entropy (nats) of the router's probabilities;
     load: fraction of all k-selections that went to each expert."""
     num_experts = out.probs.shape[-1]
     load = torch.bincount(out.experts.reshape(-1), minlength=num_experts) / out.experts.numel()
+    first_is_best = out.probs[:, 0] > out.probs[:, 1:].max(-1).values
     return {
-        "accuracy": (out.probs.argmax(-1) == 0).float().mean().item(),
+        "accuracy": first_is_best.float().mean().item(),
         "entropy": torch.special.entr(out.probs).sum(-1).mean().item(),
         "load": load.tolist(),
     }

@@ -44,4 +44,18 @@ PAGES = [
         "figures": ["toy_barrier_landscape"],
         "tables": ["toy_barrier_summary"],
     },
+    {
+        "slug": "lm_recovery",
+        "experiment": "recovery",
+        "title": "GPT-2 optimal routing recovery (DIFF / SIM)",
+        "summary": ("Every chosen MLP of the dense base model becomes an MoE layer of 4 experts: expert 0 is the "
+                    "pretrained MLP, experts 1-3 are distractors, either randomly initialised (DIFF) or the "
+                    "pretrained weights plus Gaussian noise of relative size 'scale' (SIM). Experts and the rest "
+                    "of the model are frozen; only the routers train. Routing accuracy is the share of validation "
+                    "tokens whose most probable expert is the pretrained one (strictly: ties count as misses), "
+                    "averaged over the MoE layers; the validation loss is compared with the dense base model on "
+                    "the same windows."),
+        "figures": ["lm_recovery_diff", "lm_recovery_sim", "lm_recovery_sim_sweep"],
+        "tables": ["lm_recovery_summary"],
+    },
 ]

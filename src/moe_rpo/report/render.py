@@ -7,6 +7,7 @@ import os
 import shutil
 from pathlib import Path
 
+from moe_rpo.config import TOY_EXPERIMENTS
 from moe_rpo.io import read_json
 from moe_rpo.report.pages import PAGES
 
@@ -45,18 +46,49 @@ def html_table(path: Path) -> str:
     return df.to_html(index=False, border=0, classes="data", na_rep="–", float_format=fmt)
 
 
-def seed_runs(results_dir: Path, experiment: str, seeds: list[int]) -> list[dict]:
-    """Per seed: the run record (settings, provenance) and the Snakemake benchmark (wall time, peak memory)."""
+def _benchmark(path: Path) -> dict:
+    """Wall time and peak memory from a Snakemake benchmark file."""
     import pandas as pd
 
+    bench = pd.read_csv(_require(path), sep="\t", na_values=["-", "NA"])
+    return {"wall_s": float(bench["s"].mean()), "max_rss_mb": float(bench["max_rss"].mean())}
+
+
+def page_runs(results_dir: Path, page: dict, config: dict) -> list[dict]:
+    """Per job of the page's experiment: its label, run record (settings, provenance) and benchmark."""
+    from moe_rpo.config import recovery_settings
+
+    experiment = page["experiment"]
+    if experiment in TOY_EXPERIMENTS:
+        jobs = [(f"seed {seed}", f"toy/{experiment}/seed{seed}", f"toy_{experiment}/seed{seed}")
+                for seed in config["seeds"]]
+    else:
+        jobs = [(f"{setting} seed {seed}", f"lm/{experiment}/{setting}/seed{seed}",
+                 f"lm_{experiment}/{setting}/seed{seed}")
+                for setting in recovery_settings(config) for seed in config["recovery"]["seeds"]]
     runs = []
-    for seed in seeds:
-        record = read_json(results_dir / "toy" / experiment / f"seed{seed}.json")
-        bench = pd.read_csv(_require(results_dir / "benchmarks" / f"toy_{experiment}" / f"seed{seed}.tsv"),
-                            sep="\t", na_values=["-", "NA"])
-        runs.append({"seed": seed, "wall_s": float(bench["s"].mean()), "max_rss_mb": float(bench["max_rss"].mean()),
+    for label, record_stem, bench_stem in jobs:
+        record = read_json(results_dir / f"{record_stem}.json")
+        runs.append({"label": label, **_benchmark(results_dir / "benchmarks" / f"{bench_stem}.tsv"),
                      "settings": record["settings"], **record["provenance"]})
     return runs
+
+
+def base_model_facts(results_dir: Path, config: dict) -> dict:
+    """What the LM pages say about the base model, from its record and benchmark."""
+    record = read_json(results_dir / "lm" / "base" / "model.json")
+    model = record["config"]
+    facts = {"source": ("pretrained here" if record["source"] == "pretrain"
+                        else f"Hugging Face {record['settings']['hf_name']}"),
+             "corpus": record["settings"]["corpus"], "parameters": f"{record['parameters']:,}",
+             "shape": f"{model['n_layer']} layers, {model['n_head']} heads, {model['n_embd']} dims, "
+                      f"context {model['block_size']}, vocabulary {model['vocab_size']}",
+             "validation loss": fmt(record["val_loss"])}
+    if record["source"] == "pretrain":
+        facts["pretraining"] = (f"{record['settings']['train']['steps']} steps, batch "
+                                f"{record['settings']['train']['batch_size']} x {record['settings']['train']['block_size']}"
+                                f" tokens, {fmt(_benchmark(results_dir / 'benchmarks' / 'lm_base' / 'base_model.tsv')['wall_s'])} s")
+    return facts
 
 
 def environment(runs: list[dict]) -> dict[str, str]:
@@ -109,8 +141,10 @@ def render_report(results_dir: Path, out_dir: Path, config: dict, templates_dir:
             png, pdf = (_require(results_dir / "figures" / f"{stem}.{ext}") for ext in ("png", "pdf"))
             figures.append({"stem": stem, "png": os.path.relpath(png, out_dir), "pdf": os.path.relpath(pdf, out_dir)})
         tables = [{"stem": stem, "html": html_table(results_dir / "tables" / f"{stem}.csv")} for stem in page["tables"]]
-        runs = seed_runs(results_dir, page["experiment"], config["seeds"])
+        runs = page_runs(results_dir, page, config)
+        base = None if page["experiment"] in TOY_EXPERIMENTS else base_model_facts(results_dir, config)
         html = env.get_template("experiment.html.j2").render(
+            base=base, cpu_scale=base is not None and config["base_model"]["source"] == "pretrain",
             current=page["slug"], page=page, figures=figures, tables=tables, runs=runs,
             page_claims=[c for c in claims if c["experiment"] == page["slug"]],
             total_wall_s=sum(run["wall_s"] for run in runs), environment=environment(runs),

@@ -1,0 +1,41 @@
+"""The dense GPT that plays GPT-2's part: pretrained on a prepared corpus (the offline default) or
+loaded from a Hugging Face GPT-2 checkpoint (the paper config: `gpt2`)."""
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from moe_rpo.data.tokens import open_tokens, read_meta
+from moe_rpo.models import GPT, GPTConfig, from_hf
+from moe_rpo.training.lm import evaluate, pick_device, train_lm
+
+
+def check_vocabulary(model: GPT, corpus_dir: str | Path) -> None:
+    """Refuse a corpus whose token ids the model cannot embed."""
+    vocab = read_meta(corpus_dir)["vocab_size"]
+    if vocab > model.config.vocab_size:
+        raise ValueError(f"the corpus at {corpus_dir} has {vocab} token ids but the model embeds only "
+                         f"{model.config.vocab_size}; use a corpus made with the model's tokenizer")
+
+
+def build_base(settings: dict, corpus_dir: str | Path, checkpoint: str | Path | None = None) -> tuple[GPT, dict]:
+    """(the base model, its record: source, size, validation loss, training curve)."""
+    train_tokens, val_tokens = open_tokens(corpus_dir, "train"), open_tokens(corpus_dir, "val")
+    train = settings["train"]
+    if settings["source"] == "huggingface":
+        model = from_hf(settings["hf_name"])
+        check_vocabulary(model, corpus_dir)
+        history = []
+    else:
+        vocab = read_meta(corpus_dir)["vocab_size"]
+        torch.manual_seed(settings["seed"])
+        model = GPT(GPTConfig(vocab_size=vocab, **settings["model"]))
+        history = train_lm(model, train_tokens, val_tokens, train, settings["seed"], checkpoint=checkpoint,
+                           fingerprint=repr(sorted(settings.items())), desc="pretrain base model")
+    final = evaluate(model, val_tokens, train, pick_device(train["device"]))
+    record = {"source": settings["source"], "config": asdict(model.config),
+              "parameters": sum(p.numel() for p in model.parameters()), "val_loss": final["val_loss"],
+              "history": history}
+    return model.cpu(), record

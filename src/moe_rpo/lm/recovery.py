@@ -1,0 +1,91 @@
+"""GPT-2 optimal routing recovery (the paper's main LM experiment). Every chosen MLP of the base model
+becomes an MoE layer whose expert 0 is the pretrained MLP and whose other experts are DIFF (random) or
+SIM (perturbed copies); only the routers train. Does each router method find expert 0?
+
+One job runs every method for one setting (diff, or sim at one scale) and one seed; every method sees
+the same experts, the same training batches and the same evaluation windows.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from moe_rpo.data.tokens import open_tokens
+from moe_rpo.io import read_json, write_json
+from moe_rpo.lm.base import check_vocabulary
+from moe_rpo.models import load_gpt, recovery_model
+from moe_rpo.training.lm import evaluate, pick_device, train_lm
+
+
+def method_name(method: dict) -> str:
+    return f"{method['router']}/k{method['k']}"
+
+
+def layers_of(settings: dict, n_layer: int) -> list[int]:
+    layers = list(range(n_layer)) if settings["layers"] == "all" else list(settings["layers"])
+    if max(layers) >= n_layer:
+        raise ValueError(f"recovery layers {layers} include a layer the base model (n_layer={n_layer}) lacks")
+    return layers
+
+
+def final_metrics(history: list[dict], base_loss: float) -> dict:
+    """Headline numbers of one run from its last evaluation (means over the MoE layers)."""
+    last = history[-1]
+    layers = last["layers"]
+    return {"accuracy": float(np.mean([layer["accuracy"] for layer in layers])),
+            "min_layer_accuracy": float(min(layer["accuracy"] for layer in layers)),
+            "val_loss": last["val_loss"], "gap_to_base": last["val_loss"] - base_loss,
+            "entropy": float(np.mean([layer["entropy"] for layer in layers])),
+            "pretrained_load": float(np.mean([layer["load"][0] for layer in layers])),
+            "max_load": float(np.mean([max(layer["load"]) for layer in layers]))}
+
+
+def run(settings: dict, setting: dict, seed: int, base_path: str | Path, corpus_dir: str | Path,
+        work_dir: str | Path) -> dict:
+    """Train every method of `settings['methods']` for one setting {"name", "mode", "scale"} and seed.
+    Finished methods and checkpoints live in work_dir, so a killed job resumes where it stopped."""
+    base = load_gpt(base_path).eval()
+    for p in base.parameters():
+        p.requires_grad_(False)
+    check_vocabulary(base, corpus_dir)
+    train_tokens, val_tokens = open_tokens(corpus_dir, "train"), open_tokens(corpus_dir, "val")
+    train = settings["train"]
+    if train["block_size"] > base.config.block_size:
+        raise ValueError(f"recovery.train.block_size {train['block_size']} exceeds the base model's "
+                         f"{base.config.block_size}")
+    layers = layers_of(settings, base.config.n_layer)
+    base_loss = evaluate(base, val_tokens, train, pick_device(train["device"]))["val_loss"]
+    base_sha = hashlib.sha256(Path(base_path).read_bytes()).hexdigest()
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    runs = {}
+    for method in settings["methods"]:
+        name = method_name(method)
+        done_file = work_dir / f"{name.replace('/', '_')}.json"
+        spec = settings["routers"][method["router"]]
+        fingerprint = json.dumps({"setting": setting, "seed": seed, "spec": spec, "k": method["k"],
+                                  "layers": layers, "num_experts": settings["num_experts"], "train": train,
+                                  "base": base_sha}, sort_keys=True)
+        if done_file.is_file() and read_json(done_file)["fingerprint"] == fingerprint:
+            runs[name] = read_json(done_file)["run"]
+            continue
+        model = recovery_model(base, layers, setting["mode"], setting["scale"], spec, k=method["k"],
+                               num_experts=settings["num_experts"], seed=seed)
+        checkpoint = work_dir / f"{name.replace('/', '_')}.pt"
+        history = train_lm(model, train_tokens, val_tokens, train, seed, checkpoint=checkpoint,
+                           fingerprint=fingerprint, desc=f"{setting['name']} seed {seed} {name}")
+        runs[name] = {"router": method["router"], "k": method["k"], "history": history,
+                      "final": final_metrics(history, base_loss)}
+        write_json(done_file, {"fingerprint": fingerprint, "run": runs[name]})
+        checkpoint.unlink(missing_ok=True)
+    return {"base_val_loss": base_loss, "layers": layers, "runs": runs}
+
+
+def records(result: dict, setting: dict, seed: int) -> list[dict]:
+    """One table row per method: the setting, the seed and the final metrics."""
+    return [{"setting": setting["name"], "mode": setting["mode"], "scale": setting["scale"], "method": run["router"],
+             "k": run["k"], "seed": seed, "base_val_loss": result["base_val_loss"], **run["final"]}
+            for run in result["runs"].values()]

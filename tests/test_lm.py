@@ -1,0 +1,255 @@
+"""LM training and the routing-recovery experiment: determinism, exact resume after a kill, NaN and
+bad-input errors, the base model from Hugging Face, and the recovery claims."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from moe_rpo import config as cfg
+from moe_rpo.claims import recovery_claims
+from moe_rpo.data.prepare import gather, inventory, tokenize_shard
+from moe_rpo.io import read_json
+from moe_rpo.lm import recovery
+from moe_rpo.lm.base import build_base, check_vocabulary
+from moe_rpo.models import GPT, GPTConfig, recovery_model, save_gpt
+from moe_rpo.training import lm
+from moe_rpo.training.lm import Batches, lr_at, pick_device, train_lm
+
+ROOT = Path(__file__).resolve().parents[1]
+VOCAB = 64
+
+
+def settings(**overrides):
+    """Recovery training settings with the schema's defaults, small enough for a unit test."""
+    train = {"steps": 9, "batch_size": 4, "block_size": 16, "eval_every": 3, "eval_batches": 2,
+             "checkpoint_every": 3, "device": "cpu", **overrides}
+    return cfg.validate_definition(train, "lm_train")
+
+
+def tiny_gpt(seed=0, vocab=VOCAB):
+    torch.manual_seed(seed)
+    return GPT(GPTConfig(vocab_size=vocab, block_size=32, n_layer=2, n_head=2, n_embd=16))
+
+
+@pytest.fixture(scope="module")
+def tokens():
+    """A learnable sequence (each token is the previous one plus 1, with 10% random tokens)."""
+    rng = np.random.default_rng(0)
+    ids = np.arange(6000) % VOCAB
+    noisy = rng.random(6000) < 0.1
+    ids[noisy] = rng.integers(0, VOCAB, noisy.sum())
+    return ids[:5000].astype(np.uint16), ids[5000:].astype(np.uint16)
+
+
+def rpo_recovery(seed=0):
+    base = tiny_gpt()
+    for p in base.parameters():
+        p.requires_grad_(False)
+    return recovery_model(base, [0, 1], "sim", 0.3, {"method": "rpo", "weight_std": 0.2}, seed=seed)
+
+
+def test_lr_schedule_warms_up_then_decays_to_the_floor():
+    s = settings(steps=100, warmup_steps=10, lr=0.01, min_lr_ratio=0.1)
+    assert lr_at(0, s) == pytest.approx(0.001) and lr_at(9, s) == pytest.approx(0.01)
+    assert lr_at(10, s) == pytest.approx(0.01) and lr_at(100, s) == pytest.approx(0.001)
+    assert all(lr_at(i, s) >= lr_at(i + 1, s) for i in range(10, 100))
+
+
+def test_training_is_deterministic_for_a_seed(tokens):
+    runs = [train_lm(rpo_recovery(), *tokens, settings(), seed=1) for _ in range(2)]
+    assert runs[0] == runs[1]
+    other = train_lm(rpo_recovery(), *tokens, settings(), seed=2)
+    assert other != runs[0]
+    assert [row["step"] for row in runs[0]] == [0, 3, 6, 9]
+
+
+def test_pretraining_lowers_the_loss(tokens):
+    history = train_lm(tiny_gpt(), *tokens, settings(steps=30, lr=0.01, eval_every=30), seed=0)
+    assert history[-1]["val_loss"] < history[0]["val_loss"]
+    assert history[0]["layers"] == []  # a dense model has no routing metrics
+
+
+class Killed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("make_model", [rpo_recovery, tiny_gpt], ids=["rpo-recovery", "dense"])
+def test_resume_after_a_kill_gives_the_uninterrupted_result(tokens, tmp_path, monkeypatch, make_model):
+    """Die at step 7 (after the checkpoint at step 6), restart: the same history as one uninterrupted run."""
+    uninterrupted = train_lm(make_model(), *tokens, settings(), seed=3)
+    calls = {"n": 0}
+    original = Batches.next
+
+    def dying_next(self):
+        calls["n"] += 1
+        if calls["n"] == 8:
+            raise Killed
+        return original(self)
+
+    checkpoint = tmp_path / "run.pt"
+    monkeypatch.setattr(Batches, "next", dying_next)
+    with pytest.raises(Killed):
+        train_lm(make_model(), *tokens, settings(), seed=3, checkpoint=checkpoint, fingerprint="a")
+    assert torch.load(checkpoint, weights_only=False)["step"] == 6
+    monkeypatch.setattr(Batches, "next", original)
+    resumed = train_lm(make_model(), *tokens, settings(), seed=3, checkpoint=checkpoint, fingerprint="a")
+    assert resumed == uninterrupted
+
+
+def test_checkpoint_of_other_settings_is_ignored(tokens, tmp_path, monkeypatch):
+    checkpoint = tmp_path / "run.pt"
+    train_lm(rpo_recovery(), *tokens, settings(steps=6, checkpoint_every=3), seed=3, checkpoint=checkpoint,
+             fingerprint="old")
+    fresh = train_lm(rpo_recovery(), *tokens, settings(), seed=3)
+    assert train_lm(rpo_recovery(), *tokens, settings(), seed=3, checkpoint=checkpoint, fingerprint="new") == fresh
+
+
+def test_nan_loss_stops_with_a_clear_error(tokens):
+    model = tiny_gpt()
+    with torch.no_grad():
+        model.transformer.h[0].attn.c_attn.weight[0, 0] = float("nan")
+    with pytest.raises(FloatingPointError, match="non-finite loss at step 0"):
+        train_lm(model, *tokens, settings(eval_every=100), seed=0)
+
+
+def test_bad_training_inputs_are_refused(tokens):
+    with pytest.raises(ValueError, match="too few for windows"):
+        Batches(np.zeros(10, dtype=np.uint16), 2, 16, 0)
+    frozen = tiny_gpt()
+    for p in frozen.parameters():
+        p.requires_grad_(False)
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        train_lm(frozen, *tokens, settings(), seed=0)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no GPU is available"):
+            pick_device("cuda")
+    assert pick_device("auto").type in ("cpu", "cuda")
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"claims": {"recovery_sim_scale": 0.5}}, "claims.recovery_sim_scale: 0.5 is not one of recovery.sim_scales"),
+    ({"recovery": {"corpus": "nowhere"}}, "recovery.corpus: 'nowhere' is not defined under 'corpora'"),
+    ({"recovery": {"layers": [7]}}, "recovery.layers: [7] names a layer the base model (n_layer=4) does not have"),
+    ({"recovery": {"methods": [{"router": "magic", "k": 1}]}}, "recovery.methods.0: router 'magic' is not defined"),
+    ({"recovery": {"train": {"block_size": 4096}}}, "recovery.train.block_size: 4096 exceeds the base model's"),
+    ({"recovery": {"train": {"device": "tpu"}}}, "recovery.train.device: 'tpu' is not one of"),
+])
+def test_bad_lm_config_is_named(change, message):
+    with pytest.raises(cfg.ConfigError, match=message.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(")
+                       .replace(")", r"\)")):
+        cfg.validate(change)
+
+
+# ---- the recovery experiment end to end on a tiny setup ---------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_setup(tmp_path_factory):
+    """A prepared char corpus (20 Shakespeare scenes) and a small random 'base model' for it."""
+    root = tmp_path_factory.mktemp("recovery")
+    spec = cfg.validate_definition({"source": "shakespeare", "tokenizer": "char", "max_documents": 20,
+                                    "val_fraction": 0.3}, "corpus_spec")
+    record = inventory(spec)
+    tokenize_shard(record, 1, 0, root / "shards" / "0")
+    meta = gather(record, [root / "shards" / "0"], root / "corpus")
+    save_gpt(tiny_gpt(vocab=meta["vocab_size"]), root / "base.pt")
+    run_settings = cfg.recovery_run_settings(cfg.validate({
+        "recovery": {"layers": [0, 1], "methods": [{"router": "standard", "k": 1}, {"router": "rpo", "k": 1}],
+                     "train": {"steps": 12, "batch_size": 4, "block_size": 16, "eval_every": 4, "eval_batches": 2,
+                               "checkpoint_every": 2, "device": "cpu"}}}))
+    return root, run_settings
+
+
+def test_recovery_run_records_every_method(tiny_setup):
+    root, run_settings = tiny_setup
+    setting = cfg.recovery_settings({"recovery": {"sim_scales": [0.3]}})["sim0.3"]
+    result = recovery.run(run_settings, setting, 0, root / "base.pt", root / "corpus", root / "work")
+    assert set(result["runs"]) == {"standard/k1", "rpo/k1"} and result["layers"] == [0, 1]
+    rows = recovery.records(result, setting, 0)
+    assert [row["method"] for row in rows] == ["standard", "rpo"]
+    for row in rows:
+        assert 0 <= row["accuracy"] <= 1 and row["gap_to_base"] == pytest.approx(row["val_loss"] - row["base_val_loss"])
+    again = recovery.run(run_settings, setting, 0, root / "base.pt", root / "corpus", root / "work")  # finished: reused
+    assert again == result
+
+
+def test_recovery_refuses_a_corpus_the_model_cannot_embed(tiny_setup, tmp_path):
+    root, run_settings = tiny_setup
+    save_gpt(tiny_gpt(vocab=10), tmp_path / "small.pt")
+    setting = cfg.recovery_settings({"recovery": {"sim_scales": [0.3]}})["diff"]
+    with pytest.raises(ValueError, match="token ids but the model embeds only 10"):
+        recovery.run(run_settings, setting, 0, tmp_path / "small.pt", root / "corpus", tmp_path / "work")
+
+
+def test_killed_recovery_job_resumes_to_the_same_record(tiny_setup, tmp_path):
+    """kill -9 the CLI job once a checkpoint exists, rerun it: the same records as an uninterrupted job."""
+    root, run_settings = tiny_setup
+    run_settings = {**run_settings, "train": {**run_settings["train"], "steps": 60, "checkpoint_every": 5}}
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "HF_HUB_OFFLINE": "1"}
+
+    def command(out):
+        return [sys.executable, "-m", "moe_rpo", "recovery", "sim1", "--seed", "0", "--settings",
+                json.dumps(run_settings), "--base", str(root / "base.pt"), "--corpus-dir", str(root / "corpus"),
+                "--out", str(out)]
+
+    subprocess.run(command(tmp_path / "whole.json"), env=env, check=True, capture_output=True)
+    job = subprocess.Popen(command(tmp_path / "killed.json"), env=env, stderr=subprocess.DEVNULL)
+    work = tmp_path / "killed.work"
+    deadline = time.time() + 120
+    while not (work / "rpo_k1.pt").exists() and job.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert job.poll() is None, "the job finished before it could be killed; make it longer"
+    job.send_signal(signal.SIGKILL)
+    job.wait()
+    assert not (tmp_path / "killed.json").exists() and (work / "standard_k1.json").exists()
+    subprocess.run(command(tmp_path / "killed.json"), env=env, check=True, capture_output=True)
+    assert read_json(tmp_path / "killed.json")["records"] == read_json(tmp_path / "whole.json")["records"]
+    assert not work.exists()
+
+
+def test_base_model_from_hugging_face(tmp_path, tiny_setup):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    root, _ = tiny_setup
+    hf = GPT2LMHeadModel(GPT2Config(n_layer=2, n_head=2, n_embd=16, vocab_size=100, n_positions=64,
+                                    bos_token_id=0, eos_token_id=0))
+    hf.save_pretrained(tmp_path / "hf")
+    base_settings = cfg.validate({"base_model": {"source": "huggingface", "hf_name": str(tmp_path / "hf"),
+                                                 "train": {"batch_size": 4, "block_size": 16, "eval_batches": 2,
+                                                           "device": "cpu"}}})["base_model"]
+    model, record = build_base(base_settings, root / "corpus")
+    assert record["source"] == "huggingface" and record["parameters"] == sum(p.numel() for p in model.parameters())
+    assert record["val_loss"] == pytest.approx(np.log(100), rel=0.2)  # an untrained model is near uniform
+    with pytest.raises(ValueError, match="token ids but the model embeds only"):
+        check_vocabulary(tiny_gpt(vocab=5), root / "corpus")
+
+
+# ---- claims ----------------------------------------------------------------------------------
+
+def recovery_table(diff_standard, sim_rpo, sim_standard):
+    rows = []
+    for seed in range(3):
+        rows += [{"setting": "diff", "method": "standard", "k": 1, "seed": seed, "accuracy": diff_standard},
+                 {"setting": "sim0.3", "method": "rpo", "k": 1, "seed": seed, "accuracy": sim_rpo},
+                 {"setting": "sim0.3", "method": "standard", "k": 1, "seed": seed, "accuracy": sim_standard}]
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("values,verdicts", [
+    ((0.95, 0.92, 0.4), ["reproduced", "reproduced"]),
+    ((0.5, 0.92, 0.4), ["not reproduced", "reproduced"]),
+    ((0.95, 0.5, 0.4), ["reproduced", "not reproduced"]),
+    ((0.95, 0.95, 0.93), ["reproduced", "not reproduced"]),  # standard also recovers: "only RPO" fails
+])
+def test_recovery_claim_verdicts_follow_the_numbers(values, verdicts):
+    thresholds = {"recovery_accuracy": 0.9, "recovery_sim_scale": 0.3}
+    claims = recovery_claims(recovery_table(*values), thresholds)
+    assert [c["verdict"] for c in claims] == verdicts
+    assert claims[1]["measured"]["accuracy"]["rpo k=1"]["median"] == values[1]
