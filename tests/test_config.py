@@ -90,9 +90,10 @@ def test_cli_reports_a_bad_config_cleanly(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_paper_config_dry_run_lists_the_gpt2_recovery_dag():
+@pytest.mark.parametrize("profile", [[], ["--workflow-profile", "profiles/slurm"]], ids=["local", "slurm"])
+def test_paper_config_dry_run_lists_the_gpt2_recovery_dag(profile):
     """config/paper.yaml (GPT-2 from the hub, OpenWebText) plans without data, a GPU or the network."""
-    result = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile",
+    result = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1", *profile, "--configfile",
                              "config/paper.yaml"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "corpus_shard" in result.stdout and "base_model" in result.stdout and "recovery_run" in result.stdout

@@ -15,6 +15,10 @@ rule corpus_inventory:
         "results/data/{corpus}/inventory.json",
     params:
         spec=corpus_json,
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=240,
     conda:
         CONDA_ENV
     log:
@@ -36,6 +40,10 @@ rule corpus_shard:
         counts=temp("results/data/{corpus}/shards/{shard}.json"),
     params:
         shards=lambda wc: config["corpora"][wc.corpus]["shards"],
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=120,
     conda:
         CONDA_ENV
     log:
@@ -59,6 +67,10 @@ rule corpus_gather:
         meta="results/data/{corpus}/meta.json",
     params:
         prefixes=corpus_shards,
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=60,
     conda:
         CONDA_ENV
     log:

@@ -18,14 +18,16 @@ rule base_model:
         settings=json.dumps(config["base_model"], sort_keys=True),
         corpus_dir=lambda wc, input: os.path.dirname(input.corpus[0]),
     threads: 2
+    resources:
+        gpu=1,
+        mem_mb=16000,
+        runtime=240,
     conda:
         CONDA_ENV
     log:
         "results/logs/lm_base/base_model.log",
     benchmark:
         "results/benchmarks/lm_base/base_model.tsv"
-    resources:
-        gpu=1,
     shell:
         "python -m moe_rpo base-model --settings {params.settings:q} --corpus-dir {params.corpus_dir} "
         "--out {output.model} --threads {threads} > {log} 2>&1"
@@ -43,14 +45,16 @@ rule recovery_run:
         settings=json.dumps(recovery_run_settings(config), sort_keys=True),
         corpus_dir=lambda wc, input: os.path.dirname(input.corpus[0]),
     threads: 1
+    resources:
+        gpu=1,
+        mem_mb=16000,
+        runtime=480,
     conda:
         CONDA_ENV
     log:
         "results/logs/lm_recovery/{setting}/seed{seed}.log",
     benchmark:
         "results/benchmarks/lm_recovery/{setting}/seed{seed}.tsv"
-    resources:
-        gpu=1,
     shell:
         "python -m moe_rpo recovery {wildcards.setting} --seed {wildcards.seed} --settings {params.settings:q} "
         "--base {input.base} --corpus-dir {params.corpus_dir} --out {output} --threads {threads} > {log} 2>&1"
@@ -64,6 +68,10 @@ rule tables_lm_recovery:
     output:
         "results/tables/lm_recovery_seeds.csv",
         "results/tables/lm_recovery_summary.csv",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
     conda:
         CONDA_ENV
     log:
@@ -85,6 +93,10 @@ rule figures_lm_recovery:
     params:
         claim_scale=config["claims"]["recovery_sim_scale"],
         threshold=config["claims"]["recovery_accuracy"],
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=15,
     conda:
         CONDA_ENV
     log:

@@ -11,6 +11,10 @@ rule claims:
         "results/claims.json",
     params:
         thresholds=json.dumps(config["claims"], sort_keys=True),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
     conda:
         CONDA_ENV
     log:
@@ -41,6 +45,10 @@ rule report:
         REPORT_PAGES,
     params:
         config=json.dumps(config, sort_keys=True),
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=15,
     conda:
         CONDA_ENV
     log:

@@ -15,14 +15,16 @@ rule toy_run:
         record="results/toy/{experiment}/seed{seed}.json",
     params:
         settings=lambda wc: settings_json(wc.experiment),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
     conda:
         CONDA_ENV
     log:
         "results/logs/toy_{experiment}/seed{seed}.log",
     benchmark:
         "results/benchmarks/toy_{experiment}/seed{seed}.tsv"
-    resources:
-        gpu=0,
     shell:
         "python -m moe_rpo toy {wildcards.experiment} --seed {wildcards.seed} --settings {params.settings:q} "
         "--out results/toy/{wildcards.experiment}/seed{wildcards.seed} > {log} 2>&1"
@@ -41,6 +43,10 @@ for page in TOY_PAGES:
             + [f"results/tables/{stem}.csv" for stem in page["tables"]],
         params:
             experiment=page["experiment"],
+        threads: 1
+        resources:
+            mem_mb=2000,
+            runtime=10,
         conda:
             CONDA_ENV
         log:
@@ -62,6 +68,10 @@ for page in TOY_PAGES:
         params:
             experiment=page["experiment"],
             seed=config["report"]["trajectory_seed"],
+        threads: 1
+        resources:
+            mem_mb=4000,
+            runtime=15,
         conda:
             CONDA_ENV
         log:
