@@ -98,10 +98,15 @@ def cmd_prepare(args):
     print(json.dumps({split: info["tokens"] for split, info in meta["splits"].items()}))
 
 
-def _torch_threads(settings: dict, threads: int) -> None:
+def _torch_setup(settings: dict, threads: int) -> None:
+    """CPU threads, and deterministic kernels: strictly on the CPU; on a GPU where PyTorch has them
+    (some CUDA kernels, e.g. attention backward, have no deterministic version: a warning, not an error)."""
+    import os  # noqa: PLC0415
+
     import torch  # noqa: PLC0415
 
-    torch.use_deterministic_algorithms(True)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # needed for deterministic cuBLAS
+    torch.use_deterministic_algorithms(True, warn_only=torch.cuda.is_available())
     torch.set_num_threads(settings["train"]["threads"] or threads)
 
 
@@ -111,7 +116,7 @@ def cmd_base_model(args):
     from moe_rpo.models import save_gpt  # noqa: PLC0415
 
     settings = _settings(args, lambda c: c["base_model"])
-    _torch_threads(settings, args.threads)
+    _torch_setup(settings, args.threads)
     out = Path(args.out)
     (model, record), prov = _timed(build_base, settings, args.corpus_dir, out.with_suffix(".ckpt"))
     save_gpt(model, out)
@@ -128,11 +133,11 @@ def cmd_recovery(args):
 
     config = None if args.settings is not None else cfg.load(args.config)
     settings = json.loads(args.settings) if config is None else cfg.recovery_run_settings(config)
-    setting = cfg.recovery_settings({"recovery": settings}).get(args.setting)
-    if setting is None:
-        raise ValueError(f"unknown recovery setting {args.setting!r}; the config has "
-                         f"{list(cfg.recovery_settings({'recovery': settings}))}")
-    _torch_threads(settings, args.threads)
+    known = cfg.recovery_settings({"recovery": settings})
+    if args.setting not in known:
+        raise ValueError(f"unknown recovery setting {args.setting!r}; the config has {list(known)}")
+    setting = known[args.setting]
+    _torch_setup(settings, args.threads)
     out = Path(args.out)
     work_dir = out.with_suffix(".work")
     result, prov = _timed(recovery.run, settings, setting, args.seed, args.base, args.corpus_dir, work_dir)
