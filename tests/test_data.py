@@ -11,7 +11,7 @@ import pytest
 
 from moe_rpo import config as cfg
 from moe_rpo.data import shakespeare
-from moe_rpo.data.prepare import gather, inventory, is_validation, shard_range, tokenize_shard
+from moe_rpo.data.prepare import gather, inventory, is_validation, prepare_corpus, shard_range, tokenize_shard
 from moe_rpo.data.sources import CorpusError, decode_utf8, read_documents
 from moe_rpo.data.tokenizers import CharTokenizer, build_tokenizer, gpt2_files
 from moe_rpo.data.tokens import open_tokens, read_meta
@@ -24,15 +24,6 @@ DOCS = ["First document.\nWith two lines.", "Second, with ünïcödé — and �
 def spec(source, **options):
     """A corpus spec with the schema's defaults filled in."""
     return cfg.validate_definition({"source": source, **options}, "corpus_spec")
-
-
-def prepare(corpus_spec, out_dir, shards=None):
-    record = inventory(corpus_spec)
-    count = shards or corpus_spec["shards"]
-    prefixes = [Path(out_dir) / "shards" / str(i) for i in range(count)]
-    for i, prefix in enumerate(prefixes):
-        tokenize_shard(record, count, i, prefix)
-    return gather(record, prefixes, out_dir)
 
 
 def decoded_documents(out_dir):
@@ -107,7 +98,7 @@ def test_local_source_reads_every_format_in_order(tmp_path):
     texts = [doc.text for doc in read_documents(corpus, record["layout"], 0, 6)]
     assert texts == expected
     assert [doc.text for doc in read_documents(corpus, record["layout"], 2, 5)] == expected[2:5]
-    meta = prepare(corpus, tmp_path / "out")
+    meta = prepare_corpus(corpus, tmp_path / "out")
     assert sorted(decoded_documents(tmp_path / "out")) == sorted(expected)
     assert meta["splits"]["train"]["documents"] + meta["splits"]["val"]["documents"] == 6
 
@@ -144,7 +135,7 @@ def test_openwebtext_source_through_datasets(tmp_path, kind, streaming):
     record = inventory(corpus)
     assert record["documents"] == 5
     assert [d.text for d in read_documents(corpus, record["layout"], 1, 4)] == DOCS[1:4]
-    prepare(corpus, tmp_path / "out", shards=2)
+    prepare_corpus(corpus, tmp_path / "out", shards=2)
     assert sorted(decoded_documents(tmp_path / "out")) == sorted(DOCS[:5])
 
 
@@ -202,7 +193,7 @@ def test_char_tokenizer_round_trip_and_end_of_text():
 
 
 def test_char_corpus_saves_its_vocabulary(tmp_path):
-    meta = prepare(spec("shakespeare", tokenizer="char", dtype="uint8", max_documents=20, val_fraction=0.3), tmp_path / "out")
+    meta = prepare_corpus(spec("shakespeare", tokenizer="char", dtype="uint8", max_documents=20, val_fraction=0.3), tmp_path / "out")
     chars = meta["tokenizer_details"]["chars"]
     assert meta["vocab_size"] == len(chars) + 1 and "H" in chars and "\n" in chars
     assert np.asarray(open_tokens(tmp_path / "out", "train")).max() == len(chars)  # the end-of-text id
@@ -214,7 +205,7 @@ def test_char_corpus_saves_its_vocabulary(tmp_path):
 @pytest.mark.parametrize("tokenizer", ["gpt2", "char"])
 def test_one_and_many_shards_give_identical_bins(tmp_path, tokenizer):
     corpus = spec("shakespeare", tokenizer=tokenizer, max_documents=60)
-    metas = {shards: prepare(corpus, tmp_path / f"s{shards}", shards=shards) for shards in (1, 4, 7)}
+    metas = {shards: prepare_corpus(corpus, tmp_path / f"s{shards}", shards=shards) for shards in (1, 4, 7)}
     for split in ("train", "val"):
         reference = (tmp_path / "s1" / f"{split}.bin").read_bytes()
         assert len(reference) > 0
@@ -225,7 +216,7 @@ def test_one_and_many_shards_give_identical_bins(tmp_path, tokenizer):
 
 def test_nanogpt_style_layout(tmp_path):
     """uint16 GPT-2 ids, each document followed by <|endoftext|>, readable with numpy.memmap."""
-    meta = prepare(spec("shakespeare", max_documents=10, val_fraction=0.3), tmp_path / "out")
+    meta = prepare_corpus(spec("shakespeare", max_documents=10, val_fraction=0.3), tmp_path / "out")
     train = np.memmap(tmp_path / "out" / "train.bin", dtype=np.uint16, mode="r")
     assert meta["dtype"] == "uint16" and len(train) == meta["splits"]["train"]["tokens"]
     assert (train == 50256).sum() == meta["splits"]["train"]["documents"]
@@ -237,7 +228,7 @@ def test_empty_documents_are_skipped_and_counted(tmp_path):
     (tmp_path / "docs").mkdir()
     for i, text in enumerate(["real text", "", "   \n ", "more text", "and more"]):
         (tmp_path / "docs" / f"{i}.txt").write_text(text)
-    meta = prepare(spec("local", path=str(tmp_path / "docs"), val_fraction=0.5), tmp_path / "out", shards=2)
+    meta = prepare_corpus(spec("local", path=str(tmp_path / "docs"), val_fraction=0.5), tmp_path / "out", shards=2)
     assert meta["documents"] == 5 and meta["empty_documents"] == 2
     assert sorted(decoded_documents(tmp_path / "out")) == ["and more", "more text", "real text"]
 
@@ -249,7 +240,7 @@ def test_invalid_utf8_is_replaced_and_counted(tmp_path):
     for i in range(4):
         (tmp_path / "docs" / f"good{i}.txt").write_text(f"valid text {i}")
     (tmp_path / "docs" / "bad.jsonl").write_bytes(b'{"text": "na\xefve"}\n{"text": "fine"}\n{"text": "good"}\n')
-    meta = prepare(spec("local", path=str(tmp_path / "docs"), val_fraction=0.5), tmp_path / "out", shards=1)
+    meta = prepare_corpus(spec("local", path=str(tmp_path / "docs"), val_fraction=0.5), tmp_path / "out", shards=1)
     assert meta["invalid_utf8_sequences"] == 2
     assert "caf\ufffd au lait" in decoded_documents(tmp_path / "out")
 
@@ -280,7 +271,7 @@ def test_corpus_of_empty_documents_is_refused(tmp_path):
     with pytest.raises(CorpusError, match="every document is empty"):
         inventory(spec("local", path=str(tmp_path / "docs"), tokenizer="char"))
     with pytest.raises(CorpusError, match="split is empty"):
-        prepare(spec("local", path=str(tmp_path / "docs")), tmp_path / "out", shards=1)
+        prepare_corpus(spec("local", path=str(tmp_path / "docs")), tmp_path / "out", shards=1)
 
 
 def test_vocabulary_that_does_not_fit_the_dtype_fails_before_work():
@@ -313,7 +304,7 @@ def test_unknown_source_or_tokenizer_in_code_paths():
 
 @pytest.fixture()
 def prepared(tmp_path):
-    prepare(spec("shakespeare", max_documents=12, val_fraction=0.3), tmp_path / "out")
+    prepare_corpus(spec("shakespeare", max_documents=12, val_fraction=0.3), tmp_path / "out")
     return tmp_path / "out"
 
 

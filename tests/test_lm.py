@@ -15,7 +15,7 @@ import torch
 
 from moe_rpo import config as cfg
 from moe_rpo.claims import recovery_claims
-from moe_rpo.data.prepare import gather, inventory, tokenize_shard
+from moe_rpo.data.prepare import prepare_corpus
 from moe_rpo.io import read_json
 from moe_rpo.lm import recovery
 from moe_rpo.lm.base import build_base, check_vocabulary
@@ -156,9 +156,7 @@ def tiny_setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("recovery")
     spec = cfg.validate_definition({"source": "shakespeare", "tokenizer": "char", "max_documents": 20,
                                     "val_fraction": 0.3}, "corpus_spec")
-    record = inventory(spec)
-    tokenize_shard(record, 1, 0, root / "shards" / "0")
-    meta = gather(record, [root / "shards" / "0"], root / "corpus")
+    meta = prepare_corpus(spec, root / "corpus", shards=1)
     save_gpt(tiny_gpt(vocab=meta["vocab_size"]), root / "base.pt")
     run_settings = cfg.recovery_run_settings(cfg.validate({
         "recovery": {"layers": [0, 1], "methods": [{"router": "standard", "k": 1}, {"router": "rpo", "k": 1}],
@@ -169,7 +167,7 @@ def tiny_setup(tmp_path_factory):
 
 def test_recovery_run_records_every_method(tiny_setup):
     root, run_settings = tiny_setup
-    setting = cfg.recovery_settings({"recovery": {"sim_scales": [0.3]}})["sim0.3"]
+    setting = cfg.recovery_settings({"sim_scales": [0.3]})["sim0.3"]
     result = recovery.run(run_settings, setting, 0, root / "base.pt", root / "corpus", root / "work")
     assert set(result["runs"]) == {"standard/k1", "rpo/k1"} and result["layers"] == [0, 1]
     rows = recovery.records(result, setting, 0)
@@ -183,7 +181,7 @@ def test_recovery_run_records_every_method(tiny_setup):
 def test_recovery_refuses_a_corpus_the_model_cannot_embed(tiny_setup, tmp_path):
     root, run_settings = tiny_setup
     save_gpt(tiny_gpt(vocab=10), tmp_path / "small.pt")
-    setting = cfg.recovery_settings({"recovery": {"sim_scales": [0.3]}})["diff"]
+    setting = cfg.recovery_settings({"sim_scales": [0.3]})["diff"]
     with pytest.raises(ValueError, match="token ids but the model embeds only 10"):
         recovery.run(run_settings, setting, 0, tmp_path / "small.pt", root / "corpus", tmp_path / "work")
 

@@ -27,26 +27,6 @@ def _add_settings_args(parser, what):
     group.add_argument("--config", default="config/config.yaml", help="pipeline config file (default: %(default)s)")
 
 
-def cmd_toy(args):
-    """Run one toy experiment for one seed; write PREFIX.npz (arrays) and PREFIX.json (metrics, provenance)."""
-    import numpy as np  # noqa: PLC0415
-    import torch  # noqa: PLC0415
-
-    from moe_rpo.provenance import provenance  # noqa: PLC0415
-
-    settings = _settings(args, lambda c: cfg.experiment_settings(c, args.experiment))
-    torch.use_deterministic_algorithms(True)
-    torch.set_num_threads(1)
-    module = importlib.import_module(f"moe_rpo.toy.{args.experiment}")
-    started, clock = dt.datetime.now(dt.timezone.utc), time.perf_counter()
-    arrays, records = module.run(settings, args.seed)
-    out = Path(args.out)
-    write_npz(out.with_suffix(".npz"), {**arrays, "__seed__": np.array(args.seed)})
-    write_json(out.with_suffix(".json"), {"experiment": args.experiment, "seed": args.seed, "settings": settings,
-                                          "records": records,
-                                          "provenance": provenance(started, time.perf_counter() - clock)})
-
-
 def _timed(step, *args):
     """Run a step and return (its result, provenance)."""
     from moe_rpo.provenance import provenance  # noqa: PLC0415
@@ -54,6 +34,22 @@ def _timed(step, *args):
     started, clock = dt.datetime.now(dt.timezone.utc), time.perf_counter()
     result = step(*args)
     return result, provenance(started, time.perf_counter() - clock)
+
+
+def cmd_toy(args):
+    """Run one toy experiment for one seed; write PREFIX.npz (arrays) and PREFIX.json (metrics, provenance)."""
+    import numpy as np  # noqa: PLC0415
+    import torch  # noqa: PLC0415
+
+    settings = _settings(args, lambda c: cfg.experiment_settings(c, args.experiment))
+    torch.use_deterministic_algorithms(True)
+    torch.set_num_threads(1)
+    module = importlib.import_module(f"moe_rpo.toy.{args.experiment}")
+    (arrays, records), prov = _timed(module.run, settings, args.seed)
+    out = Path(args.out)
+    write_npz(out.with_suffix(".npz"), {**arrays, "__seed__": np.array(args.seed)})
+    write_json(out.with_suffix(".json"), {"experiment": args.experiment, "seed": args.seed, "settings": settings,
+                                          "records": records, "provenance": prov})
 
 
 def cmd_corpus_inventory(args):
@@ -86,15 +82,9 @@ def cmd_corpus_gather(args):
 
 def cmd_prepare(args):
     """Prepare a corpus in one process (inventory, every shard, gather), without Snakemake."""
-    from moe_rpo.data.prepare import gather, inventory, tokenize_shard  # noqa: PLC0415
+    from moe_rpo.data.prepare import prepare_corpus  # noqa: PLC0415
 
-    spec = _settings(args, lambda c: cfg.corpus_spec(c, args.corpus))
-    out_dir = Path(args.out_dir)
-    record = inventory(spec)
-    prefixes = [out_dir / "shards" / str(shard) for shard in range(spec["shards"])]
-    for shard, prefix in enumerate(prefixes):
-        tokenize_shard(record, spec["shards"], shard, prefix)
-    meta = gather(record, prefixes, out_dir)
+    meta = prepare_corpus(_settings(args, lambda c: cfg.corpus_spec(c, args.corpus)), args.out_dir)
     print(json.dumps({split: info["tokens"] for split, info in meta["splits"].items()}))
 
 
@@ -131,9 +121,8 @@ def cmd_recovery(args):
 
     from moe_rpo.lm import recovery  # noqa: PLC0415
 
-    config = None if args.settings is not None else cfg.load(args.config)
-    settings = json.loads(args.settings) if config is None else cfg.recovery_run_settings(config)
-    known = cfg.recovery_settings({"recovery": settings})
+    settings = _settings(args, cfg.recovery_run_settings)
+    known = cfg.recovery_settings(settings)
     if args.setting not in known:
         raise ValueError(f"unknown recovery setting {args.setting!r}; the config has {list(known)}")
     setting = known[args.setting]
@@ -141,10 +130,11 @@ def cmd_recovery(args):
     out = Path(args.out)
     work_dir = out.with_suffix(".work")
     result, prov = _timed(recovery.run, settings, setting, args.seed, args.base, args.corpus_dir, work_dir)
+    rows = recovery.records(result, setting, args.seed)
     write_json(out, {"experiment": "recovery", "setting": setting, "seed": args.seed, "settings": settings,
-                     "records": recovery.records(result, setting, args.seed), "result": result, "provenance": prov})
+                     "records": rows, "result": result, "provenance": prov})
     shutil.rmtree(work_dir)
-    for row in recovery.records(result, setting, args.seed):
+    for row in rows:
         print(f"{row['method']:>20} k={row['k']}  accuracy {row['accuracy']:.3f}  val loss {row['val_loss']:.4f}")
 
 

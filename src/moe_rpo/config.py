@@ -123,10 +123,11 @@ def corpus_spec(config: dict, name: str) -> dict:
     return config["corpora"][name]
 
 
-def recovery_settings(config: dict) -> dict[str, dict]:
-    """The recovery experiment's settings by name: 'diff' and one 'sim{scale}' per SIM scale."""
+def recovery_settings(recovery: dict) -> dict[str, dict]:
+    """The settings of the recovery experiment (its config section) by name: 'diff' and one 'sim{scale}'
+    per SIM scale."""
     settings = {"diff": {"name": "diff", "mode": "diff", "scale": 0.0}}
-    for scale in config["recovery"]["sim_scales"]:
+    for scale in recovery["sim_scales"]:
         settings[f"sim{scale:g}"] = {"name": f"sim{scale:g}", "mode": "sim", "scale": scale}
     return settings
 

@@ -30,7 +30,7 @@ if config["report"]["trajectory_seed"] not in SEEDS:
                         f"is not one of the seeds {SEEDS}")
 CORPORA = sorted(config["corpora"])
 CORPUS_META = expand("results/data/{corpus}/meta.json", corpus=CORPORA)
-RECOVERY_SETTINGS = list(recovery_settings(config))
+RECOVERY_SETTINGS = list(recovery_settings(config["recovery"]))
 RECOVERY_SEEDS = config["recovery"]["seeds"]
 RECOVERY_RUNS = expand("results/lm/recovery/{setting}/seed{seed}.json", setting=RECOVERY_SETTINGS, seed=RECOVERY_SEEDS)
 PAGE_BY_SLUG = {page["slug"]: page for page in PAGES}

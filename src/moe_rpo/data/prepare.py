@@ -154,3 +154,13 @@ def gather(inventory_record: dict, shard_prefixes: list[str | Path], out_dir: st
             "shards": len(shard_counts), "splits": splits}
     write_json(out_dir / "meta.json", meta)
     return meta
+
+
+def prepare_corpus(spec: dict, out_dir: str | Path, shards: int | None = None) -> dict:
+    """All three steps in one process (what the rules run as separate jobs); returns meta.json's content."""
+    record = inventory(spec)
+    count = shards or spec["shards"]
+    prefixes = [Path(out_dir) / "shards" / str(shard) for shard in range(count)]
+    for shard, prefix in enumerate(prefixes):
+        tokenize_shard(record, count, shard, prefix)
+    return gather(record, prefixes, out_dir)

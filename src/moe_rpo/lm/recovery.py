@@ -7,13 +7,12 @@ the same experts, the same training batches and the same evaluation windows.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
 
-from moe_rpo.data.tokens import open_tokens
+from moe_rpo.data.tokens import open_tokens, sha256_file
 from moe_rpo.io import read_json, write_json
 from moe_rpo.lm.base import check_vocabulary
 from moe_rpo.models import load_gpt, recovery_model
@@ -25,10 +24,8 @@ def method_name(method: dict) -> str:
 
 
 def layers_of(settings: dict, n_layer: int) -> list[int]:
-    layers = list(range(n_layer)) if settings["layers"] == "all" else list(settings["layers"])
-    if max(layers) >= n_layer:
-        raise ValueError(f"recovery layers {layers} include a layer the base model (n_layer={n_layer}) lacks")
-    return layers
+    """The MLP indices to turn into MoE layers ('all' expanded; recovery_model checks the range)."""
+    return list(range(n_layer)) if settings["layers"] == "all" else list(settings["layers"])
 
 
 def final_metrics(history: list[dict], base_loss: float) -> dict:
@@ -58,7 +55,7 @@ def run(settings: dict, setting: dict, seed: int, base_path: str | Path, corpus_
                          f"{base.config.block_size}")
     layers = layers_of(settings, base.config.n_layer)
     base_loss = evaluate(base, val_tokens, train, pick_device(train["device"]))["val_loss"]
-    base_sha = hashlib.sha256(Path(base_path).read_bytes()).hexdigest()
+    base_sha = sha256_file(Path(base_path))
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     runs = {}

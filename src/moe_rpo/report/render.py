@@ -65,7 +65,7 @@ def page_runs(results_dir: Path, page: dict, config: dict) -> list[dict]:
     else:
         jobs = [(f"{setting} seed {seed}", f"lm/{experiment}/{setting}/seed{seed}",
                  f"lm_{experiment}/{setting}/seed{seed}")
-                for setting in recovery_settings(config) for seed in config["recovery"]["seeds"]]
+                for setting in recovery_settings(config["recovery"]) for seed in config["recovery"]["seeds"]]
     runs = []
     for label, record_stem, bench_stem in jobs:
         record = read_json(results_dir / f"{record_stem}.json")

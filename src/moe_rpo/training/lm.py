@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from moe_rpo.models import GPT
 from moe_rpo.models.recovery import routing_metrics
-from moe_rpo.training.step import E_STEP, M_STEP, phase_at
+from moe_rpo.training.step import M_STEP, phase_at, set_phase
 
 EVAL_SEED = 1234  # the evaluation windows are the same for every method and seed
 
@@ -160,12 +160,7 @@ def train_lm(model: GPT, train_tokens: np.ndarray, val_tokens: np.ndarray, setti
     for step in bar:
         phase = phase_at(step, alternation)
         model.train()
-        for p in router_params:
-            p.requires_grad_(phase != M_STEP)
-        for p in other_params:
-            p.requires_grad_(phase != E_STEP)
-        for router in routers:
-            router.train(phase != M_STEP)
+        set_phase(routers, router_params, other_params, phase)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, settings)
         x, y = (t.to(device) for t in batches.next())

@@ -20,12 +20,16 @@ def phase_at(step: int, alternation: tuple[int, int] | None) -> str:
     return E_STEP if step % (e_steps + m_steps) < e_steps else M_STEP
 
 
-def set_phase(router: Router, other_params: Iterable[nn.Parameter], phase: str) -> None:
-    """E-step: only router parameters train; M-step: only the rest; joint: everything."""
-    for p in router.parameters():
+def set_phase(routers: Iterable[Router], router_params: Iterable[nn.Parameter], other_params: Iterable[nn.Parameter],
+              phase: str) -> None:
+    """E-step: only router parameters train; M-step: only the rest, and the frozen routers act greedily
+    (evaluation mode; sampling serves only the E-step's policy gradient); joint: everything."""
+    for p in router_params:
         p.requires_grad_(phase != M_STEP)
     for p in other_params:
         p.requires_grad_(phase != E_STEP)
+    for router in routers:
+        router.train(phase != M_STEP)
 
 
 def train_step(router: Router, optimizer: torch.optim.Optimizer, phase: str, router_input: torch.Tensor,
@@ -37,8 +41,7 @@ def train_step(router: Router, optimizer: torch.optim.Optimizer, phase: str, rou
     In an M-step the frozen router acts greedily (its policy's mode): sampling serves only the
     E-step's policy gradient. A phase with nothing to train (an M-step with fixed experts) takes no step.
     """
-    set_phase(router, other_params, phase)
-    router.train(phase != M_STEP)
+    set_phase([router], router.parameters(), other_params, phase)
     out = router(router_input)
     task_loss = task_loss_fn(out)
     terms = router.loss_terms(out, task_loss)
