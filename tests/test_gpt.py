@@ -18,7 +18,7 @@ class Pick(Router):
 
     chosen = 0
 
-    def forward(self, x):
+    def forward(self, x, token_ids=None):
         n = x.shape[0]
         experts = ((self.chosen + torch.arange(self.k)) % self.num_experts).expand(n, self.k)
         weights = torch.zeros(n, self.k)

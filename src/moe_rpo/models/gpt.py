@@ -85,10 +85,10 @@ class Block(nn.Module):
         else:
             self.mlp = MLP(config)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, RouterOutput | None]:
+    def forward(self, x: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, RouterOutput | None]:
         x = x + self.attn(self.ln_1(x))
         if isinstance(self.mlp, MoE):
-            y, routing = self.mlp(self.ln_2(x))
+            y, routing = self.mlp(self.ln_2(x), idx)
         else:
             y, routing = self.mlp(self.ln_2(x)), None
         return x + y, routing
@@ -127,7 +127,7 @@ class GPT(nn.Module):
         x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
         routing = []
         for block in self.transformer.h:
-            x, block_routing = block(x)
+            x, block_routing = block(x, idx)
             if block_routing is not None:
                 routing.append(block_routing)
         logits = self.lm_head(self.transformer.ln_f(x))

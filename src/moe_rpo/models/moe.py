@@ -9,7 +9,7 @@ from moe_rpo.routers import Router, RouterOutput
 
 class MoE(nn.Module):
     """y(x) = sum over the k selected experts e of weight_e(x) * expert_e(x), computed sparsely:
-    each expert runs only on the tokens routed to it."""
+    each expert runs only on the tokens routed to it (slots the router switched off are skipped)."""
 
     def __init__(self, experts: list[nn.Module], router: Router):
         super().__init__()
@@ -18,15 +18,18 @@ class MoE(nn.Module):
         self.experts = nn.ModuleList(experts)
         self.router = router
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, RouterOutput]:
+    def forward(self, x: torch.Tensor, token_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, RouterOutput]:
+        """x: [B, T, C]; token_ids: [B, T] vocabulary ids, for routers that route by token."""
         B, T, C = x.size()
         tokens = x.reshape(B * T, C)
-        routing = self.router(tokens)
-        # one row per (token, selected expert), grouped by expert
-        expert_of_row = routing.experts.reshape(-1)
+        routing = self.router(tokens, None if token_ids is None else token_ids.reshape(B * T))
+        # one row per dispatched (token, selected expert) slot, grouped by expert
+        slots = routing.active().reshape(-1).nonzero().squeeze(1)
+        expert_of_row = routing.experts.reshape(-1)[slots]
         order = expert_of_row.argsort(stable=True)
-        token_of_row = order.div(self.router.k, rounding_mode="floor")
-        weight_of_row = routing.weights.reshape(-1)[order, None]
+        expert_of_row = expert_of_row[order]
+        token_of_row = slots[order].div(routing.experts.shape[1], rounding_mode="floor")
+        weight_of_row = routing.weights.reshape(-1)[slots[order], None]
         rows_per_expert = torch.bincount(expert_of_row, minlength=len(self.experts)).tolist()
         y = torch.zeros_like(tokens)
         start = 0

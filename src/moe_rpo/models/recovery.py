@@ -75,12 +75,10 @@ def routing_metrics(out: RouterOutput) -> dict[str, float | list[float]]:
     """accuracy: share of tokens whose most probable expert is expert 0 (the pretrained MLP), strictly:
     a tie is no choice (a zero-initialised router would otherwise score 1 through argmax's tie-break);
     entropy: mean over tokens of the entropy (nats) of the router's probabilities;
-    load: fraction of all k-selections that went to each expert."""
-    num_experts = out.probs.shape[-1]
-    load = torch.bincount(out.experts.reshape(-1), minlength=num_experts) / out.experts.numel()
+    load: share of all dispatched (token, expert) pairs that went to each expert."""
     first_is_best = out.probs[:, 0] > out.probs[:, 1:].max(-1).values
     return {
         "accuracy": first_is_best.float().mean().item(),
         "entropy": torch.special.entr(out.probs).sum(-1).mean().item(),
-        "load": load.tolist(),
+        "load": out.load().tolist(),
     }

@@ -19,6 +19,10 @@ class RouterOutput:
     log_prob:   [N] log-probability of the sampled selection (and weights), or None when the
                 router does not sample.
     aux_losses: named auxiliary losses, already scaled, to be added to the task loss.
+    mask:       [N, k] bool, which slots are dispatched, or None when all are. Routers with a
+                variable number of experts per token (capacity limits, expert choice) switch slots
+                off; an inactive slot has weight 0, and a token with no active slot passes through
+                the layer's residual connection unchanged.
     """
 
     experts: torch.Tensor
@@ -26,6 +30,16 @@ class RouterOutput:
     probs: torch.Tensor
     log_prob: torch.Tensor | None = None
     aux_losses: dict[str, torch.Tensor] = field(default_factory=dict)
+    mask: torch.Tensor | None = None
+
+    def active(self) -> torch.Tensor:
+        """[N, k] bool: the dispatched slots."""
+        return torch.ones_like(self.experts, dtype=torch.bool) if self.mask is None else self.mask
+
+    def load(self) -> torch.Tensor:
+        """[E] share of all dispatched (token, expert) pairs that went to each expert."""
+        chosen = self.experts[self.active()]
+        return torch.bincount(chosen, minlength=self.probs.shape[-1]) / max(1, chosen.numel())
 
 
 class Router(nn.Module):
@@ -46,8 +60,14 @@ class Router(nn.Module):
             raise ValueError(f"router k={k} must lie in [1, num_experts={num_experts}]")
         self.dim, self.num_experts, self.k = dim, num_experts, k
 
-    def forward(self, x: torch.Tensor) -> RouterOutput:
+    def forward(self, x: torch.Tensor, token_ids: torch.Tensor | None = None) -> RouterOutput:
+        """x: [N, dim] token features; token_ids: [N] vocabulary ids where the model has them (hash
+        routing needs them; the others ignore them)."""
         raise NotImplementedError
+
+    def fit_token_counts(self, counts: torch.Tensor) -> None:
+        """Called once before training with the training corpus' token counts [vocab]; routers that
+        depend on token frequencies (balanced hashing) build their tables here. Default: nothing."""
 
     def loss_terms(self, out: RouterOutput, task_loss: torch.Tensor,
                    baseline: torch.Tensor | None = None) -> dict[str, torch.Tensor]:

@@ -34,7 +34,7 @@ class NoisyTopK(Router):
         nn.init.zeros_(self.gate.weight)
         nn.init.zeros_(self.noise.weight)
 
-    def forward(self, x: torch.Tensor) -> RouterOutput:
+    def forward(self, x: torch.Tensor, token_ids: torch.Tensor | None = None) -> RouterOutput:
         clean = self.gate(x)
         if not self.training:
             probs = torch.softmax(clean, dim=-1)

@@ -15,9 +15,9 @@ class Reinforce(SoftmaxTopK):
 
     samples = True
 
-    def forward(self, x: torch.Tensor) -> RouterOutput:
+    def forward(self, x: torch.Tensor, token_ids: torch.Tensor | None = None) -> RouterOutput:
         if not self.training:
-            return super().forward(x)
+            return super().forward(x, token_ids)
         log_probs = torch.log_softmax(self.route_logits(x), dim=-1)
         probs = log_probs.exp()
         experts = sample_without_replacement(probs, self.k)

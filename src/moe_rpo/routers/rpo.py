@@ -38,7 +38,7 @@ class RPO(Router):
         nn.init.zeros_(self.weight_policy.weight)
         nn.init.constant_(self.weight_policy.bias, 1.0 / k if weight_init is None else weight_init)
 
-    def forward(self, x: torch.Tensor) -> RouterOutput:
+    def forward(self, x: torch.Tensor, token_ids: torch.Tensor | None = None) -> RouterOutput:
         log_probs = torch.log_softmax(self.gate(x), dim=-1)
         probs = log_probs.exp()
         weight_mean = self.weight_policy(x)

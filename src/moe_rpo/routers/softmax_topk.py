@@ -20,7 +20,7 @@ class SoftmaxTopK(Router):
     def route_logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.gate(x)
 
-    def forward(self, x: torch.Tensor) -> RouterOutput:
+    def forward(self, x: torch.Tensor, token_ids: torch.Tensor | None = None) -> RouterOutput:
         probs = torch.softmax(self.route_logits(x), dim=-1)
         weights, experts = probs.topk(self.k, dim=-1)
         if self.normalize:

@@ -18,8 +18,8 @@ class Switch(Jitter):
         super().__init__(dim, num_experts, k, epsilon=epsilon, init_std=init_std)
         self.balance_coef = balance_coef
 
-    def forward(self, x: torch.Tensor) -> RouterOutput:
-        out = super().forward(x)
+    def forward(self, x: torch.Tensor, token_ids: torch.Tensor | None = None) -> RouterOutput:
+        out = super().forward(x, token_ids)
         fraction = torch.bincount(out.experts.reshape(-1), minlength=self.num_experts) / out.experts.numel()
         balance = self.balance_coef * self.num_experts * (fraction.detach() * out.probs.mean(0)).sum()
         out.aux_losses["balance"] = balance

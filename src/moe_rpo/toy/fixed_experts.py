@@ -11,8 +11,9 @@ from moe_rpo.training.step import phase_at, train_step
 
 
 def make_router(spec: dict, num_experts: int, k: int, initial_logits=None) -> Router:
-    """A router over `num_experts` experts fed the constant feature x = [1], so that its gate
-    weights are free logits; `initial_logits` optionally sets them."""
+    """A router over `num_experts` experts fed the constant feature x = [1] (and token id 0: every
+    sample is the same token), so that its gate weights are free logits; `initial_logits` optionally
+    sets them."""
     router = build_router(spec, dim=1, num_experts=num_experts, k=k)
     if initial_logits is not None:
         with torch.no_grad():
@@ -34,7 +35,7 @@ def dense_weights(out: RouterOutput, num_experts: int) -> torch.Tensor:
 def greedy_route(router: Router) -> RouterOutput:
     """The router's deterministic decision (evaluation mode) for the constant input."""
     router.eval()
-    return router(torch.ones(1, 1))
+    return router(torch.ones(1, 1), torch.zeros(1, dtype=torch.long))
 
 
 def train(router: Router, settings: dict, task_loss: Callable[[RouterOutput], torch.Tensor],
@@ -45,7 +46,8 @@ def train(router: Router, settings: dict, task_loss: Callable[[RouterOutput], to
     batch = torch.ones(settings["batch_size"], 1)
     record()
     for step in range(settings["steps"]):
-        train_step(router, optimizer, phase_at(step, router.alternation), batch, task_loss, step=step)
+        train_step(router, optimizer, phase_at(step, router.alternation), batch, task_loss, step=step,
+                   token_ids=torch.zeros(len(batch), dtype=torch.long))
         record()
 
 

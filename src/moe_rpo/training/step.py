@@ -34,15 +34,16 @@ def set_phase(routers: Iterable[Router], router_params: Iterable[nn.Parameter], 
 
 def train_step(router: Router, optimizer: torch.optim.Optimizer, phase: str, router_input: torch.Tensor,
                task_loss_fn: Callable[[RouterOutput], torch.Tensor], other_params: Iterable[nn.Parameter] = (),
-               step: int | None = None) -> dict[str, float]:
+               step: int | None = None, token_ids: torch.Tensor | None = None) -> dict[str, float]:
     """Route `router_input`, compute the per-sample task loss, add the router's loss terms
     (auxiliary losses, REINFORCE surrogate) and take one optimizer step. Returns the loss terms.
+    `token_ids` [N] go to the router with the input (hash routing routes by them).
 
     In an M-step the frozen router acts greedily (its policy's mode): sampling serves only the
     E-step's policy gradient. A phase with nothing to train (an M-step with fixed experts) takes no step.
     """
     set_phase([router], router.parameters(), other_params, phase)
-    out = router(router_input)
+    out = router(router_input, token_ids)
     task_loss = task_loss_fn(out)
     terms = router.loss_terms(out, task_loss)
     total = task_loss.mean() + sum(terms.values(), torch.zeros(()))
