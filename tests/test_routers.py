@@ -17,29 +17,52 @@ SPECS = {
     "em": {"method": "em"},
     "noisy_topk": {"method": "noisy_topk"},
     "switch": {"method": "switch", "balance_coef": 0.05},
+    "zloss": {"method": "zloss"},
+    "hash": {"method": "hash"},
+    "fixed_random": {"method": "fixed_random"},
+    "dselect_k": {"method": "dselect_k"},
+    "base": {"method": "base"},
+    "expert_choice": {"method": "expert_choice"},
 }
+# Methods that differ from "k experts per token, the top k of probs" by design (tests/test_survey_routers.py
+# checks their own rules):
+ONE_SLOT_PER_EXPERT = {"dselect_k", "expert_choice"}  # experts [N, E] = arange(E); the mask picks the active ones
+TOP_1_ONLY = {"base"}  # BASE layers take k = 1 only
+BATCH_ASSIGNMENT = {"base"}  # while training, a balanced assignment over the batch, not each token's top k
+VOCAB = 50
 
 
 def test_every_method_has_a_spec():
     assert set(SPECS) == set(METHODS)
+    assert ONE_SLOT_PER_EXPERT | TOP_1_ONLY | BATCH_ASSIGNMENT <= set(METHODS)
 
 
 @pytest.mark.parametrize("method", SPECS)
 @pytest.mark.parametrize("k", [1, 2, 3])
 @pytest.mark.parametrize("training", [True, False])
 def test_output_shapes_and_selection(method, k, training):
+    if method in TOP_1_ONLY and k > 1:
+        with pytest.raises(ValueError, match="k must be 1"):
+            build_router(SPECS[method], DIM, EXPERTS, k)
+        return
     router = build_router(SPECS[method], DIM, EXPERTS, k).train(training)
-    out = router(torch.randn(TOKENS, DIM))
+    out = router(torch.randn(TOKENS, DIM), torch.randint(0, VOCAB, (TOKENS,)))  # token ids: for hash routing
     assert isinstance(out, RouterOutput)
-    assert out.experts.shape == (TOKENS, k) and out.experts.dtype == torch.long
-    assert out.weights.shape == (TOKENS, k)
+    slots = EXPERTS if method in ONE_SLOT_PER_EXPERT else k
+    assert out.experts.shape == (TOKENS, slots) and out.experts.dtype == torch.long
+    assert out.weights.shape == (TOKENS, slots)
+    assert out.mask is None or (out.mask.shape == (TOKENS, slots) and (out.weights[~out.mask] == 0).all())
     assert out.probs.shape == (TOKENS, EXPERTS)
     torch.testing.assert_close(out.probs.sum(-1), torch.ones(TOKENS))
-    assert all(len(set(row.tolist())) == k for row in out.experts), "selected experts must be distinct"
+    assert all(len(set(row.tolist())) == slots for row in out.experts), "selected experts must be distinct"
     samples = method in ("reinforce", "rpo") and training
     assert (out.log_prob is not None) == samples
     if samples:
         assert out.log_prob.shape == (TOKENS,)
+    elif method in ONE_SLOT_PER_EXPERT:
+        assert torch.equal(out.experts, torch.arange(EXPERTS).expand(TOKENS, -1))
+    elif method in BATCH_ASSIGNMENT and training:
+        assert torch.bincount(out.experts[:, 0], minlength=EXPERTS).max() <= math.ceil(TOKENS / EXPERTS)
     else:  # deterministic routers and evaluation mode select the top-k experts
         assert torch.equal(out.experts.sort(-1).values, out.probs.topk(k, -1).indices.sort(-1).values)
 

@@ -11,7 +11,10 @@ import seaborn as sns  # noqa: E402
 
 EXPERT_COLORS = sns.color_palette("Set2", 8)
 METHOD_LABELS = {"standard": "standard", "standard_normalized": "standard (normalised)", "jitter": "standard + jitter",
-                 "rl": "RL", "rpo": "RPO", "em": "EM", "noisy_topk": "noisy top-k", "switch": "Switch"}
+                 "rl": "RL", "rpo": "RPO", "em": "EM", "noisy_topk": "noisy top-k", "switch": "Switch",
+                 "switch_capacity": "Switch + capacity", "zloss": "router z-loss", "hash": "hash (random)",
+                 "hash_balanced": "hash (balanced)", "fixed_random": "fixed random", "dselect_k": "DSelect-k",
+                 "base": "BASE", "expert_choice": "Expert Choice"}
 
 
 def use_style() -> None:

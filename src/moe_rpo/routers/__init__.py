@@ -4,13 +4,19 @@ from __future__ import annotations
 import inspect
 
 from moe_rpo.routers.base import Router, RouterOutput
+from moe_rpo.routers.base_layers import BaseLayer
+from moe_rpo.routers.dselect_k import DSelectK
 from moe_rpo.routers.em import EM
+from moe_rpo.routers.expert_choice import ExpertChoice
+from moe_rpo.routers.fixed_random import FixedRandom
+from moe_rpo.routers.hashing import Hash
 from moe_rpo.routers.jitter import Jitter
 from moe_rpo.routers.noisy_topk import NoisyTopK
 from moe_rpo.routers.reinforce import Reinforce
 from moe_rpo.routers.rpo import RPO
 from moe_rpo.routers.softmax_topk import SoftmaxTopK
 from moe_rpo.routers.switch import Switch
+from moe_rpo.routers.zloss import ZLoss
 
 METHODS: dict[str, type[Router]] = {
     "softmax_topk": SoftmaxTopK,
@@ -20,6 +26,12 @@ METHODS: dict[str, type[Router]] = {
     "em": EM,
     "noisy_topk": NoisyTopK,
     "switch": Switch,
+    "zloss": ZLoss,
+    "hash": Hash,
+    "fixed_random": FixedRandom,
+    "dselect_k": DSelectK,
+    "base": BaseLayer,
+    "expert_choice": ExpertChoice,
 }
 
 __all__ = ["METHODS", "Router", "RouterOutput", "build_router"]

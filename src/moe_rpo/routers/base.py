@@ -65,6 +65,8 @@ class Router(nn.Module):
         routing needs them; the others ignore them)."""
         raise NotImplementedError
 
+    uses_token_counts = False  # True for routers that need fit_token_counts before their first forward
+
     def fit_token_counts(self, counts: torch.Tensor) -> None:
         """Called once before training with the training corpus' token counts [vocab]; routers that
         depend on token frequencies (balanced hashing) build their tables here. Default: nothing."""
