@@ -15,6 +15,7 @@ def make_router(spec: dict, num_experts: int, k: int, initial_logits=None) -> Ro
     sample is the same token), so that its gate weights are free logits; `initial_logits` optionally
     sets them."""
     router = build_router(spec, dim=1, num_experts=num_experts, k=k)
+    router.fit_token_counts(torch.ones(1))  # the only token is id 0
     if initial_logits is not None:
         with torch.no_grad():
             router.gate.weight.copy_(torch.as_tensor(initial_logits, dtype=torch.float32)[:, None])
@@ -41,10 +42,16 @@ def greedy_route(router: Router) -> RouterOutput:
 def train(router: Router, settings: dict, task_loss: Callable[[RouterOutput], torch.Tensor],
           record: Callable[[], None]) -> None:
     """Train the router alone with Adam for settings["steps"] steps on a constant batch of
-    settings["batch_size"] inputs; call `record` before training and after every step."""
-    optimizer = torch.optim.Adam(router.parameters(), lr=settings["lr"])
+    settings["batch_size"] inputs; call `record` before training and after every step. A router with
+    no parameters (hash, fixed random) keeps its decision: its trajectory stands still."""
+    params = list(router.parameters())
     batch = torch.ones(settings["batch_size"], 1)
     record()
+    if not params:
+        for _ in range(settings["steps"]):
+            record()
+        return
+    optimizer = torch.optim.Adam(params, lr=settings["lr"])
     for step in range(settings["steps"]):
         train_step(router, optimizer, phase_at(step, router.alternation), batch, task_loss, step=step,
                    token_ids=torch.zeros(len(batch), dtype=torch.long))

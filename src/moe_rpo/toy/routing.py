@@ -13,8 +13,9 @@ from moe_rpo.toy.optimum import best_standard_reachable, best_subset_fit
 def optima(settings: dict) -> dict[int, dict]:
     """Per k: the exact optimum (free weights) and the best point under weights = probabilities."""
     experts, target = np.array(settings["experts"]), np.array(settings["target"])
+    ks = sorted({m["k"] for m in settings["runs"]}) if "runs" in settings else settings["ks"]
     return {k: {"optimum": best_subset_fit(experts, target, k),
-                "standard_reachable": best_standard_reachable(experts, target, k)} for k in settings["ks"]}
+                "standard_reachable": best_standard_reachable(experts, target, k)} for k in ks}
 
 
 def train_router(spec: dict, k: int, settings: dict, seed: int) -> np.ndarray:
@@ -33,7 +34,9 @@ def run(settings: dict, seed: int) -> tuple[dict[str, np.ndarray], list[dict]]:
     target = np.array(settings["target"])
     best = optima(settings)
     arrays, records = {}, []
-    runs = [(name, k) for name in settings["methods"] for k in settings["ks"]]
+    # every method at every K, or the explicit (router, k) pairs of "runs" (the router benchmark)
+    runs = ([(m["router"], m["k"]) for m in settings["runs"]] if "runs" in settings
+            else [(name, k) for name in settings["methods"] for k in settings["ks"]])
     for name, k in tqdm(runs, desc=f"toy routing seed {seed}", mininterval=5):
         trajectory = train_router(settings["routers"][name], k, settings, seed)
         arrays[f"{name}/k{k}"] = trajectory
