@@ -120,14 +120,22 @@ def test_nan_loss_stops_with_a_clear_error(tokens):
         train_lm(model, *tokens, settings(eval_every=100), seed=0)
 
 
-def test_bad_training_inputs_are_refused(tokens):
-    with pytest.raises(ValueError, match="too few for windows"):
-        Batches(np.zeros(10, dtype=np.uint16), 2, 16, 0)
+def test_a_model_with_nothing_to_train_is_only_measured(tokens):
+    """A frozen model (as with a parameter-free router in recovery) keeps its weights; the history still
+    has the losses of every evaluation step."""
     frozen = tiny_gpt()
     for p in frozen.parameters():
         p.requires_grad_(False)
-    with pytest.raises(ValueError, match="no trainable parameters"):
-        train_lm(frozen, *tokens, settings(), seed=0)
+    before = {k: v.clone() for k, v in frozen.state_dict().items()}
+    history = train_lm(frozen, *tokens, settings(steps=4, eval_every=2), seed=0)
+    assert [row["step"] for row in history] == [0, 2, 4]
+    assert history[1]["val_loss"] == history[2]["val_loss"] == history[0]["val_loss"]
+    assert all(torch.equal(before[k], v) for k, v in frozen.state_dict().items())
+
+
+def test_bad_training_inputs_are_refused(tokens):
+    with pytest.raises(ValueError, match="too few for windows"):
+        Batches(np.zeros(10, dtype=np.uint16), 2, 16, 0)
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no GPU is available"):
             pick_device("cuda")

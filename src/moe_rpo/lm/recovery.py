@@ -16,7 +16,8 @@ from moe_rpo.data.tokens import open_tokens, sha256_file
 from moe_rpo.io import read_json, write_json
 from moe_rpo.lm.base import check_vocabulary
 from moe_rpo.models import load_gpt, recovery_model
-from moe_rpo.training.lm import evaluate, pick_device, train_lm
+from moe_rpo.training.distributed import is_main
+from moe_rpo.training.lm import evaluate, fit_routers_to_corpus, pick_device, train_lm
 
 
 def method_name(method: dict) -> str:
@@ -71,12 +72,14 @@ def run(settings: dict, setting: dict, seed: int, base_path: str | Path, corpus_
             continue
         model = recovery_model(base, layers, setting["mode"], setting["scale"], spec, k=method["k"],
                                num_experts=settings["num_experts"], seed=seed)
+        fit_routers_to_corpus(model, train_tokens)
         checkpoint = work_dir / f"{name.replace('/', '_')}.pt"
         history = train_lm(model, train_tokens, val_tokens, train, seed, checkpoint=checkpoint,
                            fingerprint=fingerprint, desc=f"{setting['name']} seed {seed} {name}")
         runs[name] = {"router": method["router"], "k": method["k"], "history": history,
                       "final": final_metrics(history, base_loss)}
-        write_json(done_file, {"fingerprint": fingerprint, "run": runs[name]})
+        if is_main():  # under torchrun every rank has the same run; rank 0 writes it
+            write_json(done_file, {"fingerprint": fingerprint, "run": runs[name]})
         checkpoint.unlink(missing_ok=True)
     return {"base_val_loss": base_loss, "layers": layers, "runs": runs}
 

@@ -75,10 +75,12 @@ def routing_metrics(out: RouterOutput) -> dict[str, float | list[float]]:
     """accuracy: share of tokens whose most probable expert is expert 0 (the pretrained MLP), strictly:
     a tie is no choice (a zero-initialised router would otherwise score 1 through argmax's tie-break);
     entropy: mean over tokens of the entropy (nats) of the router's probabilities;
-    load: share of all dispatched (token, expert) pairs that went to each expert."""
+    load: share of all dispatched (token, expert) pairs that went to each expert;
+    unrouted: share of tokens with no dispatched expert (capacity limits, expert choice)."""
     first_is_best = out.probs[:, 0] > out.probs[:, 1:].max(-1).values
     return {
         "accuracy": first_is_best.float().mean().item(),
         "entropy": torch.special.entr(out.probs).sum(-1).mean().item(),
         "load": out.load().tolist(),
+        "unrouted": (~out.active().any(-1)).float().mean().item(),
     }

@@ -1,6 +1,14 @@
 """Language-model training: random windows of a token file, AdamW with warm-up and cosine decay, gradient
 clipping, E/M alternation for routers that ask for it, periodic evaluation, and checkpoints that resume
-exactly (model, optimiser, RNG and data position)."""
+exactly (model, optimiser, RNG and data position).
+
+Under `torchrun` (WORLD_SIZE > 1) training is data-parallel: every rank draws the same global batch and
+trains on its contiguous share of the rows, gradients are averaged by DistributedDataParallel, and the
+result is that of one process with the same global batch up to floating-point reduction order. The
+differences: REINFORCE's leave-one-out batch-mean baseline, batch-statistic auxiliary losses (load
+balancing of noisy_topk and switch) and routing that assigns tokens within a batch (expert capacity, expert
+choice, BASE layers) work on a rank's rows, and sampling (sampled routing, dropout) draws from a per-rank
+random stream (equal in distribution, not sample for sample). Only rank 0 writes checkpoints."""
 from __future__ import annotations
 
 import contextlib
@@ -11,11 +19,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from moe_rpo.models import GPT
 from moe_rpo.models.recovery import routing_metrics
-from moe_rpo.training.step import M_STEP, phase_at, set_phase
+from moe_rpo.training import distributed
+from moe_rpo.training.step import E_STEP, JOINT, M_STEP, phase_at, set_phase
 
 EVAL_SEED = 1234  # the evaluation windows are the same for every method and seed
 
@@ -31,17 +41,26 @@ def pick_device(name: str) -> torch.device:
 
 class Batches:
     """Random windows [batch, block] of a token array and their next-token targets, from a seeded generator
-    whose state is part of a checkpoint (the data position)."""
+    whose state is part of a checkpoint (the data position). With `share` = (rank, processes), every rank
+    draws the same global batch of `batch_size` windows and returns its contiguous share of the rows,
+    rank * batch_size / processes up to (rank + 1) * batch_size / processes."""
 
-    def __init__(self, tokens: np.ndarray, batch_size: int, block_size: int, seed: int):
+    def __init__(self, tokens: np.ndarray, batch_size: int, block_size: int, seed: int,
+                 share: tuple[int, int] = (0, 1)):
         if len(tokens) <= block_size + 1:
             raise ValueError(f"{len(tokens)} tokens are too few for windows of block_size={block_size}")
+        rank, processes = share
+        if batch_size % processes:
+            raise ValueError(f"batch_size={batch_size} (the global batch) is not divisible by the {processes} "
+                             f"data-parallel processes; use a multiple of {processes}")
         self.tokens, self.batch_size, self.block_size = tokens, batch_size, block_size
+        local = batch_size // processes
+        self.rows = slice(rank * local, (rank + 1) * local)
         self.generator = torch.Generator().manual_seed(seed)
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
         starts = torch.randint(len(self.tokens) - self.block_size - 1, (self.batch_size,), generator=self.generator)
-        return windows(self.tokens, starts.tolist(), self.block_size)
+        return windows(self.tokens, starts[self.rows].tolist(), self.block_size)
 
 
 def windows(tokens: np.ndarray, starts: list[int], block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -66,18 +85,28 @@ def make_optimizer(params: list[torch.nn.Parameter], settings: dict) -> torch.op
 
 
 @torch.no_grad()
-def evaluate(model: GPT, tokens: np.ndarray, settings: dict, device: torch.device) -> dict:
-    """Mean loss on fixed windows of `tokens` and, per MoE layer, the routing metrics (greedy routing)."""
+def evaluate(model: GPT, tokens: np.ndarray, settings: dict, device: torch.device,
+             world: distributed.World | None = None) -> dict:
+    """Mean loss on fixed windows of `tokens` and, per MoE layer, the routing metrics (greedy routing).
+    With a data-parallel `world` (every rank must call it), the ranks share the evaluation batches and all
+    return the numbers of one process."""
     model.eval()
     generator = torch.Generator().manual_seed(EVAL_SEED)
     count, block = settings["eval_batches"] * settings["batch_size"], settings["block_size"]
     starts = torch.randint(len(tokens) - block - 1, (count,), generator=generator).tolist()
     losses, layers = [], []
-    for first in range(0, count, settings["batch_size"]):
+    firsts = range(0, count, settings["batch_size"])
+    if world is not None and world.size > 1:
+        firsts = firsts[world.rank::world.size]
+    for first in firsts:
         x, y = windows(tokens, starts[first:first + settings["batch_size"]], block)
         out = model(x.to(device), y.to(device))
         losses.append(out.loss.item())
         layers.append([routing_metrics(routing) for routing in out.routing])
+    if world is not None and world.size > 1:  # back in batch order: rank r evaluated batches r, r + size, ...
+        shares = distributed.gather((losses, layers))
+        losses = [shares[i % world.size][0][i // world.size] for i in range(settings["eval_batches"])]
+        layers = [shares[i % world.size][1][i // world.size] for i in range(settings["eval_batches"])]
     per_layer = [{key: np.mean([batch[i][key] for batch in layers], axis=0).tolist() for key in layers[0][i]}
                  for i in range(len(layers[0]))]
     return {"val_loss": float(np.mean(losses)), "layers": per_layer}
@@ -108,6 +137,24 @@ def _save(path: Path, state: dict) -> None:
     os.replace(tmp, path)
 
 
+def token_counts(tokens: np.ndarray, vocab_size: int) -> torch.Tensor:
+    """How often each token id occurs in `tokens` [vocab_size] (read in chunks: corpora are memory maps)."""
+    counts = np.zeros(vocab_size, dtype=np.int64)
+    for start in range(0, len(tokens), 1 << 24):
+        counts += np.bincount(np.asarray(tokens[start:start + (1 << 24)]), minlength=vocab_size)
+    return torch.from_numpy(counts)
+
+
+def fit_routers_to_corpus(model: GPT, train_tokens: np.ndarray) -> None:
+    """Give the routers that balance by token frequency (balanced hashing) the training split's token
+    counts; the corpus is counted only when one of them needs it."""
+    routers = [router for router in model.routers() if router.uses_token_counts]
+    if routers:
+        counts = token_counts(train_tokens, model.config.vocab_size)
+        for router in routers:
+            router.fit_token_counts(counts)
+
+
 def train_lm(model: GPT, train_tokens: np.ndarray, val_tokens: np.ndarray, settings: dict, seed: int,
              checkpoint: str | Path | None = None, fingerprint: str = "", desc: str = "train") -> list[dict]:
     """Train the parameters of `model` that require grad; return the evaluation rows (step 0, every
@@ -115,21 +162,25 @@ def train_lm(model: GPT, train_tokens: np.ndarray, val_tokens: np.ndarray, setti
     steps and a run restarted with the same fingerprint continues exactly where the saved one stopped.
 
     Routers with an alternation train in E-steps and the other trainable parameters in M-steps (the
-    frozen router then routes greedily). When only routers train, every step is an E-step.
+    frozen router then routes greedily). When only routers train, every step is an E-step. When nothing
+    trains (a parameter-free router such as hashing in a frozen model), the steps only measure the losses.
+
+    Under torchrun the ranks train data-parallel (see the module's docstring); `settings["batch_size"]`
+    is the global batch, and every rank returns the same history.
     """
-    device = pick_device(settings["device"])
+    world, device = distributed.setup(pick_device(settings["device"]))
     model.to(device)
-    torch.manual_seed(seed)
-    batches = Batches(train_tokens, settings["batch_size"], settings["block_size"], seed)
+    torch.manual_seed(distributed.rank_seed(seed, world.rank))
+    batches = Batches(train_tokens, settings["batch_size"], settings["block_size"], seed,
+                      share=(world.rank, world.size))
+    # with nothing to train (a parameter-free router in a frozen model) the loop only measures the losses
     trainable = {name: p for name, p in model.named_parameters() if p.requires_grad}
-    if not trainable:
-        raise ValueError("the model has no trainable parameters")
     routers = model.routers()
     router_ids = {id(p) for router in routers for p in router.parameters()}
     router_params = [p for p in trainable.values() if id(p) in router_ids]
     other_params = [p for p in trainable.values() if id(p) not in router_ids]
     alternation = routers[0].alternation if routers and router_params and other_params else None
-    optimizer = make_optimizer(list(trainable.values()), settings)
+    optimizer = make_optimizer(list(trainable.values()), settings) if trainable else None
     history, start, train_losses = [], 0, []
 
     checkpoint = Path(checkpoint) if checkpoint else None
@@ -139,62 +190,115 @@ def train_lm(model: GPT, train_tokens: np.ndarray, val_tokens: np.ndarray, setti
             with torch.no_grad():
                 for name, value in state["trainable"].items():
                     trainable[name].copy_(value)
-            optimizer.load_state_dict(state["optimizer"])
+            if optimizer is not None:
+                optimizer.load_state_dict(state["optimizer"])
             batches.generator.set_state(state["data_rng"])
-            torch.set_rng_state(state["torch_rng"])
-            if device.type == "cuda" and state.get("cuda_rng") is not None:
-                torch.cuda.set_rng_state(state["cuda_rng"])
+            rng = state["torch_rng"], state.get("cuda_rng")
+            if world.size > 1:  # each rank's own stream (from a run with another number of ranks: a fresh one)
+                saved = state.get("rank_rngs")
+                if saved and len(saved) == world.size:
+                    rng = saved[world.rank]
+                elif world.rank:
+                    rng = None, None
+            if rng[0] is None:
+                torch.manual_seed(distributed.rank_seed(seed, world.rank, state["step"]))
+            else:
+                torch.set_rng_state(rng[0])
+            if device.type == "cuda" and rng[1] is not None:
+                torch.cuda.set_rng_state(rng[1])
             history, start, train_losses = state["history"], state["step"], state["train_losses"]
-            print(f"{desc}: resumed from {checkpoint} at step {start}", file=sys.stderr)
-        else:
+            if world.rank == 0:
+                print(f"{desc}: resumed from {checkpoint} at step {start}", file=sys.stderr)
+        elif world.rank == 0:
             print(f"{desc}: ignoring {checkpoint} (made with other settings)", file=sys.stderr)
 
     forward = torch.compile(model) if settings["compile"] else model
+    synced = data_parallel(model, routers, router_params, other_params, alternation, device, settings) \
+        if world.size > 1 and trainable else None
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if settings["bf16"] and device.type == "cuda"
                 else contextlib.nullcontext())
     if start == 0:
-        history.append({"step": 0, "train_loss": None, **evaluate(model, val_tokens, settings, device)})
+        history.append({"step": 0, "train_loss": None, **evaluate(model, val_tokens, settings, device, world)})
     steps = range(start, settings["steps"])
     bar = tqdm(steps, desc=desc, total=settings["steps"], initial=start, file=sys.stderr,
-               mininterval=0.5 if sys.stderr.isatty() else 15)
+               mininterval=0.5 if sys.stderr.isatty() else 15, disable=world.rank != 0)
     for step in bar:
         phase = phase_at(step, alternation)
         model.train()
         set_phase(routers, router_params, other_params, phase)
-        for group in optimizer.param_groups:
+        for group in optimizer.param_groups if optimizer else ():
             group["lr"] = lr_at(step, settings)
         x, y = (t.to(device) for t in batches.next())
         baseline = greedy_loss(model, routers, x, y, autocast) if (
             settings["reinforce_baseline"] == "greedy" and phase != M_STEP and any_samples(routers)) else None
         with autocast:
-            out = forward(x, y)
+            # data-parallel E-steps bypass DDP, whose reducer holds the M-step's parameters (see data_parallel)
+            out = (synced if synced is not None and phase != E_STEP else forward)(x, y)
             terms = {}
             for i, (router, routing) in enumerate(zip(routers, out.routing)):
                 layer_terms = router.loss_terms(routing, out.token_loss, baseline)
                 terms |= {f"layer{i}/{key}": value for key, value in layer_terms.items()}
             total = out.loss + sum(terms.values(), torch.zeros((), device=device))
-        if not torch.isfinite(total):
+        finite, loss = torch.isfinite(total), None
+        if world.size > 1:  # one all-reduce: the global mean loss, and whether every rank's loss is finite
+            both = distributed.sum_(torch.stack([out.loss.detach().float(), (~finite).float()])).tolist()
+            finite, loss = both[1] == 0, both[0] / world.size
+        if not finite:
             raise FloatingPointError(f"{desc}: non-finite loss at step {step} ({phase} phase): loss "
-                                     f"{out.loss.item()}, terms { {k: v.item() for k, v in terms.items()} }")
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        torch.nn.utils.clip_grad_norm_(list(trainable.values()), settings["grad_clip"])
-        optimizer.step()
-        train_losses.append(out.loss.item())
+                                     f"{out.loss.item()}, terms { {k: v.item() for k, v in terms.items()} }"
+                                     + (f" on rank {world.rank} of {world.size}" if world.size > 1 else ""))
+        if optimizer is not None:
+            optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            if synced is not None and phase == E_STEP:
+                distributed.average_gradients(router_params, world.size)
+            torch.nn.utils.clip_grad_norm_(list(trainable.values()), settings["grad_clip"])
+            optimizer.step()
+        train_losses.append(out.loss.item() if loss is None else loss)
         done = step + 1
         if done % settings["eval_every"] == 0 or done == settings["steps"]:
             row = {"step": done, "train_loss": float(np.mean(train_losses)),
-                   **evaluate(model, val_tokens, settings, device)}
+                   **evaluate(model, val_tokens, settings, device, world)}
             history.append(row)
             train_losses = []
             bar.set_postfix(train=f"{row['train_loss']:.3f}", val=f"{row['val_loss']:.3f}", refresh=False)
         if checkpoint and done % settings["checkpoint_every"] == 0 and done < settings["steps"]:
-            _save(checkpoint, {"fingerprint": fingerprint, "step": done, "history": history,
-                               "train_losses": train_losses, "optimizer": optimizer.state_dict(),
-                               "trainable": {name: p.detach().clone() for name, p in trainable.items()},
-                               "data_rng": batches.generator.get_state(), "torch_rng": torch.get_rng_state(),
-                               "cuda_rng": torch.cuda.get_rng_state() if device.type == "cuda" else None})
+            rng = torch.get_rng_state(), torch.cuda.get_rng_state() if device.type == "cuda" else None
+            rank_rngs = distributed.gather(rng) if world.size > 1 else None
+            if world.rank == 0:
+                _save(checkpoint, {"fingerprint": fingerprint, "step": done, "history": history,
+                                   "train_losses": train_losses,
+                                   "optimizer": optimizer.state_dict() if optimizer else None,
+                                   "trainable": {name: p.detach().clone() for name, p in trainable.items()},
+                                   "data_rng": batches.generator.get_state(), "torch_rng": rng[0],
+                                   "cuda_rng": rng[1], **({"rank_rngs": rank_rngs} if rank_rngs else {})})
     for p in trainable.values():
         p.requires_grad_(True)
     model.eval()
     return history
+
+
+def data_parallel(model: GPT, routers, router_params, other_params, alternation, device: torch.device,
+                  settings: dict) -> torch.nn.Module:
+    """The model wrapped in DistributedDataParallel, for the steps whose gradients it averages.
+
+    DDP builds its reducer once, over the parameters that require grad when it is wrapped, and does not
+    support a change of that set in the steps it runs; E/M alternation toggles requires_grad. So with an
+    alternation DDP is built over the M-step's parameters (everything but the routers), with the
+    requires_grad of an M-step, and runs only M-steps, which keep that set. E-steps call the bare model
+    (DDP is not involved: its reducer expects gradients only after a forward through it) and train_lm
+    averages their gradients, those of the small router parameters, with one all-reduce. Each step thus
+    trains the same parameters on the averaged gradient of the global batch, as in one process, and
+    E-steps skip the backward and the communication of the frozen experts (with RPO the whole backward
+    through the network). Without an alternation DDP holds every trainable parameter and runs every step.
+
+    find_unused_parameters: in an MoE model an expert that no token of a rank's rows chose gets no
+    gradient on that rank (and a router can have parameters that a step does not use, or none at all);
+    DDP then counts zeros for it, and a parameter unused on every rank keeps grad None, so that AdamW
+    skips it (no momentum or weight-decay update) exactly as in one process. A dense model uses every
+    parameter, so it skips the search for unused ones.
+    """
+    set_phase(routers, router_params, other_params, JOINT if alternation is None else M_STEP)
+    ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                  find_unused_parameters=bool(routers))
+    return torch.compile(ddp) if settings["compile"] else ddp
