@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from moe_rpo import config as cfg
+from moe_rpo.report.pages import PAGES
 from moe_rpo.routers import METHODS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,9 +21,18 @@ def test_empty_config_gets_every_default():
     assert len(config["toy"]["routing"]["experts"]) == 8
 
 
-def test_shipped_configs_are_valid():
-    for path in (ROOT / "config").glob("*.yaml"):
-        cfg.load(path)
+@pytest.mark.parametrize("overlay", [None, "test.yaml", "paper.yaml"])
+def test_shipped_configs_are_valid(overlay):
+    """Each overlay as `snakemake --configfile` uses it: merged over config.yaml."""
+    cfg.load(ROOT / "config" / "config.yaml", *([ROOT / "config" / overlay] if overlay else []))
+
+
+def test_overlay_merges_mappings_and_replaces_lists(tmp_path):
+    (tmp_path / "base.yaml").write_text("seeds: [0, 1, 2]\ntoy: {routing: {steps: 50, lr: 0.5}}\n")
+    (tmp_path / "over.yaml").write_text("seeds: [7]\ntoy: {routing: {steps: 9}}\n")
+    config = cfg.load(tmp_path / "base.yaml", tmp_path / "over.yaml")
+    assert config["seeds"] == [7]
+    assert config["toy"]["routing"]["steps"] == 9 and config["toy"]["routing"]["lr"] == 0.5
 
 
 @pytest.mark.parametrize("config, key", [
@@ -91,10 +101,16 @@ def test_cli_reports_a_bad_config_cleanly(tmp_path):
 
 
 @pytest.mark.parametrize("profile", [[], ["--workflow-profile", "profiles/slurm"]], ids=["local", "slurm"])
-def test_paper_config_dry_run_lists_the_gpt2_recovery_dag(profile):
-    """config/paper.yaml (GPT-2 from the hub, OpenWebText) plans without data, a GPU or the network."""
+def test_paper_config_dry_run_lists_every_paper_experiment(profile):
+    """config/paper.yaml (GPT-2 from the hub, OpenWebText, TinyStories) plans every experiment's DAG without
+    data, a GPU or the network."""
     result = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1", *profile, "--configfile",
                              "config/paper.yaml"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "corpus_shard" in result.stdout and "base_model" in result.stdout and "recovery_run" in result.stdout
     assert "results/data/openwebtext/shards/31.train.bin" in result.stdout
+    assert "results/data/tinystories/shards/15.train.bin" in result.stdout
+    for output in ["results/lm/pretraining/rpo_k2/seed0.json", "results/lm/shakespeare_moe/expert_choice_k2/seed2.json",
+                   "results/lm/benchmark_recovery/sim0.3/seed2.json", "results/toy/benchmark/seed4.json",
+                   *[f"results/report/{page['slug']}.html" for page in PAGES]]:
+        assert output in result.stdout, output

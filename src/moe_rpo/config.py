@@ -8,7 +8,9 @@ import yaml
 from jsonschema import Draft202012Validator, validators
 
 TOY_EXPERIMENTS = ("routing", "collapse", "dilemma", "barrier")
-LM_EXPERIMENTS = ("recovery",)
+TRAINING_EXPERIMENTS = ("shakespeare_moe", "pretraining")  # GPTs trained from scratch, one job per method and seed
+LM_EXPERIMENTS = ("recovery", *TRAINING_EXPERIMENTS, "routerless", "benchmark")
+DENSE = "dense"  # the method name of a training run without MoE layers
 EXPERIMENTS = TOY_EXPERIMENTS + LM_EXPERIMENTS
 
 
@@ -71,15 +73,40 @@ def validate_definition(instance: dict, definition: str) -> dict:
 def check_references(config: dict) -> None:
     """The checks the schema cannot express: names that must refer to something defined elsewhere."""
     defined = config["routers"]
-    method_lists = {f"toy.{name}": config["toy"][name]["methods"] for name in TOY_EXPERIMENTS}
-    method_lists["recovery"] = config["recovery"]["methods"]
+    method_lists = {f"toy.{name}.methods": config["toy"][name]["methods"] for name in TOY_EXPERIMENTS}
+    method_lists["recovery.methods"] = config["recovery"]["methods"]
+    method_lists["benchmark.methods"] = config["benchmark"]["methods"]
+    method_lists |= {f"{name}.methods": config[name]["methods"] for name in TRAINING_EXPERIMENTS}
+    method_lists |= {f"routerless.{group}": config["routerless"][group] for group in ("fixed", "learned")}
     for where, methods in method_lists.items():
         for i, method in enumerate(methods):
             name = method["router"] if isinstance(method, dict) else method
-            if name not in defined:
-                raise ConfigError(f"{where}.methods.{i}: router {name!r} is not defined under 'routers' "
+            if name not in defined and not (name == DENSE and where.split(".")[0] in TRAINING_EXPERIMENTS):
+                raise ConfigError(f"{where}.{i}: router {name!r} is not defined under 'routers' "
                                   f"(defined: {sorted(defined)})")
-    for where in ("base_model", "recovery"):
+    for setting in config["benchmark"]["recovery"]["settings"]:
+        if setting not in recovery_settings(config["recovery"]):
+            raise ConfigError(f"benchmark.recovery.settings: {setting!r} is not a recovery setting "
+                              f"(diff or sim<scale> with a scale in recovery.sim_scales: "
+                              f"{list(recovery_settings(config['recovery']))})")
+    for name in TRAINING_EXPERIMENTS:
+        section = config[name]
+        names = [method_name(m) for m in section["methods"]]
+        if len(set(names)) < len(names):
+            raise ConfigError(f"{name}.methods: a router and k appear twice: {names}")
+        if section["moe_layers"] != "all" and max(section["moe_layers"]) >= section["model"]["n_layer"]:
+            raise ConfigError(f"{name}.moe_layers: {section['moe_layers']} names a block the model "
+                              f"(n_layer={section['model']['n_layer']}) does not have")
+        if section["train"]["block_size"] > section["model"]["block_size"]:
+            raise ConfigError(f"{name}.train.block_size: {section['train']['block_size']} exceeds model.block_size "
+                              f"{section['model']['block_size']}")
+    runs = {method_name(m) for m in config["shakespeare_moe"]["methods"]}
+    for group in ("fixed", "learned"):
+        missing = [method_name(m) for m in config["routerless"][group] if method_name(m) not in runs]
+        if missing:
+            raise ConfigError(f"routerless.{group}: {missing} are not among the shakespeare_moe.methods, whose runs "
+                              f"the routerless comparison reads")
+    for where in ("base_model", "recovery", *TRAINING_EXPERIMENTS):
         if config[where]["corpus"] not in config["corpora"]:
             raise ConfigError(f"{where}.corpus: {config[where]['corpus']!r} is not defined under 'corpora' "
                               f"(defined: {sorted(config['corpora'])})")
@@ -98,12 +125,27 @@ def check_references(config: dict) -> None:
                                   f"block_size {base['model']['block_size']}")
 
 
-def load(path: str | Path) -> dict:
-    """Read, fill defaults and check a YAML config file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    return validate(yaml.safe_load(path.read_text()) or {})
+def _overlay(base: dict, update: dict) -> dict:
+    """`update` merged into `base` as Snakemake merges --configfile files: mappings key by key, the rest replaced."""
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _overlay(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def load(*paths: str | Path) -> dict:
+    """Read YAML config files, each merged over the ones before (config.yaml, then e.g. paper.yaml, as
+    `snakemake --configfile` does), fill defaults and check the result."""
+    config = {}
+    for path in map(Path, paths):
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        config = _overlay(config, yaml.safe_load(path.read_text()) or {})
+    config = validate(config)
+    check_references(config)
+    return config
 
 
 def experiment_settings(config: dict, experiment: str) -> dict:
@@ -113,6 +155,13 @@ def experiment_settings(config: dict, experiment: str) -> dict:
     section = dict(config["toy"][experiment])
     names = [m["router"] if isinstance(m, dict) else m for m in section["methods"]]
     section["routers"] = {name: config["routers"][name] for name in names}
+    return section
+
+
+def benchmark_toy_settings(config: dict) -> dict:
+    """Toy 1 (routing) settings that run exactly the benchmark's (router, k) pairs."""
+    section = dict(config["toy"]["routing"], runs=config["benchmark"]["methods"])
+    section["routers"] = {m["router"]: config["routers"][m["router"]] for m in section["runs"]}
     return section
 
 
@@ -132,8 +181,34 @@ def recovery_settings(recovery: dict) -> dict[str, dict]:
     return settings
 
 
-def recovery_run_settings(config: dict) -> dict:
-    """What a recovery job runs with: the recovery section plus the specs of the routers it names."""
-    section = dict(config["recovery"])
-    section["routers"] = {m["router"]: config["routers"][m["router"]] for m in section["methods"]}
+def method_name(method: dict) -> str:
+    """A run's method label: 'dense', or '<router>_k<k>' (also its directory name)."""
+    return DENSE if method["router"] == DENSE else f"{method['router']}_k{method['k']}"
+
+
+def with_router_specs(section: dict, config: dict) -> dict:
+    """An experiment section plus the specs of the routers its methods name."""
+    section = dict(section)
+    section["routers"] = {m["router"]: config["routers"][m["router"]] for m in section["methods"]
+                          if m["router"] != DENSE}
     return section
+
+
+def recovery_run_settings(config: dict, benchmark: bool = False) -> dict:
+    """What a recovery job runs with: the recovery section plus the specs of the routers it names; for the
+    benchmark, with the benchmark's methods and training settings."""
+    section = dict(config["recovery"])
+    if benchmark:
+        section |= {"methods": config["benchmark"]["methods"], "train": config["benchmark"]["recovery"]["train"]}
+    return with_router_specs(section, config)
+
+
+def training_run_settings(config: dict, experiment: str, method: str) -> dict:
+    """What one training job runs with: the experiment's section, its one method and that router's spec."""
+    if experiment not in TRAINING_EXPERIMENTS:
+        raise ConfigError(f"unknown training experiment {experiment!r}; choose one of {list(TRAINING_EXPERIMENTS)}")
+    section = config[experiment]
+    chosen = [m for m in section["methods"] if method_name(m) == method]
+    if not chosen:
+        raise ConfigError(f"{experiment} has no method {method!r} (it runs {[method_name(m) for m in section['methods']]})")
+    return with_router_specs({**section, "methods": chosen}, config)
