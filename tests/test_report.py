@@ -14,6 +14,7 @@ import pytest  # noqa: E402
 from browser import check_pages, require_chromium  # noqa: E402
 
 from moe_rpo.config import validate  # noqa: E402
+from moe_rpo.jobs import experiment_jobs  # noqa: E402
 from moe_rpo.report.pages import PAGES  # noqa: E402
 from moe_rpo.report.render import render_report  # noqa: E402
 
@@ -35,7 +36,7 @@ CLAIMS = [
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory) -> Path:
+def results(tmp_path_factory, config) -> Path:
     """A results tree with every file the report reads (figures, tables, claims, run records, benchmarks)."""
     root = tmp_path_factory.mktemp("results")
     (root / "figures").mkdir()
@@ -54,11 +55,9 @@ def results(tmp_path_factory) -> Path:
             "splits": {"train": {"tokens": 4391006}, "val": {"tokens": 594875}}}
     (root / "data" / "tiny").mkdir(parents=True)
     (root / "data" / "tiny" / "meta.json").write_text(json.dumps(meta))
-    jobs = [(f"toy/{page['experiment']}/seed{seed}", f"toy_{page['experiment']}/seed{seed}", seed)
-            for page in PAGES if page["experiment"] != "recovery" for seed in SEEDS]
-    jobs += [(f"lm/recovery/{setting}/seed{seed}", f"lm_recovery/{setting}/seed{seed}", seed)
-             for setting in ("diff", "sim0.3") for seed in SEEDS]
-    jobs += [("lm/base/model", "lm_base/base_model", 0)]
+    jobs = {(job.record, job.benchmark, int(job.record.rsplit("seed", 1)[1]))
+            for page in PAGES for job in experiment_jobs(config, page["experiment"])}
+    jobs = sorted(jobs) + [("lm/base/model", "lm_base/base_model", 0)]
     for record_stem, bench_stem, seed in jobs:
         run = {"seed": seed, "settings": {"steps": 200, "methods": ["standard", "rpo"]}, "records": [],
                "provenance": {"versions": {"numpy": "2.4.6", "jinja2": "3.1.6"}, "git_commit": "abc123def",
@@ -84,7 +83,12 @@ def config() -> dict:
     return validate({"seeds": SEEDS, "report": {"title": "Synthetic replication report"},
                      "corpora": {"tiny": {"source": "shakespeare", "tokenizer": "char"}},
                      "base_model": {"corpus": "tiny"},
-                     "recovery": {"corpus": "tiny", "seeds": SEEDS, "sim_scales": [0.3]}})
+                     "recovery": {"corpus": "tiny", "seeds": SEEDS, "sim_scales": [0.3]},
+                     "shakespeare_moe": {"corpus": "tiny", "seeds": SEEDS, "methods": [{"router": "standard", "k": 1},
+                                                                                       {"router": "rpo", "k": 1}]},
+                     "pretraining": {"corpus": "tiny", "seeds": [0], "methods": [{"router": "dense", "k": 1}]},
+                     "routerless": {"fixed": [{"router": "rpo", "k": 1}], "learned": [{"router": "standard", "k": 1}]},
+                     "benchmark": {"recovery": {"seeds": [0], "settings": ["diff"]}}})
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +135,7 @@ def test_experiment_page_shows_files_numbers(rendered):
 
 
 def test_lm_page_shows_the_base_model_and_every_job(rendered):
-    page = rendered[-1].read_text()  # lm_recovery
+    page = next(path for path in rendered if path.name == "lm_recovery.html").read_text()
     assert "Base model" in page and "820,224" in page and "1.971" in page and "pretrained here" in page
     assert "smaller scale" in page  # the default config says at what scale the page was made
     assert "<td>sim0.3 seed 1</td>" in page and "<td>diff seed 0</td>" in page

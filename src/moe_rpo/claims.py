@@ -153,8 +153,53 @@ def recovery_claims(df: pd.DataFrame, t: dict) -> list[dict]:
     ]
 
 
+SHAKESPEARE_METHODS = {"top-1": ("standard", 1), "top-2": ("standard", 2), "EM": ("em", 1), "RPO": ("rpo", 1)}
+
+
+def shakespeare_claims(df: pd.DataFrame, t: dict) -> list[dict]:
+    def rpo_ranks_first(claim_id, statement, metric, column, label, pick, rank, fmt):
+        values = {name: spread(_select(df, method=m, k=k)[column]) for name, (m, k) in SHAKESPEARE_METHODS.items()}
+        first = pick(values, key=lambda name: values[name]["median"])
+        return _claim(claim_id, "lm_shakespeare_moe", statement, metric,
+                      {f"{name} {label}": s for name, s in values.items()}, f"RPO's median is the {rank}",
+                      first == "RPO",
+                      "; ".join(f"{name}: {s['median']:{fmt}}" for name, s in values.items()) + f" ({rank}: {first}).")
+
+    return [
+        rpo_ranks_first("lm_shakespeare_rpo_trains_fastest",
+                        "On Shakespeare, RPO's training loss falls fastest (against top-1, top-2 and EM).",
+                        "median over seeds of the mean training loss over all steps (area under the training curve)",
+                        "mean_train_loss", "mean training loss", min, "lowest", ".3f"),
+        rpo_ranks_first("lm_shakespeare_rpo_overfits_most",
+                        "RPO overfits most: the largest gap between test and training loss.",
+                        "median over seeds of the final validation loss minus the final training loss (same fixed "
+                        "windows)", "generalization_gap", "generalization gap", max, "largest", "+.3f"),
+    ]
+
+
+def pretraining_claims(df: pd.DataFrame, t: dict) -> list[dict]:
+    loss = {name: spread(_select(df, method=m, k=k)["val_loss"])
+            for name, (m, k) in {"dense": ("dense", 1), "MoE k=2": ("standard", 2), "MoE + RPO k=2": ("rpo", 2)}.items()}
+    dense, moe, rpo = (loss[name]["median"] for name in ("dense", "MoE k=2", "MoE + RPO k=2"))
+    gain = t["pretraining_gain"]
+    return [
+        _claim("lm_pretraining_moe_beats_dense", "lm_pretraining",
+               "Trained from scratch, the MoEs (k=2) beat the dense model of the same active size.",
+               "median over seeds of the final validation loss", loss, "both MoE medians < the dense median",
+               moe < dense and rpo < dense,
+               f"validation loss: dense {dense:.3f}, MoE k=2 {moe:.3f}, MoE + RPO k=2 {rpo:.3f}."),
+        _claim("lm_pretraining_rpo_no_gain", "lm_pretraining",
+               "RPO gives no gain over the standard MoE in pretraining (the paper's negative result).",
+               "median final validation loss of MoE + RPO minus that of the standard MoE (k=2)",
+               {"difference": rpo - moe, **loss}, f"RPO not better by more than {gain} nats/token",
+               rpo - moe > -gain,
+               f"RPO minus standard MoE: {rpo - moe:+.3f} nats/token (a gain would be below -{gain})."),
+    ]
+
+
 CLAIMS = {"toy_routing": routing_claims, "toy_collapse": collapse_claims, "toy_dilemma": dilemma_claims,
-          "toy_barrier": barrier_claims, "lm_recovery": recovery_claims}
+          "toy_barrier": barrier_claims, "lm_recovery": recovery_claims, "lm_shakespeare_moe": shakespeare_claims,
+          "lm_pretraining": pretraining_claims}
 
 
 def evaluate(tables_dir: str | Path, thresholds: dict) -> list[dict]:

@@ -18,13 +18,15 @@ def _settings(args, pick):
     """Settings from --settings (JSON, as Snakemake passes them) or picked from a --config file."""
     if args.settings is not None:
         return json.loads(args.settings)
-    return pick(cfg.load(args.config))
+    return pick(cfg.load(*args.config))
 
 
 def _add_settings_args(parser, what):
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--settings", help=f"{what} as JSON (what the Snakemake rules pass)")
-    group.add_argument("--config", default="config/config.yaml", help="pipeline config file (default: %(default)s)")
+    group.add_argument("--config", nargs="+", default=["config/config.yaml"], metavar="YAML",
+                       help="pipeline config files, each merged over the ones before as in `snakemake --configfile` "
+                            "(default: %(default)s; e.g. config/config.yaml config/paper.yaml)")
 
 
 def _timed(step, *args):
@@ -104,11 +106,14 @@ def cmd_base_model(args):
     """Pretrain the dense base model on a corpus (or load it from Hugging Face); write the model and its record."""
     from moe_rpo.lm.base import build_base  # noqa: PLC0415
     from moe_rpo.models import save_gpt  # noqa: PLC0415
+    from moe_rpo.training.distributed import is_main  # noqa: PLC0415
 
     settings = _settings(args, lambda c: c["base_model"])
     _torch_setup(settings, args.threads)
     out = Path(args.out)
     (model, record), prov = _timed(build_base, settings, args.corpus_dir, out.with_suffix(".ckpt"))
+    if not is_main():
+        return  # another rank of a data-parallel (torchrun) run: rank 0 writes the outputs
     save_gpt(model, out)
     write_json(out.with_suffix(".json"), {"settings": settings, **record, "provenance": prov})
     out.with_suffix(".ckpt").unlink(missing_ok=True)
@@ -120,6 +125,7 @@ def cmd_recovery(args):
     import shutil  # noqa: PLC0415
 
     from moe_rpo.lm import recovery  # noqa: PLC0415
+    from moe_rpo.training.distributed import is_main  # noqa: PLC0415
 
     settings = _settings(args, cfg.recovery_run_settings)
     known = cfg.recovery_settings(settings)
@@ -130,12 +136,35 @@ def cmd_recovery(args):
     out = Path(args.out)
     work_dir = out.with_suffix(".work")
     result, prov = _timed(recovery.run, settings, setting, args.seed, args.base, args.corpus_dir, work_dir)
+    if not is_main():
+        return  # another rank of a data-parallel (torchrun) run: rank 0 writes the outputs
     rows = recovery.records(result, setting, args.seed)
     write_json(out, {"experiment": "recovery", "setting": setting, "seed": args.seed, "settings": settings,
                      "records": rows, "result": result, "provenance": prov})
     shutil.rmtree(work_dir)
     for row in rows:
         print(f"{row['method']:>20} k={row['k']}  accuracy {row['accuracy']:.3f}  val loss {row['val_loss']:.4f}")
+
+
+def cmd_train(args):
+    """Train one method of a from-scratch experiment (shakespeare_moe, pretraining) for one seed."""
+    from moe_rpo.lm import scratch  # noqa: PLC0415
+    from moe_rpo.training.distributed import is_main  # noqa: PLC0415
+
+    settings = _settings(args, lambda c: cfg.training_run_settings(c, args.experiment, args.method))
+    _torch_setup(settings, args.threads)
+    out = Path(args.out)
+    result, prov = _timed(scratch.run, settings, args.seed, args.corpus_dir, out.with_suffix(".ckpt"))
+    if not is_main():
+        return  # another rank of a data-parallel (torchrun) run: rank 0 writes the outputs
+    rows = scratch.records(result)
+    write_json(out, {"experiment": args.experiment, "method": args.method, "seed": args.seed, "settings": settings,
+                     "records": rows, "result": result, "provenance": prov})
+    out.with_suffix(".ckpt").unlink(missing_ok=True)
+    final = result["final"]
+    load = "dense" if final["max_load_ratio"] is None else f"load ratio {final['max_load_ratio']:.2f}"
+    print(f"{args.experiment} {args.method} seed {args.seed}: train loss {final['train_loss']:.4f}, "
+          f"val loss {final['val_loss']:.4f}, {load}")
 
 
 def cmd_tables(args):
@@ -145,7 +174,22 @@ def cmd_tables(args):
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = cfg.table_stem(args.experiment)
+    if args.experiment == "benchmark":
+        section = _settings(args, lambda c: c["benchmark"])
+        by_source = {"routing": [], "recovery": [], "shakespeare_moe": []}
+        for path in args.runs:
+            by_source[read_json(path)["experiment"]].append(path)
+        sources = {"toy": tables.per_seed_table(by_source["routing"]),
+                   "recovery": tables.per_seed_table(by_source["recovery"]),
+                   "shakespeare": tables.per_seed_table(by_source["shakespeare_moe"])}
+        sim = next((s for s in section["recovery"]["settings"] if s.startswith("sim")), None)
+        table = tables.benchmark_table(sources, section["methods"], sim)
+        table.to_csv(out_dir / f"{stem}_medians.csv", index=False)
+        tables.benchmark_display(table).to_csv(out_dir / f"{stem}.csv", index=False)
+        return
     seeds = tables.per_seed_table(args.runs)
+    if args.experiment == "routerless":
+        seeds = tables.routerless_table(seeds, _settings(args, lambda c: c["routerless"]))
     seeds.to_csv(out_dir / f"{stem}_seeds.csv", index=False)
     tables.summarize(seeds, args.experiment).to_csv(out_dir / f"{stem}_summary.csv", index=False)
     if args.experiment == "routing":
@@ -165,6 +209,22 @@ def cmd_figures(args):
 
         seeds = pd.read_csv(Path(args.tables_dir) / "lm_recovery_seeds.csv")
         recovery_figures([read_json(path) for path in args.runs], seeds, args.sim_scale, args.threshold, args.out_dir)
+        return
+    if args.experiment in (*cfg.TRAINING_EXPERIMENTS, "routerless", "benchmark"):
+        from moe_rpo.figures import training  # noqa: PLC0415
+
+        stem, out = cfg.table_stem(args.experiment), args.out_dir
+        if args.experiment == "benchmark":
+            training.benchmark_figure(pd.read_csv(Path(args.tables_dir) / f"{stem}_medians.csv"), out)
+        elif args.experiment == "routerless":
+            training.routerless_figure(pd.read_csv(Path(args.tables_dir) / f"{stem}_seeds.csv"), out)
+        else:
+            title = {"shakespeare_moe": "Shakespeare MoE", "pretraining": "Pretraining from scratch"}[args.experiment]
+            records = [read_json(path) for path in args.runs]
+            shown = [r for r in records if not args.methods or r["method"] in args.methods]
+            training.curves_figure(training.training_curves(shown), title, f"{stem}_curves", out)
+            training.final_losses_figure(pd.read_csv(Path(args.tables_dir) / f"{stem}_seeds.csv"), title,
+                                         f"{stem}_final", out)
         return
 
     from moe_rpo.figures import toy  # noqa: PLC0415
@@ -267,10 +327,21 @@ def parser() -> argparse.ArgumentParser:
     _add_settings_args(rec, "the recovery section with its routers")
     rec.set_defaults(func=cmd_recovery)
 
+    train = sub.add_parser("train", help=cmd_train.__doc__)
+    train.add_argument("experiment", choices=cfg.TRAINING_EXPERIMENTS)
+    train.add_argument("method", help="dense or <router>_k<k>, one of the experiment's methods (e.g. rpo_k1)")
+    train.add_argument("--seed", type=int, required=True)
+    train.add_argument("--corpus-dir", required=True, help="prepared corpus (train.bin, val.bin, meta.json)")
+    train.add_argument("--out", required=True, help="run record (.json); the checkpoint lives beside it")
+    train.add_argument("--threads", type=int, default=1)
+    _add_settings_args(train, "the experiment's settings for this method")
+    train.set_defaults(func=cmd_train)
+
     tables = sub.add_parser("tables", help=cmd_tables.__doc__)
     tables.add_argument("experiment", choices=cfg.EXPERIMENTS)
     tables.add_argument("--runs", nargs="+", required=True, help="per-seed run records (.json)")
     tables.add_argument("--out-dir", required=True)
+    _add_settings_args(tables, "routerless / benchmark: that config section")
     tables.set_defaults(func=cmd_tables)
 
     figures = sub.add_parser("figures", help=cmd_figures.__doc__)
@@ -280,6 +351,8 @@ def parser() -> argparse.ArgumentParser:
     figures.add_argument("--seed", type=int, default=0, help="seed whose trajectories are drawn")
     figures.add_argument("--sim-scale", type=float, default=0.3, help="recovery: the SIM scale of the SIM panel")
     figures.add_argument("--threshold", type=float, default=0.9, help="recovery: the accuracy threshold drawn")
+    figures.add_argument("--methods", nargs="*", default=[],
+                         help="training experiments: the methods whose curves are drawn (default: all)")
     figures.add_argument("--out-dir", required=True)
     figures.set_defaults(func=cmd_figures)
 

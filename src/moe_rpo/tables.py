@@ -8,7 +8,10 @@ import pandas as pd
 from moe_rpo.io import read_json
 
 GROUP_KEYS = {"routing": ["method", "k"], "collapse": ["method", "weight_decay"], "dilemma": ["method"],
-              "barrier": ["method", "k"], "recovery": ["setting", "method", "k"]}
+              "barrier": ["method", "k"], "recovery": ["setting", "method", "k"], "shakespeare_moe": ["method", "k"],
+              "pretraining": ["method", "k"], "routerless": ["router_kind", "method", "k"]}
+TRAINING_METRICS = ["train_loss", "val_loss", "generalization_gap", "mean_train_loss", "max_load_ratio", "entropy",
+                    "unrouted", "misrouting_penalty"]
 SUMMARY_METRICS = {
     "routing": ["final_distance", "gap_to_optimum", "gap_to_standard_reachable"],
     "collapse": ["pairwise_distance_ratio", "final_drift", "final_router_norm", "final_routing_accuracy",
@@ -17,6 +20,9 @@ SUMMARY_METRICS = {
     "barrier": ["routes_to_b", "final_prob_b", "final_loss"],
     "recovery": ["accuracy", "min_layer_accuracy", "val_loss", "gap_to_base", "entropy", "pretrained_load",
                  "max_load"],
+    "shakespeare_moe": TRAINING_METRICS,
+    "pretraining": TRAINING_METRICS,
+    "routerless": TRAINING_METRICS,
 }
 
 
@@ -45,3 +51,49 @@ def routing_optima_table(best: dict[int, dict]) -> pd.DataFrame:
             rows.append({"k": k, "solution": kind, "experts": " + ".join(map(str, fit["subset"])),
                          "weights": ", ".join(f"{w:.3f}" for w in fit["weights"]), "distance": fit["distance"]})
     return pd.DataFrame(rows)
+
+
+def routerless_table(shakespeare: pd.DataFrame, routerless: dict) -> pd.DataFrame:
+    """The shakespeare_moe rows of the fixed and learned routers of the routerless comparison, labelled."""
+    groups = [(group, m) for group in ("fixed", "learned") for m in routerless[group]]
+    parts = [shakespeare[(shakespeare["method"] == m["router"]) & (shakespeare["k"] == m["k"])].assign(router_kind=group)
+             for group, m in groups]
+    seeds = pd.concat(parts, ignore_index=True)
+    if seeds.empty:
+        raise ValueError("no shakespeare_moe rows for the routerless methods")
+    return seeds
+
+
+BENCHMARK_COLUMNS = {  # column: (source, metric, setting)
+    "toy_gap_to_optimum": ("toy", "gap_to_optimum", None), "diff_accuracy": ("recovery", "accuracy", "diff"),
+    "sim_accuracy": ("recovery", "accuracy", "sim"), "shakespeare_train_loss": ("shakespeare", "train_loss", None),
+    "shakespeare_val_loss": ("shakespeare", "val_loss", None), "load_ratio": ("shakespeare", "max_load_ratio", None)}
+
+
+def benchmark_table(sources: dict[str, pd.DataFrame], methods: list[dict], sim_setting: str | None) -> pd.DataFrame:
+    """One row per benchmark method (router, k) and column of BENCHMARK_COLUMNS: toy 1 gap to the exact
+    K-optimum, DIFF and SIM routing accuracy, Shakespeare train and validation loss, and load balance
+    (E x the largest expert's load on Shakespeare: 1 = balanced). Each cell holds the median, min, max and
+    number of seeds (NaN and 0 where the method did not run)."""
+    rows = []
+    for m in methods:
+        row = {"router": m["router"], "k": m["k"]}
+        for column, (source, metric, setting) in BENCHMARK_COLUMNS.items():
+            df = sources[source]
+            mask = (df["method"] == m["router"]) & (df["k"] == m["k"])
+            if setting is not None:
+                mask &= df["setting"] == (sim_setting if setting == "sim" else setting)
+            values = df.loc[mask, metric].astype(float)
+            row |= {f"{column}_median": values.median(), f"{column}_min": values.min(), f"{column}_max": values.max(),
+                    f"{column}_seeds": int(values.count())}
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def benchmark_display(table: pd.DataFrame) -> pd.DataFrame:
+    """The benchmark table for reading: 'median [min, max] (n seeds)' per cell, 'not run' where empty."""
+    out = table[["router", "k"]].copy()
+    for column in BENCHMARK_COLUMNS:
+        out[column] = [("not run" if n == 0 else f"{med:.3g} [{lo:.3g}, {hi:.3g}] (n={int(n)})")
+                       for med, lo, hi, n in table[[f"{column}_{s}" for s in ("median", "min", "max", "seeds")]].values]
+    return out

@@ -6,11 +6,15 @@ from pathlib import Path
 from moe_rpo.config import (
     ConfigError,
     TOY_EXPERIMENTS,
+    TRAINING_EXPERIMENTS,
+    benchmark_toy_settings,
     check_references,
     experiment_settings,
     recovery_run_settings,
     recovery_settings,
+    training_run_settings,
 )
+from moe_rpo.jobs import experiment_jobs, records
 from moe_rpo.report.pages import PAGES
 
 try:
@@ -35,6 +39,7 @@ RECOVERY_SEEDS = config["recovery"]["seeds"]
 RECOVERY_RUNS = expand("results/lm/recovery/{setting}/seed{seed}.json", setting=RECOVERY_SETTINGS, seed=RECOVERY_SEEDS)
 PAGE_BY_SLUG = {page["slug"]: page for page in PAGES}
 TOY_PAGES = [page for page in PAGES if page["experiment"] in TOY_EXPERIMENTS]
+ALL_JOBS = sorted({job for page in PAGES for job in experiment_jobs(config, page["experiment"])})
 REPORT_PAGES = ["results/report/index.html"] + [f"results/report/{page['slug']}.html" for page in PAGES]
 
 

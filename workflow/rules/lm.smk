@@ -4,6 +4,7 @@
 
 wildcard_constraints:
     setting="|".join(RECOVERY_SETTINGS),
+    training="|".join(TRAINING_EXPERIMENTS),
 
 
 rule base_model:
@@ -18,6 +19,7 @@ rule base_model:
         settings=json.dumps(config["base_model"], sort_keys=True),
         corpus_dir=lambda wc, input: os.path.dirname(input.corpus[0]),
     threads: 2
+    priority: 20  # every recovery job waits for it
     resources:
         gpu=1,
         mem_mb=16000,
@@ -106,3 +108,194 @@ rule figures_lm_recovery:
     shell:
         "python -m moe_rpo figures recovery --runs {input.runs} --tables-dir results/tables "
         "--sim-scale {params.claim_scale} --threshold {params.threshold} --out-dir results/figures > {log} 2>&1"
+
+
+use rule recovery_run as benchmark_recovery_run with:
+    output:
+        "results/lm/benchmark_recovery/{setting}/seed{seed}.json",
+    params:
+        settings=json.dumps(recovery_run_settings(config, benchmark=True), sort_keys=True),
+        corpus_dir=lambda wc, input: os.path.dirname(input.corpus[0]),
+    log:
+        "results/logs/lm_benchmark_recovery/{setting}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/lm_benchmark_recovery/{setting}/seed{seed}.tsv"
+
+
+rule train_run:
+    """One method of a from-scratch training experiment (shakespeare_moe, pretraining) for one seed."""
+    input:
+        corpus=lambda wc: corpus_files(config[wc.training]["corpus"]),
+        code=sources("lm/scratch.py", "lm/routing_quality.py", "models/*.py", "routers/*.py", "training/*.py",
+                     "data/tokens.py"),
+    output:
+        "results/lm/{training}/{method}/seed{seed}.json",
+    params:
+        settings=lambda wc: json.dumps(training_run_settings(config, wc.training, wc.method), sort_keys=True),
+        corpus_dir=lambda wc, input: os.path.dirname(input.corpus[0]),
+    threads: 1
+    resources:
+        gpu=1,
+        mem_mb=16000,
+        runtime=720,
+    conda:
+        CONDA_ENV
+    log:
+        "results/logs/lm_{training}/{method}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/lm_{training}/{method}/seed{seed}.tsv"
+    shell:
+        "python -m moe_rpo train {wildcards.training} {wildcards.method} --seed {wildcards.seed} "
+        "--settings {params.settings:q} --corpus-dir {params.corpus_dir} --out {output} --threads {threads} "
+        "> {log} 2>&1"
+
+
+rule tables_lm_training:
+    """Final numbers per method and seed of a training experiment, and their spread over seeds."""
+    input:
+        runs=lambda wc: records(config, wc.training),
+        code=sources("tables.py"),
+    output:
+        "results/tables/lm_{training}_seeds.csv",
+        "results/tables/lm_{training}_summary.csv",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        CONDA_ENV
+    log:
+        "results/logs/lm_{training}/tables.log",
+    benchmark:
+        "results/benchmarks/lm_{training}/tables.tsv"
+    shell:
+        "python -m moe_rpo tables {wildcards.training} --runs {input.runs} --out-dir results/tables > {log} 2>&1"
+
+
+rule figures_lm_training:
+    """Training and validation curves and final losses of a training experiment."""
+    input:
+        runs=lambda wc: records(config, wc.training),
+        tables="results/tables/lm_{training}_seeds.csv",
+        code=sources("figures/*.py"),
+    output:
+        "results/figures/lm_{training}_curves.png",
+        "results/figures/lm_{training}_curves.pdf",
+        "results/figures/lm_{training}_final.png",
+        "results/figures/lm_{training}_final.pdf",
+    params:
+        # Shakespeare: the curves show the paper's four methods (top-1, top-2, EM, RPO) where they run
+        methods=lambda wc: ("standard_k1 standard_k2 em_k1 rpo_k1" if wc.training == "shakespeare_moe" else ""),
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=15,
+    conda:
+        CONDA_ENV
+    log:
+        "results/logs/lm_{training}/figures.log",
+    benchmark:
+        "results/benchmarks/lm_{training}/figures.tsv"
+    shell:
+        "python -m moe_rpo figures {wildcards.training} --runs {input.runs} --tables-dir results/tables "
+        "--methods {params.methods} --out-dir results/figures > {log} 2>&1"
+
+
+rule toy_benchmark_run:
+    """Toy 1 (routing) for exactly the benchmark's (router, k) pairs, one seed."""
+    input:
+        code=sources("toy/*.py", "routers/*.py", "training/*.py"),
+    output:
+        "results/toy/benchmark/seed{seed}.json",
+        "results/toy/benchmark/seed{seed}.npz",
+    params:
+        settings=json.dumps(benchmark_toy_settings(config), sort_keys=True),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        CONDA_ENV
+    log:
+        "results/logs/toy_benchmark/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/toy_benchmark/seed{seed}.tsv"
+    shell:
+        "python -m moe_rpo toy routing --seed {wildcards.seed} --settings {params.settings:q} "
+        "--out results/toy/benchmark/seed{wildcards.seed} > {log} 2>&1"
+
+
+rule tables_lm_routerless:
+    """The routerless comparison: the Shakespeare runs of its fixed and learned routers."""
+    input:
+        runs=records(config, "routerless"),
+        code=sources("tables.py"),
+    output:
+        "results/tables/lm_routerless_seeds.csv",
+        "results/tables/lm_routerless_summary.csv",
+    params:
+        section=json.dumps(config["routerless"], sort_keys=True),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        CONDA_ENV
+    log:
+        "results/logs/lm_routerless/tables.log",
+    benchmark:
+        "results/benchmarks/lm_routerless/tables.tsv"
+    shell:
+        "python -m moe_rpo tables routerless --runs {input.runs} --settings {params.section:q} "
+        "--out-dir results/tables > {log} 2>&1"
+
+
+rule tables_lm_benchmark:
+    """The router benchmark: toy 1, the benchmark's recovery jobs and the Shakespeare runs, one row per router."""
+    input:
+        runs=records(config, "benchmark"),
+        code=sources("tables.py"),
+    output:
+        "results/tables/lm_benchmark.csv",
+        "results/tables/lm_benchmark_medians.csv",
+    params:
+        section=json.dumps(config["benchmark"], sort_keys=True),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        CONDA_ENV
+    log:
+        "results/logs/lm_benchmark/tables.log",
+    benchmark:
+        "results/benchmarks/lm_benchmark/tables.tsv"
+    shell:
+        "python -m moe_rpo tables benchmark --runs {input.runs} --settings {params.section:q} "
+        "--out-dir results/tables > {log} 2>&1"
+
+
+rule figures_lm_derived:
+    """The routerless scatter plots and the benchmark heatmap, from their tables."""
+    input:
+        tables=lambda wc: ("results/tables/lm_routerless_seeds.csv" if wc.derived == "routerless"
+                           else "results/tables/lm_benchmark_medians.csv"),
+        code=sources("figures/*.py"),
+    output:
+        "results/figures/lm_{derived}.png",
+        "results/figures/lm_{derived}.pdf",
+    wildcard_constraints:
+        derived="routerless|benchmark",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=15,
+    conda:
+        CONDA_ENV
+    log:
+        "results/logs/lm_{derived}/figures.log",
+    benchmark:
+        "results/benchmarks/lm_{derived}/figures.tsv"
+    shell:
+        "python -m moe_rpo figures {wildcards.derived} --runs {input.tables} --tables-dir results/tables "
+        "--out-dir results/figures > {log} 2>&1"

@@ -5,7 +5,7 @@ rule claims:
     """Evaluate every paper claim from the per-seed tables."""
     input:
         tables=expand("results/tables/toy_{experiment}_seeds.csv", experiment=TOY_EXPERIMENTS),
-        recovery="results/tables/lm_recovery_seeds.csv",
+        lm=expand("results/tables/lm_{experiment}_seeds.csv", experiment=["recovery", *TRAINING_EXPERIMENTS]),
         code=sources("claims.py"),
     output:
         "results/claims.json",
@@ -31,11 +31,8 @@ rule report:
         claims="results/claims.json",
         figures=[path for page in PAGES for path in figure_outputs(page)],
         tables=[f"results/tables/{stem}.csv" for page in PAGES for stem in page["tables"]],
-        runs=expand("results/toy/{experiment}/seed{seed}.json", experiment=TOY_EXPERIMENTS, seed=SEEDS),
-        benchmarks=expand("results/benchmarks/toy_{experiment}/seed{seed}.tsv", experiment=TOY_EXPERIMENTS, seed=SEEDS),
-        recovery_runs=RECOVERY_RUNS,
-        recovery_benchmarks=expand("results/benchmarks/lm_recovery/{setting}/seed{seed}.tsv", setting=RECOVERY_SETTINGS,
-                                   seed=RECOVERY_SEEDS),
+        runs=[f"results/{job.record}.json" for job in ALL_JOBS],
+        benchmarks=[f"results/benchmarks/{job.benchmark}.tsv" for job in ALL_JOBS],
         base="results/lm/base/model.json",
         base_benchmark="results/benchmarks/lm_base/base_model.tsv",
         corpora=CORPUS_META,

@@ -58,4 +58,48 @@ PAGES = [
         "figures": ["lm_recovery_diff", "lm_recovery_sim", "lm_recovery_sim_sweep"],
         "tables": ["lm_recovery_summary"],
     },
+    {
+        "slug": "lm_shakespeare_moe",
+        "experiment": "shakespeare_moe",
+        "title": "Shakespeare MoE: RPO vs top-1 vs top-2 vs EM",
+        "summary": ("nanoGPT-style GPTs whose every MLP is an MoE layer, trained from scratch on Shakespeare "
+                    "characters; routers, experts and the rest train together (RPO and EM by E/M alternation). "
+                    "The curves show the paper's four methods; the final-loss figure and the table every router "
+                    "of the benchmark. Final losses are measured on the same fixed windows of both splits."),
+        "figures": ["lm_shakespeare_moe_curves", "lm_shakespeare_moe_final"],
+        "tables": ["lm_shakespeare_moe_summary"],
+    },
+    {
+        "slug": "lm_pretraining",
+        "experiment": "pretraining",
+        "title": "Pretraining from scratch: dense vs MoE vs MoE + RPO",
+        "summary": ("A dense GPT against MoE GPTs (k=2 of 4 experts per MLP) with the standard router and with "
+                    "RPO, at the same active size and on the same batches. The paper trained GPT-2 124M on "
+                    "TinyStories (config/paper.yaml); the default config runs a small version on Shakespeare."),
+        "figures": ["lm_pretraining_curves", "lm_pretraining_final"],
+        "tables": ["lm_pretraining_summary"],
+    },
+    {
+        "slug": "lm_routerless",
+        "experiment": "routerless",
+        "title": "Routerless routing: fixed routers against learned ones",
+        "summary": ("Fixed routers (hashing token ids, or a frozen random projection) with trainable experts, "
+                    "against learned routers at the same budget (the same Shakespeare MoE runs). Does the loss "
+                    "alone reveal whether routing was learned? Next to the loss: the loss increase when every "
+                    "token is sent to other experts with the same weights (how much the model relies on its "
+                    "routing), load balance and router entropy."),
+        "figures": ["lm_routerless"],
+        "tables": ["lm_routerless_summary"],
+    },
+    {
+        "slug": "lm_benchmark",
+        "experiment": "benchmark",
+        "title": "Router benchmark",
+        "summary": ("Every router of the survey behind one interface, in three experiments: toy 1's gap to the "
+                    "exact K-optimum (config seeds), routing recovery (DIFF and SIM accuracy; the benchmark's "
+                    "own recovery jobs), and Shakespeare MoE training (train and validation loss, load balance: "
+                    "E x the largest expert's load, 1 = balanced). Cells: median [min, max] over seeds."),
+        "figures": ["lm_benchmark"],
+        "tables": ["lm_benchmark"],
+    },
 ]

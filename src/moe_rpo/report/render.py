@@ -7,7 +7,7 @@ import os
 import shutil
 from pathlib import Path
 
-from moe_rpo.config import TOY_EXPERIMENTS
+from moe_rpo.config import TRAINING_EXPERIMENTS
 from moe_rpo.io import read_json
 from moe_rpo.report.pages import PAGES
 
@@ -56,20 +56,12 @@ def _benchmark(path: Path) -> dict:
 
 def page_runs(results_dir: Path, page: dict, config: dict) -> list[dict]:
     """Per job of the page's experiment: its label, run record (settings, provenance) and benchmark."""
-    from moe_rpo.config import recovery_settings
+    from moe_rpo.jobs import experiment_jobs
 
-    experiment = page["experiment"]
-    if experiment in TOY_EXPERIMENTS:
-        jobs = [(f"seed {seed}", f"toy/{experiment}/seed{seed}", f"toy_{experiment}/seed{seed}")
-                for seed in config["seeds"]]
-    else:
-        jobs = [(f"{setting} seed {seed}", f"lm/{experiment}/{setting}/seed{seed}",
-                 f"lm_{experiment}/{setting}/seed{seed}")
-                for setting in recovery_settings(config["recovery"]) for seed in config["recovery"]["seeds"]]
     runs = []
-    for label, record_stem, bench_stem in jobs:
-        record = read_json(results_dir / f"{record_stem}.json")
-        runs.append({"label": label, **_benchmark(results_dir / "benchmarks" / f"{bench_stem}.tsv"),
+    for job in experiment_jobs(config, page["experiment"]):
+        record = read_json(results_dir / f"{job.record}.json")
+        runs.append({"label": job.label, **_benchmark(results_dir / "benchmarks" / f"{job.benchmark}.tsv"),
                      "settings": record["settings"], **record["provenance"]})
     return runs
 
@@ -89,6 +81,29 @@ def base_model_facts(results_dir: Path, config: dict) -> dict:
                                 f"{record['settings']['train']['batch_size']} x {record['settings']['train']['block_size']}"
                                 f" tokens, {fmt(_benchmark(results_dir / 'benchmarks' / 'lm_base' / 'base_model.tsv')['wall_s'])} s")
     return facts
+
+
+def training_facts(config: dict, experiment: str) -> dict:
+    """What a from-scratch experiment's page says about the scale it ran at, from the config."""
+    section = config[experiment]
+    model, train = section["model"], section["train"]
+    return {"corpus": section["corpus"],
+            "model": f"{model['n_layer']} layers, {model['n_head']} heads, {model['n_embd']} dims, context "
+                     f"{model['block_size']}; MoE layers: {section['moe_layers']}, {section['num_experts']} experts",
+            "training": f"{train['steps']} steps of {train['batch_size']} x {train['block_size']} tokens, lr {train['lr']}",
+            "seeds": ", ".join(map(str, section["seeds"]))}
+
+
+def benchmark_facts(results_dir: Path, config: dict) -> dict:
+    """The scale of each column of the router benchmark, then the base model its recovery jobs use."""
+    toy, recovery = config["toy"]["routing"], config["benchmark"]["recovery"]
+    shakespeare = training_facts(config, "shakespeare_moe")
+    return {"toy 1": f"{toy['steps']} steps, seeds {', '.join(map(str, config['benchmark']['toy']['seeds']))}",
+            "recovery": f"{', '.join(recovery['settings'])}; {recovery['train']['steps']} steps of "
+                        f"{recovery['train']['batch_size']} x {recovery['train']['block_size']} tokens; seeds "
+                        f"{', '.join(map(str, recovery['seeds']))}",
+            "Shakespeare": f"{shakespeare['model']}; {shakespeare['training']}; seeds {shakespeare['seeds']}",
+            **{f"base model: {key}": value for key, value in base_model_facts(results_dir, config).items()}}
 
 
 def environment(runs: list[dict]) -> dict[str, str]:
@@ -142,9 +157,19 @@ def render_report(results_dir: Path, out_dir: Path, config: dict, templates_dir:
             figures.append({"stem": stem, "png": os.path.relpath(png, out_dir), "pdf": os.path.relpath(pdf, out_dir)})
         tables = [{"stem": stem, "html": html_table(results_dir / "tables" / f"{stem}.csv")} for stem in page["tables"]]
         runs = page_runs(results_dir, page, config)
-        base = None if page["experiment"] in TOY_EXPERIMENTS else base_model_facts(results_dir, config)
+        experiment = page["experiment"]
+        if experiment == "recovery":
+            facts_title, facts = "Base model", base_model_facts(results_dir, config)
+        elif experiment == "benchmark":
+            facts_title, facts = "Scale", benchmark_facts(results_dir, config)
+        elif experiment in TRAINING_EXPERIMENTS or experiment == "routerless":
+            facts_title, facts = "Scale", training_facts(config, "shakespeare_moe" if experiment == "routerless"
+                                                         else experiment)
+        else:
+            facts_title, facts = None, None
         html = env.get_template("experiment.html.j2").render(
-            base=base, cpu_scale=base is not None and config["base_model"]["source"] == "pretrain",
+            facts_title=facts_title, facts=facts,
+            cpu_scale=experiment in ("recovery", "benchmark") and config["base_model"]["source"] == "pretrain",
             current=page["slug"], page=page, figures=figures, tables=tables, runs=runs,
             page_claims=[c for c in claims if c["experiment"] == page["slug"]],
             total_wall_s=sum(run["wall_s"] for run in runs), environment=environment(runs),

@@ -1,0 +1,104 @@
+"""Figures of the from-scratch experiments (Shakespeare MoE, pretraining, routerless) and of the router
+benchmark, drawn from the saved run records and tables."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib import pyplot as plt
+
+from moe_rpo.figures.lm import method_label
+from moe_rpo.figures.style import save, use_style
+from moe_rpo.tables import BENCHMARK_COLUMNS
+
+
+def _label(router: str, k: int) -> str:
+    return "dense" if router == "dense" else method_label(router, k)
+
+
+def training_curves(records: list[dict]) -> pd.DataFrame:
+    """One row per run and evaluation step: the mean training loss since the previous evaluation and the
+    validation loss."""
+    rows = []
+    for record in records:
+        result = record["result"]
+        for point in result["history"][1:]:
+            rows.append({"method": _label(result["router"], result["k"]), "seed": result["seed"],
+                         "step": point["step"], "train_loss": point["train_loss"], "val_loss": point["val_loss"]})
+    return pd.DataFrame(rows)
+
+
+def curves_figure(curves: pd.DataFrame, title: str, stem: str, out_dir) -> list:
+    """Training and validation loss against steps, one line per method (median over seeds, band: range)."""
+    use_style()
+    methods = list(dict.fromkeys(curves["method"]))
+    colors = dict(zip(methods, sns.color_palette("tab10", len(methods))))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True, layout="constrained")
+    for ax, metric, name in zip(axes, ("train_loss", "val_loss"), ("training loss", "validation loss")):
+        for method in methods:
+            stats = curves[curves["method"] == method].groupby("step")[metric].agg(["median", "min", "max"])
+            ax.plot(stats.index, stats["median"], color=colors[method], lw=1.8, label=method)
+            ax.fill_between(stats.index, stats["min"], stats["max"], color=colors[method], alpha=0.15, lw=0)
+        ax.set(xlabel="training step", ylabel=f"{name} (nats/token)", title=name)
+    axes[1].legend(loc="upper right", fontsize=7, framealpha=0.9)
+    fig.suptitle(f"{title} (median over {curves['seed'].nunique()} seeds, band: range)")
+    return save(fig, out_dir, stem)
+
+
+def final_losses_figure(seeds: pd.DataFrame, title: str, stem: str, out_dir) -> list:
+    """Final training and validation loss per method (dots: seeds; bars: medians), sorted by validation loss."""
+    use_style()
+    data = seeds.assign(label=[_label(r, k) for r, k in zip(seeds["method"], seeds["k"])])
+    order = data.groupby("label")["val_loss"].median().sort_values().index.tolist()
+    long = data.melt(id_vars=["label", "seed"], value_vars=["train_loss", "val_loss"], var_name="split",
+                     value_name="loss").replace({"split": {"train_loss": "train", "val_loss": "validation"}})
+    fig, ax = plt.subplots(figsize=(8, 0.35 * len(order) + 1.5), layout="constrained")
+    sns.pointplot(long, y="label", x="loss", hue="split", order=order, estimator="median", errorbar=("pi", 100),
+                  dodge=0.4, linestyle="none", markers=["o", "s"], palette=["#4c72b0", "#dd8452"], ax=ax)
+    ax.set(ylabel="", xlabel="final loss on fixed windows (nats/token; median, bars: range over seeds)", title=title)
+    return save(fig, out_dir, stem)
+
+
+def routerless_figure(seeds: pd.DataFrame, out_dir) -> list:
+    """Validation loss against the loss increase when tokens are sent to other experts, per run: fixed
+    routers against learned ones. If loss alone told learned routing apart, the groups would separate along x."""
+    use_style()
+    data = seeds.assign(method=[_label(r, k) for r, k in zip(seeds["method"], seeds["k"])],
+                        router=seeds["router_kind"])
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
+    sns.scatterplot(data, x="val_loss", y="misrouting_penalty", hue="method", style="router", s=70, ax=axes[0])
+    axes[0].set(xlabel="validation loss (nats/token)", ylabel="loss increase when misrouted (nats/token)",
+                title="loss against dependence on the routing")
+    sns.scatterplot(data, x="val_loss", y="max_load_ratio", hue="method", style="router", s=70, ax=axes[1],
+                    legend=False)
+    axes[1].axhline(1, color="black", ls=":", lw=1)
+    axes[1].set(xlabel="validation loss (nats/token)", ylabel="E x largest expert load (1 = balanced)",
+                title="load balance")
+    axes[0].legend(fontsize=7, framealpha=0.9)
+    fig.suptitle("Fixed (no trainable router) against learned routers, Shakespeare MoE runs (one point per seed)")
+    return save(fig, out_dir, "lm_routerless")
+
+
+def benchmark_figure(table: pd.DataFrame, out_dir) -> list:
+    """The benchmark as a heatmap: each column coloured by rank (better = darker), cells annotated with medians."""
+    use_style()
+    better_high = {"diff_accuracy", "sim_accuracy"}
+    labels = [_label(r, k) for r, k in zip(table["router"], table["k"])]
+    medians = pd.DataFrame({c: table[f"{c}_median"].to_numpy(float) for c in BENCHMARK_COLUMNS}, index=labels)
+    load_distance = (medians["load_ratio"] - 1).abs()  # 1 is balanced
+    score = medians.rank(ascending=True, pct=True)
+    for column in better_high:
+        score[column] = medians[column].rank(ascending=False, pct=True)
+    score["load_ratio"] = load_distance.rank(ascending=True, pct=True)
+    annotations = medians.map(lambda v: "not run" if np.isnan(v) else f"{v:.3g}")
+    fig, ax = plt.subplots(figsize=(10, 0.4 * len(labels) + 2), layout="constrained")
+    ax.grid(False)
+    ax.set_facecolor("white")
+    sns.heatmap(1 - score, annot=annotations, fmt="", cmap="Blues", cbar=False, linewidths=0.5, ax=ax,
+                annot_kws={"fontsize": 7})
+    for row, column in zip(*np.nonzero(medians.isna().to_numpy())):  # heatmap leaves NaN cells blank
+        ax.text(column + 0.5, row + 0.5, "not run", ha="center", va="center", fontsize=7, color="#999999")
+    ax.set_xticklabels([c.replace("_", " ") + (" (1 = balanced)" if c == "load_ratio" else "")
+                        for c in BENCHMARK_COLUMNS], rotation=20, ha="right")
+    ax.set(title="Router benchmark: medians over seeds (colour: rank within the column, darker = better)")
+    return save(fig, out_dir, "lm_benchmark")

@@ -1,0 +1,53 @@
+"""Does a trained MoE depend on its routing? Losses with every token sent elsewhere, next to the loss."""
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+
+from moe_rpo.models import GPT
+from moe_rpo.models.moe import MoE
+from moe_rpo.routers import Router, RouterOutput
+
+
+class Misrouted(Router):
+    """Wraps a trained router and sends every token to other experts: each selection e becomes
+    (e + offset) mod E with one random offset in [1, E) per token, weights unchanged. The offsets come
+    from a fixed generator, so every evaluation misroutes the same way."""
+
+    def __init__(self, router: Router, seed: int = 0):
+        super().__init__(router.dim, router.num_experts, router.k)
+        self.router = router
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def forward(self, x: torch.Tensor, token_ids: torch.Tensor | None = None) -> RouterOutput:
+        out = self.router(x, token_ids)
+        offset = torch.randint(1, self.num_experts, (len(x), 1), generator=self.generator).to(out.experts.device)
+        return RouterOutput(experts=(out.experts + offset) % self.num_experts, weights=out.weights,
+                            probs=out.probs, mask=out.mask)
+
+
+@contextlib.contextmanager
+def misrouted(model: GPT, seed: int = 0):
+    """Within the block, every MoE layer of `model` misroutes (see Misrouted)."""
+    layers = [block.mlp for block in model.transformer.h if isinstance(block.mlp, MoE)]
+    originals = [layer.router for layer in layers]
+    try:
+        for layer in layers:
+            layer.router = Misrouted(layer.router, seed)
+        yield model
+    finally:
+        for layer, router in zip(layers, originals):
+            layer.router = router
+
+
+def summarize_layers(layers: list[dict]) -> dict:
+    """Means over MoE layers: load balance (E * the largest expert's load: 1 = balanced, E = one expert
+    takes everything), router entropy (nats) and the share of tokens no expert processed; None for a dense
+    model."""
+    if not layers:
+        return {"max_load_ratio": None, "entropy": None, "unrouted": None}
+    return {"max_load_ratio": float(np.mean([len(layer["load"]) * max(layer["load"]) for layer in layers])),
+            "entropy": float(np.mean([layer["entropy"] for layer in layers])),
+            "unrouted": float(np.mean([layer["unrouted"] for layer in layers]))}

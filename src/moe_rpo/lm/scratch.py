@@ -1,0 +1,72 @@
+"""GPTs trained from scratch, one method per run: the Shakespeare MoE experiment (RPO vs top-1 vs top-2 vs
+EM and every other router), the pretraining comparison (dense vs MoE vs MoE + RPO) and, from the same runs,
+the routerless comparison. For a seed, every method of an experiment sees the same training batches and the
+same evaluation windows."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from moe_rpo.config import DENSE, method_name
+from moe_rpo.data.tokens import open_tokens, read_meta
+from moe_rpo.lm.routing_quality import misrouted, summarize_layers
+from moe_rpo.models import GPT, GPTConfig
+from moe_rpo.training.lm import evaluate, fit_routers_to_corpus, pick_device, train_lm
+
+
+def build_model(settings: dict, method: dict, vocab_size: int, seed: int) -> GPT:
+    """A dense GPT or one whose `moe_layers` are MoE layers routed by `method`'s router."""
+    model = dict(settings["model"], vocab_size=vocab_size)
+    if method["router"] != DENSE:
+        n_layer = model["n_layer"]
+        layers = range(n_layer) if settings["moe_layers"] == "all" else settings["moe_layers"]
+        model |= {"moe_layers": tuple(layers), "num_experts": settings["num_experts"], "k": method["k"],
+                  "router": dict(settings["routers"][method["router"]])}
+    torch.manual_seed(seed)
+    return GPT(GPTConfig(**model))
+
+
+def final_metrics(model: GPT, train_tokens, val_tokens, train: dict) -> dict:
+    """Losses on fixed windows of both splits, the overfitting gap, and routing quality: load balance,
+    router entropy, unrouted tokens and the loss increase when every token is sent to other experts."""
+    device = pick_device(train["device"])
+    on_val = evaluate(model, val_tokens, train, device)
+    train_loss = evaluate(model, train_tokens, train, device)["val_loss"]
+    metrics = {"train_loss": train_loss, "val_loss": on_val["val_loss"],
+               "generalization_gap": on_val["val_loss"] - train_loss, **summarize_layers(on_val["layers"])}
+    if model.routers():
+        with misrouted(model):
+            metrics["misrouting_penalty"] = evaluate(model, val_tokens, train, device)["val_loss"] - on_val["val_loss"]
+    else:
+        metrics["misrouting_penalty"] = None
+    return metrics
+
+
+def run(settings: dict, seed: int, corpus_dir: str | Path, checkpoint: str | Path | None = None) -> dict:
+    """Train the one method of `settings['methods']` for `seed`; return its record. With `checkpoint`, a killed
+    run resumes from its last checkpoint."""
+    if len(settings["methods"]) != 1:
+        raise ValueError(f"a training run trains one method, got {len(settings['methods'])}")
+    method = settings["methods"][0]
+    vocab = read_meta(corpus_dir)["vocab_size"]
+    train_tokens, val_tokens = open_tokens(corpus_dir, "train"), open_tokens(corpus_dir, "val")
+    model = build_model(settings, method, vocab, seed)
+    fit_routers_to_corpus(model, train_tokens)
+    train = settings["train"]
+    fingerprint = json.dumps({"settings": settings, "seed": seed, "vocab": vocab}, sort_keys=True)
+    history = train_lm(model, train_tokens, val_tokens, train, seed, checkpoint=checkpoint, fingerprint=fingerprint,
+                       desc=f"{method_name(method)} seed {seed}")
+    parameters = sum(p.numel() for p in model.parameters())
+    return {"method": method_name(method), "router": method["router"], "k": method["k"], "seed": seed,
+            "parameters": parameters, "history": history,
+            "final": final_metrics(model, train_tokens, val_tokens, train)}
+
+
+def records(result: dict) -> list[dict]:
+    """The run's table row."""
+    return [{"method": result["router"], "k": result["k"], "seed": result["seed"], "parameters": result["parameters"],
+             "mean_train_loss": float(np.mean([row["train_loss"] for row in result["history"][1:]])),
+             **result["final"]}]

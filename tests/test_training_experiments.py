@@ -1,0 +1,178 @@
+"""The from-scratch experiments (Shakespeare MoE, pretraining, routerless) and the router benchmark: runs are
+deterministic and resume, misrouting is a real perturbation, tables and claims follow from the numbers, and
+bad configs are refused."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from moe_rpo import cli
+from moe_rpo import config as cfg
+from moe_rpo.claims import NOT_REPRODUCED, REPRODUCED, pretraining_claims, shakespeare_claims
+from moe_rpo.data.prepare import prepare_corpus
+from moe_rpo.jobs import experiment_jobs
+from moe_rpo.lm import scratch
+from moe_rpo.lm.routing_quality import Misrouted
+from moe_rpo.routers import build_router
+from moe_rpo.tables import benchmark_display, benchmark_table, routerless_table
+
+TINY = {"model": {"n_layer": 2, "n_head": 2, "n_embd": 16, "block_size": 16},
+        "train": {"steps": 8, "batch_size": 4, "block_size": 16, "eval_every": 4, "eval_batches": 2,
+                  "checkpoint_every": 2, "device": "cpu"}}
+
+
+def config(**sections):
+    base = {"shakespeare_moe": {**TINY, "methods": [{"router": r, "k": k} for r, k in
+                                                    (("standard", 1), ("standard", 2), ("em", 1), ("rpo", 1))]},
+            "pretraining": {**TINY, "methods": [{"router": "dense", "k": 1}, {"router": "rpo", "k": 2}]},
+            "routerless": {"fixed": [{"router": "standard", "k": 2}], "learned": [{"router": "standard", "k": 1}]}}
+    return cfg.validate({**base, **sections})
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    spec = cfg.validate_definition({"source": "shakespeare", "tokenizer": "char", "max_documents": 20,
+                                    "val_fraction": 0.3}, "corpus_spec")
+    root = tmp_path_factory.mktemp("scratch") / "corpus"
+    prepare_corpus(spec, root, shards=1)
+    return root
+
+
+@pytest.mark.parametrize("method", ["dense", "standard_k2", "rpo_k1", "em_k1"])
+def test_a_training_run_is_deterministic_and_reports_every_metric(corpus, method):
+    settings = cfg.training_run_settings(config(), "pretraining" if method == "dense" else "shakespeare_moe", method)
+    first, second = (scratch.run(settings, 3, corpus) for _ in range(2))
+    assert first == second
+    final = first["final"]
+    assert set(final) == {"train_loss", "val_loss", "generalization_gap", "max_load_ratio", "entropy", "unrouted",
+                          "misrouting_penalty"}
+    assert final["generalization_gap"] == pytest.approx(final["val_loss"] - final["train_loss"])
+    if method == "dense":
+        assert final["misrouting_penalty"] is None and final["max_load_ratio"] is None
+    else:
+        assert 1 <= final["max_load_ratio"] <= 4 and final["unrouted"] == 0
+    assert [row["step"] for row in first["history"]] == [0, 4, 8]
+    (row,) = scratch.records(first)
+    assert row["mean_train_loss"] == pytest.approx(np.mean([first["history"][1]["train_loss"],
+                                                            first["history"][2]["train_loss"]]))
+
+
+def test_a_killed_training_run_resumes_to_the_same_record(corpus, tmp_path, monkeypatch):
+    settings = cfg.training_run_settings(config(), "shakespeare_moe", "rpo_k1")
+    uninterrupted = scratch.run(settings, 0, corpus)
+    checkpoint = tmp_path / "run.ckpt"
+    real_step = torch.optim.AdamW.step
+    calls = {"n": 0}
+
+    def dying_step(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt("simulated kill")
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", dying_step)
+    with pytest.raises(KeyboardInterrupt):
+        scratch.run(settings, 0, corpus, checkpoint)
+    monkeypatch.setattr(torch.optim.AdamW, "step", real_step)
+    assert checkpoint.is_file()
+    assert scratch.run(settings, 0, corpus, checkpoint) == uninterrupted
+
+
+@pytest.mark.parametrize("experiment, method", [("pretraining", "dense"), ("shakespeare_moe", "hash_balanced_k1")])
+def test_the_train_command_writes_its_record_and_drops_its_checkpoint(corpus, tmp_path, capsys, experiment, method):
+    """Through the command line, for the two kinds of run with no learned router: dense (no routing metrics)
+    and balanced hashing (fitted to the corpus' token counts before training)."""
+    methods = [{"router": r, "k": k} for r, k in (("dense", 1), ("standard", 1), ("standard", 2), ("hash_balanced", 1))]
+    methods = methods[:1] if experiment == "pretraining" else methods[1:]
+    settings = cfg.training_run_settings(config(**{experiment: {**TINY, "methods": methods}}), experiment, method)
+    out = tmp_path / "run.json"
+    cli.main(["train", experiment, method, "--seed", "0", "--settings", json.dumps(settings),
+              "--corpus-dir", str(corpus), "--out", str(out)])
+    record = json.loads(out.read_text())
+    assert record["method"] == method and record["records"][0]["val_loss"] > 0
+    assert not out.with_suffix(".ckpt").exists()
+    assert ("dense" if method == "dense" else "load ratio") in capsys.readouterr().out
+
+
+def test_misrouting_sends_every_token_to_another_expert_with_the_same_weights():
+    torch.manual_seed(0)
+    router = build_router({"method": "softmax_topk"}, 8, 4, 2).eval()
+    x = torch.randn(100, 8)
+    original, moved = router(x), Misrouted(router)(x)
+    assert (moved.experts != original.experts).all()
+    assert (moved.experts[:, 0] != moved.experts[:, 1]).all()  # still k distinct experts
+    assert torch.equal(moved.weights, original.weights)
+    assert torch.equal(Misrouted(router)(x).experts, moved.experts)  # the same misrouting every time
+
+
+def shakespeare_rows(values: dict[tuple[str, int], tuple[float, float, float]]) -> pd.DataFrame:
+    """Rows for two seeds: (mean_train_loss, train_loss, val_loss) per (method, k)."""
+    return pd.DataFrame([{"method": m, "k": k, "seed": seed, "mean_train_loss": mean, "train_loss": train,
+                          "val_loss": val, "generalization_gap": val - train, "max_load_ratio": 1.5}
+                         for (m, k), (mean, train, val) in values.items() for seed in (0, 1)])
+
+
+def test_shakespeare_claims_follow_the_numbers():
+    rpo_best = shakespeare_rows({("standard", 1): (2.0, 1.5, 1.6), ("standard", 2): (2.1, 1.5, 1.6),
+                                 ("em", 1): (2.2, 1.6, 1.7), ("rpo", 1): (1.8, 1.2, 1.6)})
+    assert [c["verdict"] for c in shakespeare_claims(rpo_best, {})] == [REPRODUCED, REPRODUCED]
+    rpo_worst = shakespeare_rows({("standard", 1): (2.0, 1.5, 1.9), ("standard", 2): (2.1, 1.5, 1.6),
+                                  ("em", 1): (2.2, 1.6, 1.7), ("rpo", 1): (2.3, 1.7, 1.8)})
+    assert [c["verdict"] for c in shakespeare_claims(rpo_worst, {})] == [NOT_REPRODUCED, NOT_REPRODUCED]
+
+
+@pytest.mark.parametrize("dense, moe, rpo, verdicts", [
+    (2.0, 1.8, 1.805, [REPRODUCED, REPRODUCED]),
+    (2.0, 1.8, 1.7, [REPRODUCED, NOT_REPRODUCED]),     # RPO gains 0.1 > 0.01
+    (1.7, 1.8, 1.8, [NOT_REPRODUCED, REPRODUCED]),     # dense is best
+])
+def test_pretraining_claims_follow_the_numbers(dense, moe, rpo, verdicts):
+    df = shakespeare_rows({("dense", 1): (0, 0, dense), ("standard", 2): (0, 0, moe), ("rpo", 2): (0, 0, rpo)})
+    assert [c["verdict"] for c in pretraining_claims(df, {"pretraining_gain": 0.01})] == verdicts
+
+
+def test_routerless_table_labels_fixed_and_learned_runs():
+    df = shakespeare_rows({("standard", 1): (2, 1, 1), ("hash", 1): (2, 1, 1), ("rpo", 1): (2, 1, 1)})
+    table = routerless_table(df, {"fixed": [{"router": "hash", "k": 1}], "learned": [{"router": "standard", "k": 1}]})
+    assert sorted(zip(table["method"], table["router_kind"])) == [("hash", "fixed")] * 2 + [("standard", "learned")] * 2
+
+
+def test_benchmark_table_spreads_and_marks_methods_that_did_not_run():
+    toy = pd.DataFrame({"method": ["a", "a", "b"], "k": [1, 1, 1], "seed": [0, 1, 0], "gap_to_optimum": [0.1, 0.3, 0.0]})
+    recovery = pd.DataFrame({"method": ["a", "a"], "k": [1, 1], "seed": [0, 1], "setting": ["diff", "sim0.3"],
+                             "accuracy": [0.9, 0.2]})
+    shakespeare = shakespeare_rows({("a", 1): (2, 1.0, 1.1)})
+    table = benchmark_table({"toy": toy, "recovery": recovery, "shakespeare": shakespeare},
+                            [{"router": "a", "k": 1}, {"router": "b", "k": 1}], "sim0.3")
+    a, b = table.iloc[0], table.iloc[1]
+    assert (a["toy_gap_to_optimum_median"], a["toy_gap_to_optimum_min"], a["toy_gap_to_optimum_max"]) == (0.2, 0.1, 0.3)
+    assert a["diff_accuracy_median"] == 0.9 and a["sim_accuracy_median"] == 0.2 and a["load_ratio_seeds"] == 2
+    assert b["diff_accuracy_seeds"] == 0 and np.isnan(b["diff_accuracy_median"])
+    shown = benchmark_display(table)
+    assert shown.loc[0, "toy_gap_to_optimum"] == "0.2 [0.1, 0.3] (n=2)"
+    assert shown.loc[1, "shakespeare_val_loss"] == "not run"
+
+
+@pytest.mark.parametrize("sections, message", [
+    ({"routerless": {"fixed": [{"router": "rpo", "k": 2}]}}, "not among the shakespeare_moe.methods"),
+    ({"benchmark": {"recovery": {"settings": ["sim0.5"]}}}, "not a recovery setting"),
+    ({"recovery": {"methods": [{"router": "dense", "k": 1}]}}, "router 'dense' is not defined"),
+    ({"shakespeare_moe": {**TINY, "methods": [{"router": "rpo", "k": 1}, {"router": "rpo", "k": 1}]}}, "appear twice"),
+    ({"pretraining": {**TINY, "methods": [{"router": "rpo", "k": 1}], "moe_layers": [5]}}, "does not have"),
+    ({"pretraining": {**TINY, "methods": [{"router": "rpo", "k": 1}], "corpus": "tinystories"}},
+     "not defined under 'corpora'"),
+    ({"pretraining": TINY}, "'methods' is a required property"),
+])
+def test_bad_experiment_configs_are_refused(sections, message):
+    with pytest.raises(cfg.ConfigError, match=message):
+        config(**sections)
+
+
+def test_every_job_of_the_report_has_a_distinct_record():
+    c = config()
+    jobs = [job for experiment in cfg.EXPERIMENTS for job in experiment_jobs(c, experiment)]
+    routerless = {job.record for job in experiment_jobs(c, "routerless")}
+    assert routerless <= {job.record for job in experiment_jobs(c, "shakespeare_moe")}  # derived, not rerun
+    assert len({job.record for job in jobs}) == len({job.benchmark for job in jobs})
