@@ -11,7 +11,8 @@ from test_pipeline import ENV, copy_workflow
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 COMPARED = ["results/claims.json", "results/tables/toy_routing_seeds.csv", "results/tables/toy_barrier_seeds.csv",
-            "results/tables/lm_recovery_seeds.csv", "results/data/shakespeare/train.bin",
+            "results/tables/lm_recovery_seeds.csv", "results/tables/lm_shakespeare_moe_seeds.csv",
+            "results/tables/lm_benchmark.csv", "results/data/shakespeare/train.bin",
             "results/data/shakespeare_char/val.bin", "results/lm/base/model.pt"]
 
 
@@ -64,7 +65,7 @@ def test_smoke_run_through_slurm_equals_a_local_run(cluster, tmp_path):
         by_rule.setdefault(rule.split("_wildcards")[0], []).append("gres:gpu" in line)
     assert len(by_rule["rule_recovery_run"]) == 6 and len(by_rule["rule_corpus_shard"]) == 4
     assert all(by_rule["rule_recovery_run"]), "GPU rules must ask SLURM for a GPU"
-    assert all(by_rule["rule_base_model"])
+    assert all(by_rule["rule_base_model"]) and all(by_rule["rule_train_run"]) and all(by_rule["rule_benchmark_recovery_run"])
     assert not any(by_rule["rule_toy_run"]), "CPU rules must not ask for a GPU"
     for path in COMPARED:
         assert (remote / path).read_bytes() == (local / path).read_bytes(), f"{path} differs from the local run"
