@@ -29,6 +29,15 @@ def _add_settings_args(parser, what):
                             "(default: %(default)s; e.g. config/config.yaml config/paper.yaml)")
 
 
+def _add_training_args(parser, out_help, settings_what):
+    """The arguments every training command shares: the prepared corpus, the output, threads and settings."""
+    parser.add_argument("--corpus-dir", required=True,
+                        help="prepared corpus (results/data/NAME: train.bin, val.bin, meta.json)")
+    parser.add_argument("--out", required=True, help=out_help)
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch (default: %(default)s)")
+    _add_settings_args(parser, settings_what)
+
+
 def _timed(step, *args):
     """Run a step and return (its result, provenance)."""
     from moe_rpo.provenance import provenance  # noqa: PLC0415
@@ -311,30 +320,22 @@ def parser() -> argparse.ArgumentParser:
     prepare.set_defaults(func=cmd_prepare)
 
     base = sub.add_parser("base-model", help=cmd_base_model.__doc__)
-    base.add_argument("--corpus-dir", required=True, help="prepared corpus (results/data/NAME)")
-    base.add_argument("--out", required=True, help="model file (.pt); the record goes next to it (.json)")
-    base.add_argument("--threads", type=int, default=1)
-    _add_settings_args(base, "the base_model section")
+    _add_training_args(base, "model file (.pt); the record goes next to it (.json)", "the base_model section")
     base.set_defaults(func=cmd_base_model)
 
     rec = sub.add_parser("recovery", help=cmd_recovery.__doc__)
     rec.add_argument("setting", help="diff, or sim<scale> for a scale in recovery.sim_scales (e.g. sim0.3)")
     rec.add_argument("--seed", type=int, required=True)
     rec.add_argument("--base", required=True, help="the base model (.pt, from base-model)")
-    rec.add_argument("--corpus-dir", required=True)
-    rec.add_argument("--out", required=True, help="run record (.json)")
-    rec.add_argument("--threads", type=int, default=1)
-    _add_settings_args(rec, "the recovery section with its routers")
+    _add_training_args(rec, "run record (.json)", "the recovery section with its routers")
     rec.set_defaults(func=cmd_recovery)
 
     train = sub.add_parser("train", help=cmd_train.__doc__)
     train.add_argument("experiment", choices=cfg.TRAINING_EXPERIMENTS)
     train.add_argument("method", help="dense or <router>_k<k>, one of the experiment's methods (e.g. rpo_k1)")
     train.add_argument("--seed", type=int, required=True)
-    train.add_argument("--corpus-dir", required=True, help="prepared corpus (train.bin, val.bin, meta.json)")
-    train.add_argument("--out", required=True, help="run record (.json); the checkpoint lives beside it")
-    train.add_argument("--threads", type=int, default=1)
-    _add_settings_args(train, "the experiment's settings for this method")
+    _add_training_args(train, "run record (.json); the checkpoint lives beside it",
+                       "the experiment's settings for this method")
     train.set_defaults(func=cmd_train)
 
     tables = sub.add_parser("tables", help=cmd_tables.__doc__)
