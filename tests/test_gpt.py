@@ -98,6 +98,22 @@ def test_sparse_dispatch_matches_a_dense_computation(k):
     assert all(p.grad is not None for p in layer.parameters())
 
 
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_routers_compute_in_float32_under_bf16_autocast(method):
+    """Selective precision: under autocast (bf16 training on a GPU) the router still computes in float32, so
+    every router's arithmetic is the same as without autocast, whatever autocast's per-op dtype policy."""
+    torch.manual_seed(0)
+    config = GPTConfig(n_embd=16)
+    layer = MoE([MLP(config) for _ in range(4)], build_router({"method": method}, 16, 4, 1))
+    layer.router.fit_token_counts(torch.ones(10))
+    x, ids = torch.randn(2, 8, 16), torch.randint(0, 10, (2, 8))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y, routing = layer(x, ids)
+    assert routing.probs.dtype == routing.weights.dtype == torch.float32
+    assert all(loss.dtype == torch.float32 for loss in routing.aux_losses.values())
+    y.float().sum().backward()
+
+
 def test_gpt2_init_and_router_init():
     config = GPTConfig(vocab_size=VOCAB, block_size=64, n_layer=6, n_head=4, n_embd=64, moe_layers=(1,), k=2,
                        router={"method": "rpo", "weight_std": 0.1})

@@ -9,7 +9,10 @@ from moe_rpo.routers import Router, RouterOutput
 
 class MoE(nn.Module):
     """y(x) = sum over the k selected experts e of weight_e(x) * expert_e(x), computed sparsely:
-    each expert runs only on the tokens routed to it (slots the router switched off are skipped)."""
+    each expert runs only on the tokens routed to it (slots the router switched off are skipped).
+
+    The router always computes in float32 (or float64), outside any autocast (the Switch Transformer's selective
+    precision): routing decisions and their log-probabilities stay exact under bf16 training."""
 
     def __init__(self, experts: list[nn.Module], router: Router):
         super().__init__()
@@ -22,7 +25,9 @@ class MoE(nn.Module):
         """x: [B, T, C]; token_ids: [B, T] vocabulary ids, for routers that route by token."""
         B, T, C = x.size()
         tokens = x.reshape(B * T, C)
-        routing = self.router(tokens, None if token_ids is None else token_ids.reshape(B * T))
+        with torch.autocast(x.device.type, enabled=False):
+            routing = self.router(tokens.to(torch.promote_types(tokens.dtype, torch.float32)),  # float64 stays
+                                  None if token_ids is None else token_ids.reshape(B * T))
         # one row per dispatched (token, selected expert) slot, grouped by expert
         slots = routing.active().reshape(-1).nonzero().squeeze(1)
         expert_of_row = routing.experts.reshape(-1)[slots]
