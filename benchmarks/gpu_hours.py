@@ -1,0 +1,155 @@
+"""GPU-hours of the paper config's GPU rules, measured on the machine it runs on.
+
+Each training job of the paper config (config/config.yaml merged with config/paper.yaml) is built at paper
+scale and train_lm is timed twice on random tokens, for S1 and S2 steps; both runs evaluate twice (step 0
+and the end), so the difference gives the time of one training step and the rest that of one evaluation.
+A job's estimate is then steps x step + evaluations x evaluation (final metrics included), and a rule's the
+sum over its jobs. Random weights and tokens stand in for GPT-2 and the corpora (the time of a step does not
+depend on their values); bf16 and compile follow the config, deterministic kernels as in the pipeline.
+
+    python benchmarks/gpu_hours.py                                     # everything, on a GPU machine
+    python benchmarks/gpu_hours.py --rules train_run --steps 3 13 --json gpu_hours.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from moe_rpo import config as cfg  # noqa: E402
+from moe_rpo.cli import _torch_setup  # noqa: E402
+from moe_rpo.lm import scratch  # noqa: E402
+from moe_rpo.models import GPT, GPTConfig, recovery_model  # noqa: E402
+from moe_rpo.training.lm import fit_routers_to_corpus, train_lm  # noqa: E402
+
+VOCAB = {"gpt2": 50257, "char": 128}  # char: an upper bound of a character vocabulary
+RULES = ("train_run", "recovery_run", "benchmark_recovery_run")
+
+
+def random_tokens(vocab: int, count: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, vocab, count).astype(np.uint16 if vocab < 2**16 else np.uint32)
+
+
+def probe(build, train: dict, steps: tuple[int, int], vocab: int) -> dict:
+    """Seconds per training step and per evaluation of the model `build()` makes, with `train` settings."""
+    tokens = random_tokens(vocab, 4_000_000, 0), random_tokens(vocab, 400_000, 1)
+    times = []
+    for count in (steps[0], *steps):  # the first run warms up (kernels, allocator) and is not counted
+        model = build()
+        fit_routers_to_corpus(model, tokens[0])
+        settings = dict(train, steps=count, eval_every=10**9, checkpoint_every=10**9)
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        train_lm(model, *tokens, settings, seed=0, desc=f"probe {count} steps")
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+        del model
+    step = (times[2] - times[1]) / (steps[1] - steps[0])
+    return {"step_s": step, "eval_s": max(times[1] - steps[0] * step, 0.0) / 2}
+
+
+def job_seconds(timing: dict, train: dict, extra_evaluations: int) -> float:
+    evaluations = train["steps"] // train["eval_every"] + 1 + extra_evaluations
+    return train["steps"] * timing["step_s"] + evaluations * timing["eval_s"]
+
+
+def wanted(rule: str, job: str, match: list[str]) -> bool:
+    return not match or any(text in f"{rule} {job}" for text in match)
+
+
+def training_rule(config: dict, steps: tuple[int, int], match: list[str]) -> list[dict]:
+    """train_run: one job per method and seed of shakespeare_moe and pretraining."""
+    rows = []
+    for experiment in cfg.TRAINING_EXPERIMENTS:
+        section = config[experiment]
+        vocab = VOCAB[config["corpora"][section["corpus"]]["tokenizer"]]
+        for method in section["methods"]:
+            name = cfg.method_name(method)
+            if not wanted("train_run", f"{experiment} {name}", match):
+                continue
+            settings = cfg.training_run_settings(config, experiment, name)
+            timing = probe(lambda: scratch.build_model(settings, method, vocab, seed=0), settings["train"],
+                           steps, vocab)
+            # final metrics: train and val evaluations, and one more with misrouting for MoE models
+            per_job = job_seconds(timing, settings["train"], 2 + (method["router"] != cfg.DENSE))
+            rows.append({"rule": "train_run", "job": f"{experiment} {name}", "jobs": len(section["seeds"]),
+                         **timing, "job_h": per_job / 3600})
+            print(rows[-1], flush=True)
+    return rows
+
+
+def recovery_rule(config: dict, steps: tuple[int, int], benchmark: bool, match: list[str]) -> list[dict]:
+    """recovery_run (every setting and seed) or benchmark_recovery_run: each job trains every method in turn."""
+    settings = cfg.recovery_run_settings(config, benchmark=benchmark)
+    vocab = VOCAB[config["corpora"][settings["corpus"]]["tokenizer"]]
+    base = GPT(GPTConfig(vocab_size=vocab))  # GPT-2 124M's shape (the defaults of GPTConfig)
+    for p in base.parameters():
+        p.requires_grad_(False)
+    layers = list(range(base.config.n_layer)) if settings["layers"] == "all" else settings["layers"]
+    if benchmark:
+        jobs = len(config["benchmark"]["recovery"]["settings"]) * len(config["benchmark"]["recovery"]["seeds"])
+    else:
+        jobs = len(cfg.recovery_settings(settings)) * len(settings["seeds"])
+    rule, rows = "benchmark_recovery_run" if benchmark else "recovery_run", []
+    for method in settings["methods"]:
+        if not wanted(rule, f"{method['router']}_k{method['k']}", match):
+            continue
+        spec = settings["routers"][method["router"]]
+        timing = probe(lambda: recovery_model(base, layers, "diff", 0.0, spec, k=method["k"],
+                                              num_experts=settings["num_experts"]),
+                       settings["train"], steps, vocab)
+        rows.append({"rule": rule, "job": f"{method['router']}_k{method['k']}", "jobs": jobs, **timing,
+                     "job_h": job_seconds(timing, settings["train"], 0) / 3600})
+        print(rows[-1], flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", nargs="+", default=[str(ROOT / "config/config.yaml"),
+                                                        str(ROOT / "config/paper.yaml")])
+    parser.add_argument("--rules", nargs="+", choices=RULES, default=list(RULES))
+    parser.add_argument("--steps", nargs=2, type=int, default=[3, 13], metavar=("S1", "S2"))
+    parser.add_argument("--match", nargs="+", default=[], metavar="TEXT",
+                        help="probe only the jobs whose 'rule job' contains one of these texts (e.g. pretraining)")
+    parser.add_argument("--json", help="write the rows here")
+    args = parser.parse_args()
+    if args.steps[1] <= args.steps[0]:
+        parser.error("--steps S1 S2 needs S2 > S1")
+    config = cfg.load(*args.config)
+    _torch_setup({"train": {"threads": None}}, torch.get_num_threads())
+    print(f"device: {torch.cuda.get_device_name() if torch.cuda.is_available() else 'CPU'}; torch {torch.__version__}")
+    rows = []
+    if "train_run" in args.rules:
+        rows += training_rule(config, tuple(args.steps), args.match)
+    for benchmark, rule in ((False, "recovery_run"), (True, "benchmark_recovery_run")):
+        if rule in args.rules:
+            rows += recovery_rule(config, tuple(args.steps), benchmark, args.match)
+    by_rule = {}
+    print(f"\n{'rule':<24}{'job':<34}{'s/step':>8}{'s/eval':>8}{'jobs':>6}{'GPU-h each':>11}")
+    for row in rows:
+        # a recovery job runs every method: its hours are the sum over the methods' rows
+        count = row["jobs"]
+        by_rule[row["rule"]] = by_rule.get(row["rule"], 0.0) + row["job_h"] * count
+        print(f"{row['rule']:<24}{row['job']:<34}{row['step_s']:8.3f}{row['eval_s']:8.2f}{count:6d}{row['job_h']:11.2f}")
+    print("(GPU-h each: one train_run job; for the recovery rules one method, and a job runs every method)\n")
+    for rule, hours in by_rule.items():
+        print(f"{rule}: {hours:.1f} GPU-hours in all")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"device": torch.cuda.get_device_name() if torch.cuda.is_available()
+                                               else "cpu", "steps": args.steps, "rows": rows,
+                                               "hours_by_rule": by_rule}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
