@@ -1,0 +1,28 @@
+"""The GPU-hours benchmark (the source of the README's cost table) runs, and counts the jobs the pipeline runs."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from moe_rpo import config as cfg
+from moe_rpo.jobs import recovery_jobs, training_jobs
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = [str(ROOT / "config/config.yaml"), str(ROOT / "config/test.yaml")]
+
+
+def test_gpu_hours_counts_the_pipelines_jobs(tmp_path):
+    out = tmp_path / "hours.json"
+    subprocess.run([sys.executable, str(ROOT / "benchmarks/gpu_hours.py"), "--config", *CONFIGS,
+                    "--match", "pretraining", "recovery_run rpo_k1", "--steps", "1", "2", "--json", str(out)],
+                   check=True, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    config = cfg.load(*CONFIGS)
+    rows = json.loads(out.read_text())["rows"]
+    jobs = {(row["rule"], row["job"]): row["jobs"] for row in rows}
+    expected = {("recovery_run", "rpo_k1"): len(recovery_jobs(config)),
+                ("benchmark_recovery_run", "rpo_k1"): len(recovery_jobs(config, benchmark=True))}
+    for method in config["pretraining"]["methods"]:
+        name = cfg.method_name(method)
+        expected[("train_run", f"pretraining {name}")] = len(training_jobs(config, "pretraining", [method]))
+    assert jobs == expected  # (timings at this toy scale are noise: not checked)
