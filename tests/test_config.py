@@ -43,6 +43,8 @@ def test_overlay_merges_mappings_and_replaces_lists(tmp_path):
     ({"routers": {"mine": {"method": "magic"}}}, "routers.mine.method: 'magic' is not one of"),
     ({"routers": {"mine": {"method": "rpo", "epsilon": 0.1}}}, "routers.mine: 'epsilon' is not one of"),
     ({"toy": {"routing": {"methods": ["standard", "mine"]}}}, "toy.routing.methods.1: router 'mine' is not defined"),
+    ({"base_model": {"train": {"batch_size": 16, "processes": 3}}},
+     "base_model.train: batch_size 16 (the global batch) is not divisible by processes 3"),
 ])
 def test_bad_values_are_rejected_naming_the_key(config, key):
     with pytest.raises(cfg.ConfigError) as error:

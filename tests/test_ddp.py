@@ -2,7 +2,7 @@
 batch: dense, MoE (joint softmax top-2; top-1 of 16 experts with a frozen router, so that experts go unused on
 a rank or on both; hash routing, a router with buffers and no parameters) and E/M alternation (EM); RPO
 checkpoints written by rank 0 only and resumed exactly; the error for a global batch the ranks cannot share;
-the base-model command writing its outputs once.
+the base-model command writing its outputs once; a rule with `train.processes: 2` launching torchrun.
 
 This file is also the worker that torchrun starts: `python tests/test_ddp.py OUT_DIR`.
 """
@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from moe_rpo import config as cfg
 from moe_rpo.models import GPT, GPTConfig, load_gpt
@@ -215,6 +216,31 @@ def test_base_model_command_under_torchrun_writes_its_outputs_once(tmp_path):
     assert max_difference(params(ddp_model), params(one_model)) < 1e-4
     records = [json.loads((tmp_path / run / "base.json").read_text()) for run in ("ddp", "one")]
     assert records[0]["val_loss"] == pytest.approx(records[1]["val_loss"], rel=1e-5)
+
+
+@pytest.mark.slow
+def test_a_rule_with_two_processes_runs_under_torchrun_like_one_process(tmp_path):
+    """`pretraining.train.processes: 2` makes Snakemake launch the train job under torchrun (2 gloo processes
+    on the CPU) and ask for 2 GPUs; the record matches the one-process job's."""
+    from test_pipeline import ENV, copy_workflow
+
+    target = "results/lm/pretraining/standard_k2/seed0.json"
+    records = {}
+    for processes in (1, 2):
+        (tmp_path / f"processes{processes}").mkdir()
+        workdir = copy_workflow(tmp_path / f"processes{processes}")
+        (workdir / "ddp.yaml").write_text(yaml.safe_dump({"pretraining": {"train": {"processes": processes}}}))
+        result = subprocess.run([sys.executable, "-m", "snakemake", target, "--cores", "2", "-p", "--configfile",
+                                 "config/test.yaml", "ddp.yaml"], cwd=workdir, env=ENV,
+                                capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr[-4000:]
+        launched = "torch.distributed.run --standalone --nproc_per_node 2 -m moe_rpo train pretraining"
+        assert (launched in result.stdout + result.stderr) == (processes == 2)
+        records[processes] = json.loads((workdir / target).read_text())
+    one, two = records[1]["result"]["history"], records[2]["result"]["history"]
+    assert [row["step"] for row in two] == [row["step"] for row in one]
+    # float32 rounding noise only (see the base-model test above)
+    assert [row["val_loss"] for row in two] == pytest.approx([row["val_loss"] for row in one], rel=1e-4)
 
 
 if __name__ == "__main__":

@@ -106,6 +106,12 @@ def check_references(config: dict) -> None:
         if missing:
             raise ConfigError(f"routerless.{group}: {missing} are not among the shakespeare_moe.methods, whose runs "
                               f"the routerless comparison reads")
+    trains = {f"{name}.train": config[name]["train"] for name in ("base_model", "recovery", *TRAINING_EXPERIMENTS)}
+    trains["benchmark.recovery.train"] = config["benchmark"]["recovery"]["train"]
+    for where, train in trains.items():
+        if train["batch_size"] % train["processes"]:
+            raise ConfigError(f"{where}: batch_size {train['batch_size']} (the global batch) is not divisible by "
+                              f"processes {train['processes']}")
     for where in ("base_model", "recovery", *TRAINING_EXPERIMENTS):
         if config[where]["corpus"] not in config["corpora"]:
             raise ConfigError(f"{where}.corpus: {config[where]['corpus']!r} is not defined under 'corpora' "

@@ -53,6 +53,13 @@ def sources(*patterns):
     return sorted(str(path) for pattern in patterns for path in Path("src/moe_rpo").glob(pattern))
 
 
+def launcher(train):
+    """How a training job starts: one process, or `train.processes` data-parallel ones under torchrun."""
+    if train["processes"] == 1:
+        return "python -m moe_rpo"
+    return f"python -m torch.distributed.run --standalone --nproc_per_node {train['processes']} -m moe_rpo"
+
+
 def figure_outputs(page):
     return [f"results/figures/{stem}.{ext}" for stem in page["figures"] for ext in ("png", "pdf")]
 

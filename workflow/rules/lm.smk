@@ -18,10 +18,11 @@ rule base_model:
     params:
         settings=json.dumps(config["base_model"], sort_keys=True),
         corpus_dir=lambda wc, input: os.path.dirname(input.corpus[0]),
+        launch=launcher(config["base_model"]["train"]),
     threads: 2
     priority: 20  # every recovery job waits for it
     resources:
-        gpu=1,
+        gpu=config["base_model"]["train"]["processes"],
         mem_mb=16000,
         runtime=240,
     conda:
@@ -31,7 +32,7 @@ rule base_model:
     benchmark:
         "results/benchmarks/lm_base/base_model.tsv"
     shell:
-        "python -m moe_rpo base-model --settings {params.settings:q} --corpus-dir {params.corpus_dir} "
+        "{params.launch} base-model --settings {params.settings:q} --corpus-dir {params.corpus_dir} "
         "--out {output.model} --threads {threads} > {log} 2>&1"
 
 
@@ -46,9 +47,10 @@ rule recovery_run:
     params:
         settings=json.dumps(recovery_run_settings(config), sort_keys=True),
         corpus_dir=lambda wc, input: os.path.dirname(input.corpus[0]),
+        launch=launcher(config["recovery"]["train"]),
     threads: 1
     resources:
-        gpu=1,
+        gpu=config["recovery"]["train"]["processes"],
         mem_mb=16000,
         runtime=480,
     conda:
@@ -58,7 +60,7 @@ rule recovery_run:
     benchmark:
         "results/benchmarks/lm_recovery/{setting}/seed{seed}.tsv"
     shell:
-        "python -m moe_rpo recovery {wildcards.setting} --seed {wildcards.seed} --settings {params.settings:q} "
+        "{params.launch} recovery {wildcards.setting} --seed {wildcards.seed} --settings {params.settings:q} "
         "--base {input.base} --corpus-dir {params.corpus_dir} --out {output} --threads {threads} > {log} 2>&1"
 
 
@@ -116,6 +118,11 @@ use rule recovery_run as benchmark_recovery_run with:
     params:
         settings=json.dumps(recovery_run_settings(config, benchmark=True), sort_keys=True),
         corpus_dir=lambda wc, input: os.path.dirname(input.corpus[0]),
+        launch=launcher(config["benchmark"]["recovery"]["train"]),
+    resources:
+        gpu=config["benchmark"]["recovery"]["train"]["processes"],
+        mem_mb=16000,
+        runtime=480,
     log:
         "results/logs/lm_benchmark_recovery/{setting}/seed{seed}.log",
     benchmark:
@@ -133,9 +140,10 @@ rule train_run:
     params:
         settings=lambda wc: json.dumps(training_run_settings(config, wc.training, wc.method), sort_keys=True),
         corpus_dir=lambda wc, input: os.path.dirname(input.corpus[0]),
+        launch=lambda wc: launcher(config[wc.training]["train"]),
     threads: 1
     resources:
-        gpu=1,
+        gpu=lambda wc: config[wc.training]["train"]["processes"],
         mem_mb=16000,
         runtime=720,
     conda:
@@ -145,7 +153,7 @@ rule train_run:
     benchmark:
         "results/benchmarks/lm_{training}/{method}/seed{seed}.tsv"
     shell:
-        "python -m moe_rpo train {wildcards.training} {wildcards.method} --seed {wildcards.seed} "
+        "{params.launch} train {wildcards.training} {wildcards.method} --seed {wildcards.seed} "
         "--settings {params.settings:q} --corpus-dir {params.corpus_dir} --out {output} --threads {threads} "
         "> {log} 2>&1"
 
