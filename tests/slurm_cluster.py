@@ -88,7 +88,7 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 MpiDefault=none
 ReturnToService=2
-MinJobAge=300
+MinJobAge=3600
 SchedulerParameters=sched_interval=1
 GresTypes=gpu
 NodeName={self.host} CPUs={os.cpu_count()} RealMemory={_memory_mb()} Gres=gpu:1 State=UNKNOWN
