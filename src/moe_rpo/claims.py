@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from moe_rpo.config import SHAKESPEARE_PAPER_METHODS
+
 REPRODUCED, NOT_REPRODUCED = "reproduced", "not reproduced"
 
 
@@ -153,12 +155,9 @@ def recovery_claims(df: pd.DataFrame, t: dict) -> list[dict]:
     ]
 
 
-SHAKESPEARE_METHODS = {"top-1": ("standard", 1), "top-2": ("standard", 2), "EM": ("em", 1), "RPO": ("rpo", 1)}
-
-
 def shakespeare_claims(df: pd.DataFrame, t: dict) -> list[dict]:
     def rpo_ranks_first(claim_id, statement, metric, column, label, pick, rank, fmt):
-        values = {name: spread(_select(df, method=m, k=k)[column]) for name, (m, k) in SHAKESPEARE_METHODS.items()}
+        values = {name: spread(_select(df, method=m, k=k)[column]) for name, (m, k) in SHAKESPEARE_PAPER_METHODS.items()}
         first = pick(values, key=lambda name: values[name]["median"])
         return _claim(claim_id, "lm_shakespeare_moe", statement, metric,
                       {f"{name} {label}": s for name, s in values.items()}, f"RPO's median is the {rank}",

@@ -11,6 +11,8 @@ TOY_EXPERIMENTS = ("routing", "collapse", "dilemma", "barrier")
 TRAINING_EXPERIMENTS = ("shakespeare_moe", "pretraining")  # GPTs trained from scratch, one job per method and seed
 LM_EXPERIMENTS = ("recovery", *TRAINING_EXPERIMENTS, "routerless", "benchmark")
 DENSE = "dense"  # the method name of a training run without MoE layers
+# the methods the paper compares on Shakespeare (its claims and curves): label -> (router, k)
+SHAKESPEARE_PAPER_METHODS = {"top-1": ("standard", 1), "top-2": ("standard", 2), "EM": ("em", 1), "RPO": ("rpo", 1)}
 EXPERIMENTS = TOY_EXPERIMENTS + LM_EXPERIMENTS
 
 

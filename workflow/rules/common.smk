@@ -5,11 +5,13 @@ from pathlib import Path
 
 from moe_rpo.config import (
     ConfigError,
+    SHAKESPEARE_PAPER_METHODS,
     TOY_EXPERIMENTS,
     TRAINING_EXPERIMENTS,
     benchmark_toy_settings,
     check_references,
     experiment_settings,
+    method_name,
     recovery_run_settings,
     recovery_settings,
     training_run_settings,

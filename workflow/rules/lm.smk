@@ -193,7 +193,8 @@ rule figures_lm_training:
         "results/figures/lm_{training}_final.pdf",
     params:
         # Shakespeare: the curves show the paper's four methods (top-1, top-2, EM, RPO) where they run
-        methods=lambda wc: ("standard_k1 standard_k2 em_k1 rpo_k1" if wc.training == "shakespeare_moe" else ""),
+        methods=lambda wc: (" ".join(method_name({"router": router, "k": k}) for router, k in
+                                     SHAKESPEARE_PAPER_METHODS.values()) if wc.training == "shakespeare_moe" else ""),
     threads: 1
     resources:
         mem_mb=4000,
