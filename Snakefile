@@ -2,7 +2,10 @@
 # `snakemake --cores all` regenerates every figure, table, claims.json and the report pages.
 # The default profile (profiles/default) is picked up automatically.
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
+
+from moe_rpo.config import ConfigError, typed_command_line_values, validate
+from moe_rpo.io import set_aside_unreadable
 
 min_version("9.0")
 
@@ -10,7 +13,12 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
+# The package's validator (the one the commands use): defaults, the schema and the cross-checks, with one
+# short message naming the key. `--config` values inside lists and mappings are retyped first.
+try:
+    validate(typed_command_line_values(config, workflow.config_settings.config))
+except ConfigError as error:
+    raise WorkflowError(str(error)) from None
 
 
 include: "workflow/rules/common.smk"
@@ -20,9 +28,27 @@ include: "workflow/rules/lm.smk"
 include: "workflow/rules/report.smk"
 
 
+# Every product the README lists, so that deleting any of them makes the next run remake it.
 rule all:
     input:
         REPORT_PAGES,
-        "results/claims.json",
-        CORPUS_META,
+        rules.claims.output,
+        [corpus_files(corpus) for corpus in CORPORA],
+        rules.base_model.output,
+        [f"results/{job.record}.json" for job in ALL_JOBS],
+        expand(rules.toy_run.output, experiment=TOY_EXPERIMENTS, seed=SEEDS),
+        expand(rules.toy_benchmark_run.output, seed=config["benchmark"]["toy"]["seeds"]),
+        [getattr(rules, f"tables_{page['slug']}").output for page in TOY_PAGES],
+        rules.tables_lm_recovery.output,
+        expand(rules.tables_lm_training.output, training=TRAINING_EXPERIMENTS),
+        rules.tables_lm_routerless.output,
+        rules.tables_lm_benchmark.output,
+        [path for page in PAGES for path in figure_outputs(page)],
     default_target: True
+
+
+# A finished output that cannot be read back (a truncated record or model) is set aside, so this run
+# remakes it instead of every later job failing on it.
+if workflow.is_main_process:
+    for message in set_aside_unreadable(rules.all.input):
+        logger.warning(message)

@@ -29,14 +29,14 @@ def test_shipped_configs_are_valid(overlay):
 
 def test_overlay_merges_mappings_and_replaces_lists(tmp_path):
     (tmp_path / "base.yaml").write_text("seeds: [0, 1, 2]\ntoy: {routing: {steps: 50, lr: 0.5}}\n")
-    (tmp_path / "over.yaml").write_text("seeds: [7]\ntoy: {routing: {steps: 9}}\n")
+    (tmp_path / "over.yaml").write_text("seeds: [7]\nreport: {trajectory_seed: 7}\ntoy: {routing: {steps: 9}}\n")
     config = cfg.load(tmp_path / "base.yaml", tmp_path / "over.yaml")
     assert config["seeds"] == [7]
     assert config["toy"]["routing"]["steps"] == 9 and config["toy"]["routing"]["lr"] == 0.5
 
 
 @pytest.mark.parametrize("config, key", [
-    ({"toy": {"routing": {"stepz": 5}}}, "toy.routing: Additional properties are not allowed ('stepz'"),
+    ({"toy": {"routing": {"stepz": 5}}}, "toy.routing: unknown key(s) ['stepz']; allowed here: ['batch_size',"),
     ({"toy": {"routing": {"steps": 0}}}, "toy.routing.steps: 0 is less than the minimum of 1"),
     ({"toy": {"collapse": {"lr": "fast"}}}, "toy.collapse.lr: 'fast' is not of type 'number'"),
     ({"seeds": []}, "seeds: [] should be non-empty"),

@@ -117,3 +117,35 @@ def test_snakemake_report_works(finished):
     result = snakemake(finished, "--report", "snakemake-report.html")
     assert result.returncode == 0, result.stderr[-4000:]
     assert (finished / "snakemake-report.html").stat().st_size > 10_000
+
+
+def copy_finished(finished: Path, dest: Path) -> Path:
+    """A copy of the finished run, Snakemake's metadata included (so it is up to date as the original is)."""
+    shutil.copytree(finished, dest, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+    return dest
+
+
+def test_every_product_is_a_target(finished, tmp_path):
+    """Deleting any product of a finished run makes the next run remake it (issue 15, case 10)."""
+    workdir = copy_finished(finished, tmp_path / "run")
+    products = {"results/tables/toy_routing_seeds.csv": "tables_toy_routing", "results/lm/base/model.pt": "base_model",
+                "results/toy/benchmark/seed0.npz": "toy_benchmark_run",
+                "results/tables/lm_benchmark_medians.csv": "tables_lm_benchmark"}
+    for path in products:
+        (workdir / path).unlink()
+    result = snakemake(workdir, "-n")
+    assert result.returncode == 0, result.stderr[-4000:]
+    for rule in products.values():
+        assert f"rule {rule}:" in result.stdout, rule
+
+
+def test_a_truncated_record_is_set_aside_and_remade(finished, tmp_path):
+    """A corrupt record is named and its job runs again, instead of the tables job failing on every rerun."""
+    workdir = copy_finished(finished, tmp_path / "run")
+    record = workdir / "results" / "toy" / "routing" / "seed0.json"
+    record.write_text(record.read_text()[:100])
+    result = snakemake(workdir)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "seed0.json cannot be read" in result.stderr and (record.parent / "seed0.json.corrupt").is_file()
+    for name in ("claims.json", "tables/toy_routing_seeds.csv"):
+        assert (workdir / "results" / name).read_text() == (finished / "results" / name).read_text(), name

@@ -159,7 +159,7 @@ def test_benchmark_table_spreads_and_marks_methods_that_did_not_run():
     ({"routerless": {"fixed": [{"router": "rpo", "k": 2}]}}, "not among the shakespeare_moe.methods"),
     ({"benchmark": {"recovery": {"settings": ["sim0.5"]}}}, "not a recovery setting"),
     ({"recovery": {"methods": [{"router": "dense", "k": 1}]}}, "router 'dense' is not defined"),
-    ({"shakespeare_moe": {**TINY, "methods": [{"router": "rpo", "k": 1}, {"router": "rpo", "k": 1}]}}, "appear twice"),
+    ({"shakespeare_moe": {**TINY, "methods": [{"router": "rpo", "k": 1}, {"router": "rpo", "k": 1}]}}, "more than once"),
     ({"pretraining": {**TINY, "methods": [{"router": "rpo", "k": 1}], "moe_layers": [5]}}, "does not have"),
     ({"pretraining": {**TINY, "methods": [{"router": "rpo", "k": 1}], "corpus": "tinystories"}},
      "not defined under 'corpora'"),

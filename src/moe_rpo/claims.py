@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from moe_rpo.config import SHAKESPEARE_PAPER_METHODS
@@ -13,6 +14,8 @@ REPRODUCED, NOT_REPRODUCED = "reproduced", "not reproduced"
 
 def spread(values: pd.Series) -> dict:
     values = values.astype(float)
+    if not np.isfinite(values).all():  # a diverged run must not decide a verdict
+        raise ValueError(f"non-finite {values.name} values {values.tolist()} in the results table")
     return {"median": values.median(), "mean": values.mean(), "std": values.std(ddof=1) if len(values) > 1 else 0.0,
             "min": values.min(), "max": values.max(), "n": int(len(values))}
 
@@ -208,5 +211,8 @@ def evaluate(tables_dir: str | Path, thresholds: dict) -> list[dict]:
         path = Path(tables_dir) / f"{stem}_seeds.csv"
         if not path.is_file():
             raise FileNotFoundError(f"missing results table: {path}")
-        claims += make(pd.read_csv(path), thresholds)
+        try:
+            claims += make(pd.read_csv(path), thresholds)
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from None
     return claims

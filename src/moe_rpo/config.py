@@ -14,6 +14,9 @@ DENSE = "dense"  # the method name of a training run without MoE layers
 # the methods the paper compares on Shakespeare (its claims and curves): label -> (router, k)
 SHAKESPEARE_PAPER_METHODS = {"top-1": ("standard", 1), "top-2": ("standard", 2), "EM": ("em", 1), "RPO": ("rpo", 1)}
 EXPERIMENTS = TOY_EXPERIMENTS + LM_EXPERIMENTS
+# Toys 1 and 3 find the best standard-reachable point by a grid search over 401^k weight vectors per
+# expert subset: k = 2 takes a fraction of a second, k = 3 gigabytes, k = 9 more memory than any machine has.
+MAX_TOY_K = 2
 
 
 def table_stem(experiment: str) -> str:
@@ -47,6 +50,15 @@ def _key(path) -> str:
     return ".".join(str(p) for p in path) or "<top level>"
 
 
+def _message(error) -> str:
+    """One line per schema error; an unknown key names where it was found and the keys allowed there."""
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = sorted(error.schema.get("properties", {}))
+        unknown = sorted(set(error.instance) - set(allowed))
+        return f"unknown key(s) {unknown}; allowed here: {allowed}"
+    return error.message
+
+
 def validate(config: dict) -> dict:
     """Fill defaults and check `config` in place; raise ConfigError naming the offending key."""
     if not isinstance(config, dict):
@@ -54,9 +66,23 @@ def validate(config: dict) -> dict:
     validator = _with_defaults(Draft202012Validator)(schema())
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
-        raise ConfigError("invalid config:\n" + "\n".join(f"  {_key(e.absolute_path)}: {e.message}" for e in errors))
+        raise ConfigError("invalid config:\n" + "\n".join(f"  {_key(e.absolute_path)}: {_message(e)}" for e in errors))
     check_references(config)
     return config
+
+
+def typed_command_line_values(config: dict, overrides: dict) -> dict:
+    """Retype the values `snakemake --config key=value` gave: Snakemake parses a list or mapping value with
+    YAML's BaseLoader, which keeps every scalar inside it a string (seeds='[0,1]' gives ['0', '1']). Each
+    such string is read again as YAML reads it in a config file, and merged into `config` in place."""
+    def typed(value):
+        if isinstance(value, dict):
+            return {key: typed(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [typed(item) for item in value]
+        return yaml.safe_load(value) if isinstance(value, str) else value
+
+    return _overlay(config, {key: typed(value) for key, value in overrides.items() if isinstance(value, (dict, list))})
 
 
 def validate_definition(instance: dict, definition: str) -> dict:
@@ -72,30 +98,93 @@ def validate_definition(instance: dict, definition: str) -> dict:
     return instance
 
 
+def _method_lists(config: dict) -> dict[str, list]:
+    """Every list of methods in the config, by its key."""
+    lists = {f"toy.{name}.methods": config["toy"][name]["methods"] for name in TOY_EXPERIMENTS}
+    lists["recovery.methods"] = config["recovery"]["methods"]
+    lists["benchmark.methods"] = config["benchmark"]["methods"]
+    lists |= {f"{name}.methods": config[name]["methods"] for name in TRAINING_EXPERIMENTS}
+    lists |= {f"routerless.{group}": config["routerless"][group] for group in ("fixed", "learned")}
+    return lists
+
+
+def _router_uses(config: dict):
+    """(key, router name, k, number of experts, feature dim) for every router an experiment builds."""
+    toy = config["toy"]
+    toy_experts = {"routing": len(toy["routing"]["experts"]), "collapse": len(toy["collapse"]["expert_optima"]),
+                   "dilemma": len(toy["dilemma"]["experts"]), "barrier": len(toy["barrier"]["experts"])}
+    for name, k in (("routing", toy["routing"]["ks"]), ("collapse", [toy["collapse"]["k"]]),
+                    ("dilemma", [toy["dilemma"]["k"]])):
+        for i, router in enumerate(toy[name]["methods"]):
+            yield from ((f"toy.{name}.methods.{i}", router, each, toy_experts[name], 1) for each in k)
+    for i, m in enumerate(toy["barrier"]["methods"]):
+        yield f"toy.barrier.methods.{i}", m["router"], m["k"], toy_experts["barrier"], 1
+    recovery_dim = config["base_model"]["model"]["n_embd"]
+    for i, m in enumerate(config["recovery"]["methods"]):
+        yield f"recovery.methods.{i}", m["router"], m["k"], config["recovery"]["num_experts"], recovery_dim
+    for i, m in enumerate(config["benchmark"]["methods"]):  # the benchmark runs each method in toy 1 and recovery
+        yield f"benchmark.methods.{i}", m["router"], m["k"], toy_experts["routing"], 1
+        yield f"benchmark.methods.{i}", m["router"], m["k"], config["recovery"]["num_experts"], recovery_dim
+    for name in TRAINING_EXPERIMENTS:
+        section = config[name]
+        for i, m in enumerate(section["methods"]):
+            if m["router"] != DENSE:
+                yield f"{name}.methods.{i}", m["router"], m["k"], section["num_experts"], section["model"]["n_embd"]
+
+
+def check_routers_build(config: dict) -> None:
+    """Build every (router, k) once with the number of experts it will route to, so that a value the
+    router refuses (k above the number of experts, BASE with k > 1, ...) fails now, naming the key."""
+    import torch  # noqa: PLC0415  (only here: the rest of the config check needs no torch)
+
+    from moe_rpo.routers import build_router  # noqa: PLC0415
+
+    checked = set()
+    for where, name, k, experts, dim in _router_uses(config):
+        if (name, k, experts, dim) in checked:
+            continue
+        checked.add((name, k, experts, dim))
+        with torch.random.fork_rng(devices=[]):  # building draws random weights: leave the caller's stream alone
+            try:
+                build_router(config["routers"][name], dim, experts, k)
+            except ValueError as error:
+                raise ConfigError(f"{where}: router {name!r} with k={k} over {experts} experts: {error}") from None
+
+
 def check_references(config: dict) -> None:
-    """The checks the schema cannot express: names that must refer to something defined elsewhere."""
+    """The checks the schema cannot express: names that must refer to something defined elsewhere, values
+    that must agree with each other, and routers that must build."""
     defined = config["routers"]
-    method_lists = {f"toy.{name}.methods": config["toy"][name]["methods"] for name in TOY_EXPERIMENTS}
-    method_lists["recovery.methods"] = config["recovery"]["methods"]
-    method_lists["benchmark.methods"] = config["benchmark"]["methods"]
-    method_lists |= {f"{name}.methods": config[name]["methods"] for name in TRAINING_EXPERIMENTS}
-    method_lists |= {f"routerless.{group}": config["routerless"][group] for group in ("fixed", "learned")}
-    for where, methods in method_lists.items():
+    for where, methods in _method_lists(config).items():
         for i, method in enumerate(methods):
             name = method["router"] if isinstance(method, dict) else method
             if name not in defined and not (name == DENSE and where.split(".")[0] in TRAINING_EXPERIMENTS):
                 raise ConfigError(f"{where}.{i}: router {name!r} is not defined under 'routers' "
                                   f"(defined: {sorted(defined)})")
+        names = [method_name(m) if isinstance(m, dict) else m for m in methods]
+        if len(set(names)) < len(names):
+            twice = sorted({n for n in names if names.count(n) > 1})
+            raise ConfigError(f"{where}: {twice} appear(s) more than once (each method runs and is reported once)")
+    names = [f"sim{scale:g}" for scale in config["recovery"]["sim_scales"]]
+    if len(set(names)) < len(names):
+        raise ConfigError(f"recovery.sim_scales: {config['recovery']['sim_scales']} give the settings {names}, "
+                          f"some twice (a setting is named by its scale to 6 significant digits)")
     for setting in config["benchmark"]["recovery"]["settings"]:
         if setting not in recovery_settings(config["recovery"]):
             raise ConfigError(f"benchmark.recovery.settings: {setting!r} is not a recovery setting "
                               f"(diff or sim<scale> with a scale in recovery.sim_scales: "
                               f"{list(recovery_settings(config['recovery']))})")
+    for where, ks in [("toy.routing.ks", config["toy"]["routing"]["ks"]), ("toy.dilemma.k", [config["toy"]["dilemma"]["k"]]),
+                      *((f"benchmark.methods.{i}.k", [m["k"]]) for i, m in enumerate(config["benchmark"]["methods"]))]:
+        if max(ks) > MAX_TOY_K:
+            raise ConfigError(f"{where}: k={max(ks)} is above {MAX_TOY_K}, the largest k toys 1 and 3 support (every "
+                              f"benchmark method runs in toy 1): their reachable-point grid search has 401^k points")
+    models = {f"{name}.model": config[name]["model"] for name in ("base_model", *TRAINING_EXPERIMENTS)}
+    for where, model in models.items():
+        if model["n_embd"] % model["n_head"]:
+            raise ConfigError(f"{where}.n_embd: {model['n_embd']} is not divisible by n_head {model['n_head']}")
     for name in TRAINING_EXPERIMENTS:
         section = config[name]
-        names = [method_name(m) for m in section["methods"]]
-        if len(set(names)) < len(names):
-            raise ConfigError(f"{name}.methods: a router and k appear twice: {names}")
         if section["moe_layers"] != "all" and max(section["moe_layers"]) >= section["model"]["n_layer"]:
             raise ConfigError(f"{name}.moe_layers: {section['moe_layers']} names a block the model "
                               f"(n_layer={section['model']['n_layer']}) does not have")
@@ -118,6 +207,9 @@ def check_references(config: dict) -> None:
         if config[where]["corpus"] not in config["corpora"]:
             raise ConfigError(f"{where}.corpus: {config[where]['corpus']!r} is not defined under 'corpora' "
                               f"(defined: {sorted(config['corpora'])})")
+    if config["report"]["trajectory_seed"] not in config["seeds"]:
+        raise ConfigError(f"report.trajectory_seed: {config['report']['trajectory_seed']} is not one of the seeds "
+                          f"{config['seeds']}")
     recovery, base = config["recovery"], config["base_model"]
     if config["claims"]["recovery_sim_scale"] not in recovery["sim_scales"]:
         raise ConfigError(f"claims.recovery_sim_scale: {config['claims']['recovery_sim_scale']} is not one of "
@@ -127,10 +219,12 @@ def check_references(config: dict) -> None:
         if recovery["layers"] != "all" and max(recovery["layers"]) >= n_layer:
             raise ConfigError(f"recovery.layers: {recovery['layers']} names a layer the base model "
                               f"(n_layer={n_layer}) does not have")
-        for where, train in (("base_model", base["train"]), ("recovery", recovery["train"])):
+        for where, train in (("base_model", base["train"]), ("recovery", recovery["train"]),
+                             ("benchmark.recovery", config["benchmark"]["recovery"]["train"])):
             if train["block_size"] > base["model"]["block_size"]:
                 raise ConfigError(f"{where}.train.block_size: {train['block_size']} exceeds the base model's "
                                   f"block_size {base['model']['block_size']}")
+    check_routers_build(config)
 
 
 def _overlay(base: dict, update: dict) -> dict:
@@ -151,9 +245,7 @@ def load(*paths: str | Path) -> dict:
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
         config = _overlay(config, yaml.safe_load(path.read_text()) or {})
-    config = validate(config)
-    check_references(config)
-    return config
+    return validate(config)
 
 
 def experiment_settings(config: dict, experiment: str) -> dict:
@@ -205,9 +297,10 @@ def with_router_specs(section: dict, config: dict) -> dict:
 def recovery_run_settings(config: dict, benchmark: bool = False) -> dict:
     """What a recovery job runs with: the recovery section plus the specs of the routers it names; for the
     benchmark, with the benchmark's methods and training settings."""
-    section = dict(config["recovery"])
+    section = dict(config["recovery"], train_key="recovery.train")
     if benchmark:
-        section |= {"methods": config["benchmark"]["methods"], "train": config["benchmark"]["recovery"]["train"]}
+        section |= {"methods": config["benchmark"]["methods"], "train": config["benchmark"]["recovery"]["train"],
+                    "train_key": "benchmark.recovery.train"}
     return with_router_specs(section, config)
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from moe_rpo.io import read_json
+from moe_rpo.io import non_finite, read_json
 
 GROUP_KEYS = {"routing": ["method", "k"], "collapse": ["method", "weight_decay"], "dilemma": ["method"],
               "barrier": ["method", "k"], "recovery": ["setting", "method", "k"], "shakespeare_moe": ["method", "k"],
@@ -27,8 +27,14 @@ SUMMARY_METRICS = {
 
 
 def per_seed_table(run_files: list[str | Path]) -> pd.DataFrame:
-    """All metric rows of the given run records (one JSON per seed)."""
-    rows = [row for path in run_files for row in read_json(path)["records"]]
+    """All metric rows of the given run records (one JSON per seed); a non-finite number is refused."""
+    rows = []
+    for path in run_files:
+        records = read_json(path)["records"]
+        bad = non_finite(records)
+        if bad:
+            raise ValueError(f"{path}: records.{bad} is not a finite number (a diverged run); rerun it")
+        rows += records
     if not rows:
         raise ValueError("no metric rows in the run records: " + ", ".join(map(str, run_files)))
     return pd.DataFrame(rows)

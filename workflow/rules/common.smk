@@ -1,15 +1,13 @@
-# Shared definitions: cross-reference checks of the config and the lists of outputs.
+# Shared definitions: the lists of outputs (the Snakefile has validated the config).
 import json
 import os
 from pathlib import Path
 
 from moe_rpo.config import (
-    ConfigError,
     SHAKESPEARE_PAPER_METHODS,
     TOY_EXPERIMENTS,
     TRAINING_EXPERIMENTS,
     benchmark_toy_settings,
-    check_references,
     experiment_settings,
     method_name,
     recovery_run_settings,
@@ -19,11 +17,6 @@ from moe_rpo.config import (
 from moe_rpo.jobs import experiment_jobs, records
 from moe_rpo.report.pages import PAGES
 
-try:
-    check_references(config)
-except ConfigError as error:
-    raise WorkflowError(f"invalid config: {error}")
-
 # Jobs run `python -m moe_rpo` from this checkout's src/, so the rules also work in a conda env or on a
 # cluster node where only the dependencies are installed.
 SRC = Path(workflow.basedir) / "src"
@@ -31,9 +24,6 @@ shell.prefix(f'export PYTHONPATH="{SRC}${{{{PYTHONPATH:+:$PYTHONPATH}}}}"; ')
 CONDA_ENV = "../envs/moe-rpo.yaml"
 
 SEEDS = config["seeds"]
-if config["report"]["trajectory_seed"] not in SEEDS:
-    raise WorkflowError(f"invalid config: report.trajectory_seed {config['report']['trajectory_seed']} "
-                        f"is not one of the seeds {SEEDS}")
 CORPORA = sorted(config["corpora"])
 CORPUS_META = expand("results/data/{corpus}/meta.json", corpus=CORPORA)
 RECOVERY_SETTINGS = list(recovery_settings(config["recovery"]))

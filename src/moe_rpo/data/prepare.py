@@ -62,10 +62,11 @@ def inventory(spec: dict) -> dict:
 
 
 class TokenWriter:
-    """Appends token ids to a file in chunks, so memory stays bounded by FLUSH_TOKENS."""
+    """Appends token ids to a file in chunks, so memory stays bounded by FLUSH_TOKENS; keeps the file's sha256."""
 
     def __init__(self, path: Path, dtype: str):
         self.path, self.dtype, self.tokens = path, np.dtype(dtype), 0
+        self.digest = hashlib.sha256()
         self._buffer: list[int] = []
         self._file = path.open("wb")
 
@@ -75,7 +76,9 @@ class TokenWriter:
             self.flush()
 
     def flush(self) -> None:
-        np.asarray(self._buffer, dtype=self.dtype).tofile(self._file)
+        data = np.asarray(self._buffer, dtype=self.dtype).tobytes()
+        self._file.write(data)
+        self.digest.update(data)
         self.tokens += len(self._buffer)
         self._buffer = []
 
@@ -107,6 +110,7 @@ def tokenize_shard(inventory_record: dict, shards: int, shard: int, out_prefix: 
     for writer in writers.values():
         writer.close()
     counts["tokens"] = {split: writer.tokens for split, writer in writers.items()}
+    counts["sha256"] = {split: writer.digest.hexdigest() for split, writer in writers.items()}  # checked by gather
     for split, path in partial.items():
         os.replace(path, out_prefix.with_name(f"{out_prefix.name}.{split}.bin"))
     write_json(out_prefix.with_suffix(".json"), counts)
@@ -132,10 +136,16 @@ def gather(inventory_record: dict, shard_prefixes: list[str | Path], out_dir: st
                 if not path.is_file() or path.stat().st_size != expected:
                     size = path.stat().st_size if path.is_file() else "missing"
                     raise CorpusError(f"shard file {path} is {size} bytes, its record says {expected}: rerun the shard")
+                shard_digest = hashlib.sha256()
                 with path.open("rb") as part:
                     while chunk := part.read(COPY_BYTES):
                         digest.update(chunk)
+                        shard_digest.update(chunk)
                         out.write(chunk)
+                if shard_digest.hexdigest() != counts["sha256"][split]:
+                    target.unlink()
+                    raise CorpusError(f"shard file {path} does not match the sha256 in its record: the file is "
+                                      f"corrupt; rerun the shard")
         tokens = sum(c["tokens"][split] for c in shard_counts)
         if tokens == 0:
             target.unlink()

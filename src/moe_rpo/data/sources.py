@@ -67,10 +67,19 @@ def _jsonl_texts(path: Path, column: str) -> Iterator[tuple[str, int]]:
             yield text, invalid
 
 
-def _parquet_texts(path: Path, column: str) -> Iterator[tuple[str, int]]:
+def parquet_file(path: Path):
+    """A pyarrow ParquetFile, or a CorpusError naming the file when it is not Parquet."""
+    import pyarrow  # noqa: PLC0415
     import pyarrow.parquet as pq  # noqa: PLC0415
 
-    table = pq.ParquetFile(path)
+    try:
+        return pq.ParquetFile(path)
+    except (pyarrow.ArrowException, OSError) as error:
+        raise CorpusError(f"{path}: not a readable Parquet file ({error})") from None
+
+
+def _parquet_texts(path: Path, column: str) -> Iterator[tuple[str, int]]:
+    table = parquet_file(path)
     if column not in table.schema_arrow.names:
         raise CorpusError(f"{path}: no column {column!r} (columns: {table.schema_arrow.names})")
     for batch in table.iter_batches(batch_size=HF_BATCH, columns=[column]):
@@ -108,9 +117,7 @@ def file_texts(path: Path, column: str) -> Iterator[tuple[str, int]]:
 def count_file_documents(path: Path, column: str) -> int:
     """Documents in one local file, cheaply where the format allows (parquet metadata, jsonl lines)."""
     if path.suffix == ".parquet":
-        import pyarrow.parquet as pq  # noqa: PLC0415
-
-        return pq.ParquetFile(path).metadata.num_rows
+        return parquet_file(path).metadata.num_rows
     if path.suffix == ".jsonl":
         with path.open("rb") as lines:
             return sum(1 for raw in lines if raw.strip())

@@ -12,14 +12,39 @@ from moe_rpo.data.sources import CorpusError
 FULL_CHECK_BYTES = 1 << 30  # checksum and id range are verified in full up to this size
 
 
+DTYPES = ("uint8", "uint16", "uint32")
+SPLIT_KEYS = ("file", "tokens", "sha256")
+
+
 def read_meta(corpus_dir: str | Path) -> dict:
+    """meta.json of a prepared corpus, checked for the keys the readers use."""
     path = Path(corpus_dir) / "meta.json"
     if not path.is_file():
         raise CorpusError(f"no prepared corpus at {corpus_dir}: {path} is missing (run the corpus rules first)")
     try:
-        return json.loads(path.read_text())
+        meta = json.loads(path.read_text())
     except json.JSONDecodeError as error:
         raise CorpusError(f"{path} is not valid JSON ({error}); prepare the corpus again") from None
+    problem = None
+    if not isinstance(meta, dict) or not isinstance(meta.get("splits"), dict):
+        problem = "it has no 'splits' mapping"
+    elif meta.get("dtype") not in DTYPES:
+        problem = f"dtype {meta.get('dtype')!r} is not one of {list(DTYPES)}"
+    elif not isinstance(meta.get("vocab_size"), int) or meta["vocab_size"] < 1:
+        problem = f"vocab_size {meta.get('vocab_size')!r} is not a positive integer"
+    else:
+        for split, info in meta["splits"].items():
+            if not isinstance(info, dict) or any(key not in info for key in SPLIT_KEYS):
+                problem = f"splits.{split} lacks one of {list(SPLIT_KEYS)}"
+    if problem:
+        raise CorpusError(f"{path}: {problem}; prepare the corpus again")
+    return meta
+
+
+def corpus_identity(corpus_dir: str | Path) -> dict[str, str]:
+    """The sha256 of each split (from meta.json): part of a training checkpoint's fingerprint, so that a
+    checkpoint made on other data (another corpus, another split_seed) is never resumed."""
+    return {split: info["sha256"] for split, info in sorted(read_meta(corpus_dir)["splits"].items())}
 
 
 def sha256_file(path: Path) -> str:

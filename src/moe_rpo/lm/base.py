@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from moe_rpo.data.tokens import open_tokens, read_meta
+from moe_rpo.data.tokens import corpus_identity, open_tokens, read_meta
 from moe_rpo.models import GPT, GPTConfig, from_hf
 from moe_rpo.training.lm import evaluate, pick_device, train_lm
 
@@ -25,7 +25,10 @@ def build_base(settings: dict, corpus_dir: str | Path, checkpoint: str | Path | 
     train_tokens, val_tokens = open_tokens(corpus_dir, "train"), open_tokens(corpus_dir, "val")
     train = settings["train"]
     if settings["source"] == "huggingface":
-        model = from_hf(settings["hf_name"])
+        try:
+            model = from_hf(settings["hf_name"])
+        except ValueError as error:
+            raise ValueError(f"base_model.hf_name: {error}") from None
         check_vocabulary(model, corpus_dir)
         history = []
     else:
@@ -33,7 +36,8 @@ def build_base(settings: dict, corpus_dir: str | Path, checkpoint: str | Path | 
         torch.manual_seed(settings["seed"])
         model = GPT(GPTConfig(vocab_size=vocab, **settings["model"]))
         history = train_lm(model, train_tokens, val_tokens, train, settings["seed"], checkpoint=checkpoint,
-                           fingerprint=repr(sorted(settings.items())), desc="pretrain base model")
+                           fingerprint=repr((sorted(settings.items()), corpus_identity(corpus_dir))),
+                           desc="pretrain base model")
     final = evaluate(model, val_tokens, train, pick_device(train["device"]))
     record = {"source": settings["source"], "config": asdict(model.config),
               "parameters": sum(p.numel() for p in model.parameters()), "val_loss": final["val_loss"],

@@ -8,11 +8,12 @@ the same experts, the same training batches and the same evaluation windows.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 
-from moe_rpo.data.tokens import open_tokens, sha256_file
+from moe_rpo.data.tokens import corpus_identity, open_tokens, sha256_file
 from moe_rpo.io import read_json, write_json
 from moe_rpo.lm.base import check_vocabulary
 from moe_rpo.models import load_gpt, recovery_model
@@ -41,6 +42,18 @@ def final_metrics(history: list[dict], base_loss: float) -> dict:
             "max_load": float(np.mean([max(layer["load"]) for layer in layers]))}
 
 
+def finished_run(done_file: Path, fingerprint: str) -> dict | None:
+    """A method's run finished earlier with the same fingerprint, or None (an unreadable file is redone)."""
+    if not done_file.is_file():
+        return None
+    try:
+        done = read_json(done_file)
+    except ValueError as error:
+        print(f"ignoring {done_file}: {error}", file=sys.stderr)
+        return None
+    return done["run"] if done.get("fingerprint") == fingerprint else None
+
+
 def run(settings: dict, setting: dict, seed: int, base_path: str | Path, corpus_dir: str | Path,
         work_dir: str | Path) -> dict:
     """Train every method of `settings['methods']` for one setting {"name", "mode", "scale"} and seed.
@@ -52,11 +65,11 @@ def run(settings: dict, setting: dict, seed: int, base_path: str | Path, corpus_
     train_tokens, val_tokens = open_tokens(corpus_dir, "train"), open_tokens(corpus_dir, "val")
     train = settings["train"]
     if train["block_size"] > base.config.block_size:
-        raise ValueError(f"recovery.train.block_size {train['block_size']} exceeds the base model's "
-                         f"{base.config.block_size}")
+        raise ValueError(f"{settings['train_key']}.block_size: {train['block_size']} exceeds the base model's "
+                         f"block_size {base.config.block_size}")
     layers = layers_of(settings, base.config.n_layer)
     base_loss = evaluate(base, val_tokens, train, pick_device(train["device"]))["val_loss"]
-    base_sha = sha256_file(Path(base_path))
+    base_sha, data = sha256_file(Path(base_path)), corpus_identity(corpus_dir)
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     runs = {}
@@ -66,9 +79,10 @@ def run(settings: dict, setting: dict, seed: int, base_path: str | Path, corpus_
         spec = settings["routers"][method["router"]]
         fingerprint = json.dumps({"setting": setting, "seed": seed, "spec": spec, "k": method["k"],
                                   "layers": layers, "num_experts": settings["num_experts"], "train": train,
-                                  "base": base_sha}, sort_keys=True)
-        if done_file.is_file() and read_json(done_file)["fingerprint"] == fingerprint:
-            runs[name] = read_json(done_file)["run"]
+                                  "base": base_sha, "data": data}, sort_keys=True)
+        finished = finished_run(done_file, fingerprint)
+        if finished is not None:
+            runs[name] = finished
             continue
         model = recovery_model(base, layers, setting["mode"], setting["scale"], spec, k=method["k"],
                                num_experts=settings["num_experts"], seed=seed)

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from moe_rpo.config import DENSE, method_name
-from moe_rpo.data.tokens import open_tokens, read_meta
+from moe_rpo.data.tokens import corpus_identity, open_tokens, read_meta
 from moe_rpo.lm.routing_quality import misrouted, summarize_layers
 from moe_rpo.models import GPT, GPTConfig
 from moe_rpo.training.lm import evaluate, fit_routers_to_corpus, pick_device, train_lm
@@ -56,7 +56,8 @@ def run(settings: dict, seed: int, corpus_dir: str | Path, checkpoint: str | Pat
     model = build_model(settings, method, vocab, seed)
     fit_routers_to_corpus(model, train_tokens)
     train = settings["train"]
-    fingerprint = json.dumps({"settings": settings, "seed": seed, "vocab": vocab}, sort_keys=True)
+    fingerprint = json.dumps({"settings": settings, "seed": seed, "data": corpus_identity(corpus_dir)},
+                             sort_keys=True)
     history = train_lm(model, train_tokens, val_tokens, train, seed, checkpoint=checkpoint, fingerprint=fingerprint,
                        desc=f"{method_name(method)} seed {seed}")
     parameters = sum(p.numel() for p in model.parameters())

@@ -47,8 +47,7 @@ class Batches:
 
     def __init__(self, tokens: np.ndarray, batch_size: int, block_size: int, seed: int,
                  share: tuple[int, int] = (0, 1)):
-        if len(tokens) <= block_size + 1:
-            raise ValueError(f"{len(tokens)} tokens are too few for windows of block_size={block_size}")
+        check_window_fits(tokens, block_size)
         rank, processes = share
         if batch_size % processes:
             raise ValueError(f"batch_size={batch_size} (the global batch) is not divisible by the {processes} "
@@ -61,6 +60,14 @@ class Batches:
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
         starts = torch.randint(len(self.tokens) - self.block_size - 1, (self.batch_size,), generator=self.generator)
         return windows(self.tokens, starts[self.rows].tolist(), self.block_size)
+
+
+def check_window_fits(tokens: np.ndarray, block_size: int) -> None:
+    """Refuse a token array shorter than one window and its next-token target, naming its file."""
+    if len(tokens) <= block_size + 1:
+        name = getattr(tokens, "filename", None) or "the token array"  # a memmap knows its file
+        raise ValueError(f"{name} holds {len(tokens)} tokens, too few for one window of block_size={block_size} "
+                         f"plus its target; use a larger split (val_fraction) or a smaller train.block_size")
 
 
 def windows(tokens: np.ndarray, starts: list[int], block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -93,6 +100,7 @@ def evaluate(model: GPT, tokens: np.ndarray, settings: dict, device: torch.devic
     model.eval()
     generator = torch.Generator().manual_seed(EVAL_SEED)
     count, block = settings["eval_batches"] * settings["batch_size"], settings["block_size"]
+    check_window_fits(tokens, block)
     starts = torch.randint(len(tokens) - block - 1, (count,), generator=generator).tolist()
     losses, layers = [], []
     firsts = range(0, count, settings["batch_size"])
@@ -109,6 +117,8 @@ def evaluate(model: GPT, tokens: np.ndarray, settings: dict, device: torch.devic
         layers = [shares[i % world.size][1][i // world.size] for i in range(settings["eval_batches"])]
     per_layer = [{key: np.mean([batch[i][key] for batch in layers], axis=0).tolist() for key in layers[0][i]}
                  for i in range(len(layers[0]))]
+    if not np.isfinite(losses).all():  # e.g. the last step's update diverged: no such number may reach a record
+        raise FloatingPointError(f"non-finite evaluation loss {losses}: the model's weights have diverged")
     return {"val_loss": float(np.mean(losses)), "layers": per_layer}
 
 
@@ -135,6 +145,20 @@ def _save(path: Path, state: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)
+
+
+def read_checkpoint(path: Path, device: torch.device, desc: str) -> dict | None:
+    """A training checkpoint, or None (with a warning naming it) when it is unreadable. weights_only: the
+    file holds tensors and plain types only, so a swapped file cannot run code when it is read."""
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+        problem = None if isinstance(state, dict) and "fingerprint" in state else "not a training checkpoint"
+    except Exception as error:  # noqa: BLE001  (truncated, corrupt or unsafe: any of them means start afresh)
+        state, problem = None, f"{type(error).__name__}: {(str(error).splitlines() or [''])[0]}"
+    if problem:
+        print(f"{desc}: ignoring the unreadable checkpoint {path} ({problem}); training from step 0", file=sys.stderr)
+        return None
+    return state
 
 
 def token_counts(tokens: np.ndarray, vocab_size: int) -> torch.Tensor:
@@ -184,8 +208,8 @@ def train_lm(model: GPT, train_tokens: np.ndarray, val_tokens: np.ndarray, setti
     history, start, train_losses = [], 0, []
 
     checkpoint = Path(checkpoint) if checkpoint else None
-    if checkpoint and checkpoint.is_file():
-        state = torch.load(checkpoint, map_location=device, weights_only=False)
+    state = read_checkpoint(checkpoint, device, desc) if checkpoint and checkpoint.is_file() else None
+    if state is not None:
         if state["fingerprint"] == fingerprint:
             with torch.no_grad():
                 for name, value in state["trainable"].items():
@@ -217,8 +241,14 @@ def train_lm(model: GPT, train_tokens: np.ndarray, val_tokens: np.ndarray, setti
         if world.size > 1 and trainable else None
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if settings["bf16"] and device.type == "cuda"
                 else contextlib.nullcontext())
+    def evaluate_at(step: int) -> dict:
+        try:
+            return evaluate(model, val_tokens, settings, device, world)
+        except FloatingPointError as error:
+            raise FloatingPointError(f"{desc}: evaluation after step {step}: {error}") from None
+
     if start == 0:
-        history.append({"step": 0, "train_loss": None, **evaluate(model, val_tokens, settings, device, world)})
+        history.append({"step": 0, "train_loss": None, **evaluate_at(0)})
     steps = range(start, settings["steps"])
     bar = tqdm(steps, desc=desc, total=settings["steps"], initial=start, file=sys.stderr,
                mininterval=0.5 if sys.stderr.isatty() else 15, disable=world.rank != 0)
@@ -257,8 +287,7 @@ def train_lm(model: GPT, train_tokens: np.ndarray, val_tokens: np.ndarray, setti
         train_losses.append(out.loss.item() if loss is None else loss)
         done = step + 1
         if done % settings["eval_every"] == 0 or done == settings["steps"]:
-            row = {"step": done, "train_loss": float(np.mean(train_losses)),
-                   **evaluate(model, val_tokens, settings, device, world)}
+            row = {"step": done, "train_loss": float(np.mean(train_losses)), **evaluate_at(done)}
             history.append(row)
             train_losses = []
             bar.set_postfix(train=f"{row['train_loss']:.3f}", val=f"{row['val_loss']:.3f}", refresh=False)

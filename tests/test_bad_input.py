@@ -1,0 +1,396 @@
+"""Bad input found by an adversarial run (issue 15): each case gets a clear error before work starts,
+naming the key, file or value, or a correct result; never a silent one."""
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from moe_rpo import config as cfg
+from moe_rpo.claims import evaluate as evaluate_claims
+from moe_rpo.data.prepare import gather, inventory, prepare_corpus, tokenize_shard
+from moe_rpo.data.sources import CorpusError, count_documents
+from moe_rpo.data.tokens import open_tokens, read_meta
+from moe_rpo.io import read_json, set_aside_unreadable, write_json
+from moe_rpo.lm import recovery, scratch
+from moe_rpo.lm.base import build_base
+from moe_rpo.models import GPT, GPTConfig, from_hf, load_gpt, save_gpt
+from moe_rpo.tables import per_seed_table
+from moe_rpo.training.lm import evaluate, train_lm
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
+TINY_TRAIN = {"steps": 6, "batch_size": 4, "block_size": 16, "eval_every": 3, "eval_batches": 2,
+              "checkpoint_every": 3, "device": "cpu"}
+TINY_MODEL = {"n_layer": 2, "n_head": 2, "n_embd": 16, "block_size": 16}
+
+
+def refused(config: dict, message: str) -> None:
+    with pytest.raises(cfg.ConfigError, match=re.escape(message)):
+        cfg.validate(config)
+
+
+def dry_run(*args: str) -> subprocess.CompletedProcess:
+    """`snakemake -n` in the checkout; its messages (stdout and stderr together) in .stdout."""
+    return subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1", *args], cwd=ROOT, env=ENV,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
+
+
+def char_corpus(root: Path, split_seed: int = 2357) -> Path:
+    spec = cfg.validate_definition({"source": "shakespeare", "tokenizer": "char", "max_documents": 20,
+                                    "val_fraction": 0.3, "split_seed": split_seed}, "corpus_spec")
+    prepare_corpus(spec, root, shards=1)
+    return root
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return char_corpus(tmp_path_factory.mktemp("bad_input") / "corpus")
+
+
+def training_settings(method: str = "standard_k1") -> dict:
+    config = cfg.validate({"shakespeare_moe": {"model": dict(TINY_MODEL), "train": dict(TINY_TRAIN),
+                                               "methods": [{"router": "standard", "k": 1}]},
+                           "routerless": {"fixed": [{"router": "standard", "k": 1}],
+                                          "learned": [{"router": "standard", "k": 1}]}})
+    return cfg.training_run_settings(config, "shakespeare_moe", method)
+
+
+def tiny_gpt(vocab: int, block_size: int = 16) -> GPT:
+    torch.manual_seed(0)
+    return GPT(GPTConfig(vocab_size=vocab, block_size=block_size, n_layer=2, n_head=2, n_embd=16))
+
+
+# 1. --config values inside lists and mappings --------------------------------------------------
+
+def readme_command_lines() -> list[str]:
+    """The `snakemake --cores all ...` lines of the README whose config files exist here."""
+    lines = [line.split("  #")[0].strip() for line in (ROOT / "README.md").read_text().splitlines()
+             if line.startswith("snakemake --cores all")]
+    return [line for line in lines
+            if all((ROOT / path).is_file() for path in re.findall(r"--configfile (\S+)", line))]
+
+
+def test_the_readme_seeds_override_is_among_the_lines_checked():
+    assert any("--config seeds='[0," in line for line in readme_command_lines())
+
+
+@pytest.mark.parametrize("line", readme_command_lines())
+def test_readme_command_lines_pass_the_dry_run(line):
+    result = dry_run(*shlex.split(line)[1:])
+    assert result.returncode == 0, result.stdout[-2000:]
+
+
+def test_nested_command_line_integers_are_integers():
+    config = {"seeds": ["0", "1"], "toy": {"routing": {"steps": "10", "ks": ["1"]}}}
+    overrides = {"seeds": ["0", "1"], "toy": {"routing": {"steps": "10", "ks": ["1"]}}}
+    typed = cfg.typed_command_line_values(config, overrides)
+    assert typed["seeds"] == [0, 1] and typed["toy"]["routing"] == {"steps": 10, "ks": [1]}
+    result = dry_run("--config", "toy={routing: {steps: 10}}", "seeds=[0,1]", "report={trajectory_seed: 1}")
+    assert result.returncode == 0, result.stdout[-2000:]
+
+
+# 2. toy k bounded ------------------------------------------------------------------------------
+
+def test_toy_k_above_the_grid_search_bound_is_refused():
+    refused({"toy": {"routing": {"ks": [3]}}}, "toy.routing.ks: k=3 is above 2")
+    refused({"toy": {"routing": {"ks": [1, 9]}}}, "toy.routing.ks: k=9 is above 2")
+    refused({"benchmark": {"methods": [{"router": "standard", "k": 3}]}}, "benchmark.methods.0.k: k=3 is above 2")
+
+
+# 3. routers that cannot be built, models that cannot be built ----------------------------------
+
+def test_k_above_the_number_of_experts_is_refused_naming_the_key():
+    refused({"recovery": {"methods": [{"router": "standard", "k": 1}, {"router": "standard", "k": 5}]}},
+            "recovery.methods.1: router 'standard' with k=5 over 4 experts")
+
+
+def test_base_with_k2_is_refused_naming_the_key():
+    refused({"shakespeare_moe": {"methods": [{"router": "standard", "k": 1}, {"router": "base", "k": 2}]},
+             "routerless": {"fixed": [{"router": "standard", "k": 1}], "learned": [{"router": "standard", "k": 1}]}},
+            "shakespeare_moe.methods.1: router 'base' with k=2 over 4 experts: BASE layers send every token")
+
+
+def test_n_embd_not_divisible_by_n_head_is_refused():
+    refused({"base_model": {"model": {"n_embd": 130, "n_head": 4}}},
+            "base_model.model.n_embd: 130 is not divisible by n_head 4")
+
+
+def test_a_router_that_cannot_be_built_fails_the_dry_run_naming_the_key():
+    result = dry_run("--config", "recovery={methods: [{router: standard, k: 5}]}")
+    assert result.returncode != 0
+    assert "recovery.methods.0: router 'standard' with k=5 over 4 experts" in result.stdout, result.stdout
+
+
+# 4. the benchmark's recovery block size --------------------------------------------------------
+
+def test_benchmark_recovery_block_size_is_checked_against_the_base_model():
+    refused({"benchmark": {"recovery": {"train": {"block_size": 256}}}},
+            "benchmark.recovery.train.block_size: 256 exceeds the base model's block_size 128")
+
+
+def test_recovery_job_names_the_benchmark_key(corpus, tmp_path):
+    base = tmp_path / "base.pt"
+    save_gpt(tiny_gpt(read_meta(corpus)["vocab_size"], block_size=8), base)
+    config = cfg.validate({})
+    settings = cfg.recovery_run_settings(config, benchmark=True)
+    block = settings["train"]["block_size"]
+    with pytest.raises(ValueError, match=re.escape(f"benchmark.recovery.train.block_size: {block} exceeds the base "
+                                                   f"model's block_size 8")):
+        recovery.run(settings, cfg.recovery_settings(settings)["diff"], 0, base, corpus, tmp_path / "work")
+
+
+# 5. and 6. settings and methods that would collapse into one ------------------------------------
+
+def test_sim_scales_with_the_same_name_are_refused():
+    refused({"recovery": {"sim_scales": [0.3, 0.30000001]}}, "recovery.sim_scales: [0.3, 0.30000001] give the settings")
+
+
+@pytest.mark.parametrize("section", ["recovery", "benchmark"])
+def test_duplicate_methods_are_refused(section):
+    twice = [{"router": "standard", "k": 1}, {"router": "rpo", "k": 1}, {"router": "standard", "k": 1}]
+    refused({section: {"methods": twice}}, f"{section}.methods: ['standard_k1'] appear(s) more than once")
+
+
+# 7. untied Hugging Face heads ------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def untied_hf(tmp_path_factory):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("untied") / "model"
+    GPT2LMHeadModel(GPT2Config(vocab_size=80, n_positions=32, n_embd=16, n_layer=1, n_head=2,
+                               tie_word_embeddings=False)).save_pretrained(path)
+    return path
+
+
+def test_untied_hf_checkpoint_is_refused(untied_hf, corpus):
+    with pytest.raises(ValueError, match="tie_word_embeddings"):
+        from_hf(untied_hf)
+    settings = cfg.validate({"base_model": {"source": "huggingface", "hf_name": str(untied_hf)}})["base_model"]
+    with pytest.raises(ValueError, match="base_model.hf_name: .*tie_word_embeddings"):
+        build_base(settings, corpus)
+
+
+# 8. non-finite numbers -------------------------------------------------------------------------
+
+def test_a_diverging_last_step_stops_the_run(corpus, monkeypatch):
+    real_step = torch.optim.AdamW.step
+
+    def diverging_step(self, *args, **kwargs):
+        result = real_step(self, *args, **kwargs)
+        if self.state[self.param_groups[0]["params"][0]]["step"] == TINY_TRAIN["steps"]:  # the last step
+            with torch.no_grad():
+                self.param_groups[0]["params"][0].fill_(float("nan"))
+        return result
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", diverging_step)
+    with pytest.raises(FloatingPointError, match="evaluation after step 6: non-finite evaluation loss"):
+        scratch.run(training_settings(), 0, corpus)
+
+
+def test_non_finite_numbers_never_reach_a_record_a_table_or_a_verdict(tmp_path):
+    with pytest.raises(FloatingPointError, match=r"records\.0\.val_loss is not a finite number"):
+        write_json(tmp_path / "run.json", {"records": [{"val_loss": float("nan")}]})
+    assert not (tmp_path / "run.json").exists()
+    (tmp_path / "old.json").write_text('{"records": [{"method": "rpo", "k": 1, "seed": 0, "val_loss": NaN}]}')
+    with pytest.raises(ValueError, match=r"old.json: records\.0\.val_loss is not a finite number"):
+        per_seed_table([tmp_path / "old.json"])
+    tables = tmp_path / "tables"
+    tables.mkdir()
+    stems = ["toy_routing", "toy_collapse", "toy_dilemma", "toy_barrier", "lm_recovery", "lm_shakespeare_moe",
+             "lm_pretraining"]
+    for stem in stems:  # empty tables: the first claim read stops on its table
+        pd.DataFrame({"method": ["rpo"], "k": [2], "seed": [0], "final_distance": [float("nan")]}).to_csv(
+            tables / f"{stem}_seeds.csv", index=False)
+    with pytest.raises(ValueError, match="toy_routing_seeds.csv: non-finite final_distance"):
+        evaluate_claims(tables, cfg.validate({})["claims"])
+
+
+# 9. a checkpoint made on other data ------------------------------------------------------------
+
+def test_a_checkpoint_made_on_other_data_is_not_resumed(corpus, tmp_path):
+    other = char_corpus(tmp_path / "other", split_seed=1)
+    assert read_meta(other)["vocab_size"] == read_meta(corpus)["vocab_size"]
+    settings = training_settings()
+    checkpoint = tmp_path / "run.ckpt"
+    scratch.run(settings, 0, corpus, checkpoint)  # leaves its step-3 checkpoint behind
+    assert checkpoint.is_file()
+    assert scratch.run(settings, 0, other, checkpoint) == scratch.run(settings, 0, other)
+
+
+def test_a_base_model_checkpoint_made_on_other_data_is_not_resumed(corpus, tmp_path):
+    other = char_corpus(tmp_path / "other", split_seed=1)
+    settings = cfg.validate({"base_model": {"model": dict(TINY_MODEL), "train": dict(TINY_TRAIN)},
+                             "recovery": {"train": {"block_size": 16}},
+                             "benchmark": {"recovery": {"train": {"block_size": 16}}}})["base_model"]
+    checkpoint = tmp_path / "base.ckpt"
+    build_base(settings, corpus, checkpoint)
+    resumed, fresh = build_base(settings, other, checkpoint)[1], build_base(settings, other)[1]
+    assert resumed == fresh
+
+
+# 10. (slow, in test_pipeline.py: every product the README lists is a target of `all`)
+# 11. a truncated record ------------------------------------------------------------------------
+
+def test_a_truncated_record_is_named_and_set_aside(tmp_path):
+    record = tmp_path / "seed0.json"
+    write_json(record, {"records": [{"val_loss": 1.0}]})
+    record.write_text(record.read_text()[:10])
+    with pytest.raises(ValueError, match=f"{re.escape(str(record))} is not valid JSON"):
+        per_seed_table([record])
+    (message,) = set_aside_unreadable([record, tmp_path / "missing.json"])
+    assert str(record) in message and not record.exists() and (tmp_path / "seed0.json.corrupt").is_file()
+
+
+# 12. unreadable inputs are named ---------------------------------------------------------------
+
+def test_a_truncated_model_file_is_named(tmp_path):
+    path = tmp_path / "model.pt"
+    save_gpt(tiny_gpt(32), path)
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(ValueError, match=f"{re.escape(str(path))} is not a readable model file"):
+        load_gpt(path)
+    (message,) = set_aside_unreadable([path])
+    assert "model.pt cannot be read" in message
+
+
+def fresh_history(corpus, checkpoint=None):
+    """A tiny dense GPT trained on the corpus (with an optional checkpoint): its evaluation history."""
+    tokens = [open_tokens(corpus, split) for split in ("train", "val")]
+    settings = cfg.validate_definition(dict(TINY_TRAIN), "lm_train")
+    return train_lm(tiny_gpt(read_meta(corpus)["vocab_size"]), *tokens, settings, seed=0, checkpoint=checkpoint,
+                    fingerprint="f")
+
+
+def test_a_corrupt_checkpoint_is_named_and_training_starts_afresh(corpus, tmp_path, capfd):
+    checkpoint = tmp_path / "run.ckpt"
+    checkpoint.write_bytes(b"PK\x03\x04 not really a zip file")
+    assert fresh_history(corpus, checkpoint) == fresh_history(corpus)
+    assert f"ignoring the unreadable checkpoint {checkpoint}" in capfd.readouterr().err
+
+
+def test_a_validation_split_shorter_than_a_window_is_named(tmp_path):
+    path = tmp_path / "val.bin"
+    np.arange(10, dtype=np.uint16).tofile(path)
+    tokens = np.memmap(path, dtype=np.uint16, mode="r")
+    settings = cfg.validate_definition(dict(TINY_TRAIN), "lm_train")
+    with pytest.raises(ValueError, match=f"{re.escape(str(path))} holds 10 tokens, too few for one window"):
+        evaluate(tiny_gpt(32), tokens, settings, torch.device("cpu"))
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda meta: meta.update(dtype="int7"), "dtype 'int7' is not one of"),
+    (lambda meta: meta.pop("splits"), "it has no 'splits' mapping"),
+    (lambda meta: meta["splits"]["val"].pop("sha256"), "splits.val lacks one of"),
+])
+def test_a_bad_meta_json_is_named(corpus, tmp_path, change, message):
+    import json
+    import shutil
+
+    copy = tmp_path / "corpus"
+    shutil.copytree(corpus, copy)
+    meta = json.loads((copy / "meta.json").read_text())
+    change(meta)
+    (copy / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(CorpusError, match=f"{re.escape(str(copy / 'meta.json'))}: {re.escape(message)}"):
+        read_meta(copy)
+
+
+def test_a_file_named_parquet_that_is_not_parquet_is_named(tmp_path):
+    (tmp_path / "docs").mkdir()
+    fake = tmp_path / "docs" / "part.parquet"
+    fake.write_text("not parquet at all")
+    spec = cfg.validate_definition({"source": "local", "path": str(tmp_path / "docs")}, "corpus_spec")
+    with pytest.raises(CorpusError, match=f"{re.escape(str(fake))}: not a readable Parquet file"):
+        count_documents(spec)
+
+
+def test_a_missing_hf_name_is_named(corpus, tmp_path):
+    missing = tmp_path / "no_such_model"
+    settings = cfg.validate({"base_model": {"source": "huggingface", "hf_name": str(missing)}})["base_model"]
+    with pytest.raises(ValueError, match=f"base_model.hf_name: cannot load a GPT-2 checkpoint from '{missing}'"):
+        build_base(settings, corpus)
+
+
+# 13. an unknown top-level key ------------------------------------------------------------------
+
+def test_an_unknown_top_level_key_gets_a_short_message():
+    result = dry_run("--config", "sedes=[0]")
+    assert result.returncode != 0
+    assert "<top level>: unknown key(s) ['sedes']; allowed here: ['base_model'," in result.stdout
+    assert len(result.stdout.splitlines()) < 10, result.stdout
+
+
+def test_readme_error_examples_are_what_the_pipeline_prints():
+    readme = (ROOT / "README.md").read_text()
+    for overrides in (["toy={routing: {steps: 0}}"], ["sedes=[0]"]):
+        printed = dry_run("--config", *overrides).stdout
+        key = overrides[0].split("=")[0]
+        example = next(block for block in re.findall(r"```\n(invalid config:\n.*?)```", readme, re.S)
+                       if key in block)
+        assert example.strip() in printed, (example, printed)
+
+
+# 14. shard checksums ---------------------------------------------------------------------------
+
+def test_a_flipped_byte_in_a_shard_is_refused(tmp_path):
+    spec = cfg.validate_definition({"source": "shakespeare", "tokenizer": "char", "max_documents": 6},
+                                   "corpus_spec")
+    record = inventory(spec)
+    prefix = tmp_path / "shards" / "0"
+    tokenize_shard(record, 1, 0, prefix)
+    shard = tmp_path / "shards" / "0.train.bin"
+    data = bytearray(shard.read_bytes())
+    data[5] ^= 0x01
+    shard.write_bytes(bytes(data))
+    with pytest.raises(CorpusError, match=f"shard file {re.escape(str(shard))} does not match the sha256"):
+        gather(record, [prefix], tmp_path / "out")
+    assert not (tmp_path / "out" / "train.bin").exists()
+
+
+# 15. checkpoints are not unpickled -------------------------------------------------------------
+
+class Payload:
+    """Unpickling this object writes a marker file: what a swapped checkpoint could do."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return Path.touch, (self.marker,)
+
+
+def test_a_checkpoint_cannot_run_code_when_read(corpus, tmp_path, capfd):
+    checkpoint, marker = tmp_path / "run.ckpt", tmp_path / "code_ran"
+    torch.save({"fingerprint": "f", "payload": Payload(marker)}, checkpoint)
+    assert fresh_history(corpus, checkpoint) == fresh_history(corpus)
+    assert not marker.exists()
+    assert "ignoring the unreadable checkpoint" in capfd.readouterr().err
+
+
+def test_checkpoints_still_resume_under_weights_only(corpus, tmp_path, monkeypatch):
+    """A real checkpoint holds tensors and plain types only: it loads with weights_only=True and resumes."""
+    checkpoint = tmp_path / "run.ckpt"
+    uninterrupted = fresh_history(corpus)
+    real_step, calls = torch.optim.AdamW.step, {"n": 0}
+
+    def dying_step(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:  # after the step-3 checkpoint
+            raise KeyboardInterrupt
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", dying_step)
+    with pytest.raises(KeyboardInterrupt):
+        fresh_history(corpus, checkpoint)
+    monkeypatch.setattr(torch.optim.AdamW, "step", real_step)
+    torch.load(checkpoint, weights_only=True)
+    assert fresh_history(corpus, checkpoint) == uninterrupted
