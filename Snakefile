@@ -2,8 +2,12 @@
 # `snakemake --cores all` regenerates every figure, table, claims.json and the report pages.
 # The default profile (profiles/default) is picked up automatically.
 
+import sys
+from pathlib import Path
+
 from snakemake.utils import min_version
 
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # this checkout's package, the one its jobs run
 from moe_rpo.config import ConfigError, typed_command_line_values, validate
 from moe_rpo.io import set_aside_unreadable
 

@@ -14,6 +14,7 @@ from moe_rpo.config import (
     recovery_settings,
     training_run_settings,
 )
+from moe_rpo.code_inputs import command_code  # a rule's code inputs: its command's imports
 from moe_rpo.jobs import experiment_jobs, records
 from moe_rpo.report.pages import PAGES
 
@@ -38,11 +39,6 @@ REPORT_PAGES = ["results/report/index.html"] + [f"results/report/{page['slug']}.
 def settings_json(experiment):
     """The experiment's settings, passed to the command as JSON so that a change reruns only its jobs."""
     return json.dumps(experiment_settings(config, experiment), sort_keys=True)
-
-
-def sources(*patterns):
-    """Package source files, as inputs: editing code reruns exactly the jobs that use it."""
-    return sorted(str(path) for pattern in patterns for path in Path("src/moe_rpo").glob(pattern))
 
 
 def launcher(train):

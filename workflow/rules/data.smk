@@ -10,7 +10,7 @@ wildcard_constraints:
 rule corpus_inventory:
     """Check a corpus spec (source, path, tokenizer, dtype) and count its documents."""
     input:
-        code=sources("data/*.py"),
+        code=command_code("corpus-inventory"),
     output:
         "results/data/{corpus}/inventory.json",
     params:
@@ -33,7 +33,7 @@ rule corpus_shard:
     """Tokenize one document range of a corpus."""
     input:
         inventory="results/data/{corpus}/inventory.json",
-        code=sources("data/*.py"),
+        code=command_code("corpus-shard"),
     output:
         train=temp("results/data/{corpus}/shards/{shard}.train.bin"),
         val=temp("results/data/{corpus}/shards/{shard}.val.bin"),
@@ -60,7 +60,7 @@ rule corpus_gather:
     input:
         inventory="results/data/{corpus}/inventory.json",
         shards=lambda wc: [f"{prefix}.{part}" for prefix in corpus_shards(wc) for part in ("train.bin", "val.bin", "json")],
-        code=sources("data/*.py"),
+        code=command_code("corpus-gather"),
     output:
         train="results/data/{corpus}/train.bin",
         val="results/data/{corpus}/val.bin",

@@ -11,7 +11,8 @@ rule base_model:
     """Pretrain the dense base model on its corpus (or load GPT-2); record its validation loss."""
     input:
         corpus=corpus_files(config["base_model"]["corpus"]),
-        code=sources("lm/base.py", "models/*.py", "training/*.py", "data/tokens.py"),
+        # a dense GPT has no MoE layer: the router, dispatch and recovery-metric code it imports never runs
+        code=command_code("base-model", exclude=("moe_rpo.routers", "moe_rpo.models.moe", "moe_rpo.models.recovery")),
     output:
         model="results/lm/base/model.pt",
         record="results/lm/base/model.json",
@@ -41,7 +42,7 @@ rule recovery_run:
     input:
         base="results/lm/base/model.pt",
         corpus=corpus_files(config["recovery"]["corpus"]),
-        code=sources("lm/recovery.py", "models/*.py", "routers/*.py", "training/*.py", "data/tokens.py"),
+        code=command_code("recovery"),
     output:
         "results/lm/recovery/{setting}/seed{seed}.json",
     params:
@@ -68,7 +69,7 @@ rule tables_lm_recovery:
     """Final numbers per setting, method and seed, and their spread over seeds."""
     input:
         runs=RECOVERY_RUNS,
-        code=sources("tables.py"),
+        code=command_code("tables"),
     output:
         "results/tables/lm_recovery_seeds.csv",
         "results/tables/lm_recovery_summary.csv",
@@ -91,7 +92,7 @@ rule figures_lm_recovery:
     input:
         runs=RECOVERY_RUNS,
         tables="results/tables/lm_recovery_seeds.csv",
-        code=sources("figures/*.py"),
+        code=command_code("figures"),
     output:
         figure_outputs(PAGE_BY_SLUG["lm_recovery"]),
     params:
@@ -133,8 +134,7 @@ rule train_run:
     """One method of a from-scratch training experiment (shakespeare_moe, pretraining) for one seed."""
     input:
         corpus=lambda wc: corpus_files(config[wc.training]["corpus"]),
-        code=sources("lm/scratch.py", "lm/routing_quality.py", "models/*.py", "routers/*.py", "training/*.py",
-                     "data/tokens.py"),
+        code=command_code("train"),
     output:
         "results/lm/{training}/{method}/seed{seed}.json",
     params:
@@ -162,7 +162,7 @@ rule tables_lm_training:
     """Final numbers per method and seed of a training experiment, and their spread over seeds."""
     input:
         runs=lambda wc: records(config, wc.training),
-        code=sources("tables.py"),
+        code=command_code("tables"),
     output:
         "results/tables/lm_{training}_seeds.csv",
         "results/tables/lm_{training}_summary.csv",
@@ -185,7 +185,7 @@ rule figures_lm_training:
     input:
         runs=lambda wc: records(config, wc.training),
         tables="results/tables/lm_{training}_seeds.csv",
-        code=sources("figures/*.py"),
+        code=command_code("figures"),
     output:
         "results/figures/lm_{training}_curves.png",
         "results/figures/lm_{training}_curves.pdf",
@@ -213,7 +213,7 @@ rule figures_lm_training:
 rule toy_benchmark_run:
     """Toy 1 (routing) for exactly the benchmark's (router, k) pairs, one seed."""
     input:
-        code=sources("toy/*.py", "routers/*.py", "training/*.py"),
+        code=command_code("toy", "moe_rpo.toy.routing"),
     output:
         "results/toy/benchmark/seed{seed}.json",
         "results/toy/benchmark/seed{seed}.npz",
@@ -238,7 +238,7 @@ rule tables_lm_routerless:
     """The routerless comparison: the Shakespeare runs of its fixed and learned routers."""
     input:
         runs=records(config, "routerless"),
-        code=sources("tables.py"),
+        code=command_code("tables"),
     output:
         "results/tables/lm_routerless_seeds.csv",
         "results/tables/lm_routerless_summary.csv",
@@ -263,7 +263,7 @@ rule tables_lm_benchmark:
     """The router benchmark: toy 1, the benchmark's recovery jobs and the Shakespeare runs, one row per router."""
     input:
         runs=records(config, "benchmark"),
-        code=sources("tables.py"),
+        code=command_code("tables"),
     output:
         "results/tables/lm_benchmark.csv",
         "results/tables/lm_benchmark_medians.csv",
@@ -289,7 +289,7 @@ rule figures_lm_derived:
     input:
         tables=lambda wc: ("results/tables/lm_routerless_seeds.csv" if wc.derived == "routerless"
                            else "results/tables/lm_benchmark_medians.csv"),
-        code=sources("figures/*.py"),
+        code=command_code("figures"),
     output:
         "results/figures/lm_{derived}.png",
         "results/figures/lm_{derived}.pdf",

@@ -6,7 +6,7 @@ rule claims:
     input:
         tables=expand("results/tables/toy_{experiment}_seeds.csv", experiment=TOY_EXPERIMENTS),
         lm=expand("results/tables/lm_{experiment}_seeds.csv", experiment=["recovery", *TRAINING_EXPERIMENTS]),
-        code=sources("claims.py"),
+        code=command_code("claims"),
     output:
         "results/claims.json",
     params:
@@ -37,7 +37,7 @@ rule report:
         base_benchmark="results/benchmarks/lm_base/base_model.tsv",
         corpora=CORPUS_META,
         templates=sorted(map(str, Path("paper").rglob("*.*"))),
-        code=sources("report/*.py"),
+        code=command_code("report"),
     output:
         REPORT_PAGES,
     params:

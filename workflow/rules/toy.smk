@@ -9,7 +9,7 @@ wildcard_constraints:
 rule toy_run:
     """Train every method of one toy experiment for one seed."""
     input:
-        code=sources("routers/*.py", "training/*.py", "toy/*.py"),
+        code=lambda wc: command_code("toy", f"moe_rpo.toy.{wc.experiment}"),  # imported by name
     output:
         arrays="results/toy/{experiment}/seed{seed}.npz",
         record="results/toy/{experiment}/seed{seed}.json",
@@ -37,7 +37,7 @@ for page in TOY_PAGES:
             f"tables_{page['slug']}"
         input:
             runs=expand("results/toy/{experiment}/seed{seed}.json", experiment=page["experiment"], seed=SEEDS),
-            code=sources("tables.py"),
+            code=command_code("tables"),
         output:
             [f"results/tables/toy_{page['experiment']}_seeds.csv"]
             + [f"results/tables/{stem}.csv" for stem in page["tables"]],
@@ -62,7 +62,7 @@ for page in TOY_PAGES:
         input:
             arrays=expand("results/toy/{experiment}/seed{seed}.npz", experiment=page["experiment"], seed=SEEDS),
             tables=[f"results/tables/{stem}.csv" for stem in page["tables"]],
-            code=sources("figures/*.py"),
+            code=command_code("figures"),
         output:
             figure_outputs(page),
         params:

@@ -1,0 +1,100 @@
+"""The package source files a pipeline command runs, derived from its imports (an ast walk, imports inside
+functions included) rather than written by hand, so that editing a module reruns exactly the jobs whose
+command imports it. The rules in workflow/rules/ call `command_code` for their `code` inputs."""
+from __future__ import annotations
+
+import ast
+from functools import cache
+from pathlib import Path
+
+PACKAGE = "moe_rpo"
+PACKAGE_DIR = Path(__file__).resolve().parent
+CLI = f"{PACKAGE}.cli"
+
+# Import edges no pipeline job follows: config.py builds routers only to check a config, and every job
+# gets its settings already checked (--settings).
+IGNORED_EDGES = {(f"{PACKAGE}.config", f"{PACKAGE}.routers")}
+
+
+def module_file(module: str) -> Path | None:
+    """The source file of a package module (a package's __init__.py), or None when there is none."""
+    path = PACKAGE_DIR.joinpath(*module.split(".")[1:])
+    for candidate in (path / "__init__.py", path.with_suffix(".py")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _parents(module: str) -> list[str]:
+    """Importing a.b.c runs a/__init__.py and a/b/__init__.py first."""
+    parts = module.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts))]
+
+
+def _imported(nodes) -> set[str]:
+    """The package modules (and their parent packages) that the import statements among `nodes` name.
+    The package uses absolute imports only."""
+    found = set()
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            # `from pkg import name`: name is a submodule of pkg or an attribute of it
+            names = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+        else:
+            continue
+        for name in names:
+            if (name == PACKAGE or name.startswith(f"{PACKAGE}.")) and module_file(name):
+                found |= {name, *_parents(name)}
+    return found
+
+
+@cache
+def imports_of(module: str) -> frozenset[str]:
+    """The package modules `module` imports anywhere in its source (at the top or inside a function)."""
+    path = module_file(module)
+    return frozenset(_imported(ast.walk(ast.parse(path.read_text(), filename=str(path)))) - {module})
+
+
+def _ignored(importer: str, imported: str) -> bool:
+    return any(importer == a and (imported == b or imported.startswith(f"{b}.")) for a, b in IGNORED_EDGES)
+
+
+def closure(modules, exclude: tuple[str, ...] = ()) -> set[str]:
+    """Every package module that importing `modules` may run, without the subpackages or modules in
+    `exclude` and what only they import."""
+    def excluded(name: str) -> bool:
+        return any(name == e or name.startswith(f"{e}.") for e in exclude)
+
+    seen, todo = set(), [m for m in modules if not excluded(m)]
+    while todo:
+        module = todo.pop()
+        if module in seen:
+            continue
+        seen.add(module)
+        todo += [m for m in imports_of(module) if not excluded(m) and not _ignored(module, m)]
+        todo += [p for p in _parents(module) if not excluded(p)]
+    return seen
+
+
+def command_modules(command: str) -> set[str]:
+    """The modules the CLI imports to run `command`: those its cmd_ function imports, and those the rest of
+    cli.py (the module itself and its helpers, not the other commands) imports."""
+    tree = ast.parse(module_file(CLI).read_text())
+    function = f"cmd_{command.replace('-', '_')}"
+    commands = {node.name: node for node in tree.body
+                if isinstance(node, ast.FunctionDef) and node.name.startswith("cmd_")}
+    if function not in commands:
+        raise ValueError(f"the CLI has no command {command!r} (commands: {sorted(commands)})")
+    other_commands = {id(node) for name, command_node in commands.items() if name != function
+                      for node in ast.walk(command_node)}
+    return {CLI} | _imported(node for node in ast.walk(tree) if id(node) not in other_commands)
+
+
+def command_code(command: str, *extra: str, exclude: tuple[str, ...] = ()) -> list[str]:
+    """The source files (relative to the repository) of what `python -m moe_rpo <command>` runs: the import
+    closure of the command, plus `extra` modules it imports by name at run time, minus `exclude`."""
+    # cli.py imports every command's modules: it counts with only this command's (command_modules)
+    modules = closure((command_modules(command) - {CLI}) | set(extra), (*exclude, CLI)) | {CLI, f"{PACKAGE}.__main__"}
+    root = PACKAGE_DIR.parents[1]
+    return sorted(str(module_file(m).relative_to(root)) for m in modules)

@@ -1,0 +1,77 @@
+"""Code inputs are derived from imports: the ast walk agrees with Python's own static import finder, and
+every rule lists exactly what its command imports, less the exclusions declared next to the rule."""
+import modulefinder
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from moe_rpo import code_inputs
+from moe_rpo.code_inputs import CLI, PACKAGE_DIR, closure, command_code, command_modules, module_file
+
+ROOT = Path(__file__).resolve().parents[1]
+SRC = PACKAGE_DIR.parent
+MODULES = sorted(".".join(("moe_rpo", *path.relative_to(PACKAGE_DIR).with_suffix("").parts)).removesuffix(".__init__")
+                 for path in PACKAGE_DIR.rglob("*.py") if "__pycache__" not in path.parts)
+# What a rule deliberately leaves out of its code inputs (and why, next to the rule in workflow/rules/).
+EXCLUDED = {"base_model": ("moe_rpo.routers", "moe_rpo.models.moe", "moe_rpo.models.recovery")}
+
+
+def finder_modules(module: str) -> set[str]:
+    """The package modules that Python's modulefinder (bytecode, nested functions included) reaches."""
+    finder = modulefinder.ModuleFinder(path=[str(SRC)])  # only the package: third-party imports stay unresolved
+    finder.import_hook(module)  # as `import module` does: its parent packages first
+    return {name for name in finder.modules if name.startswith("moe_rpo")}
+
+
+@pytest.mark.parametrize("module", [m for m in MODULES if m != CLI])
+def test_the_import_walk_agrees_with_modulefinder(module, monkeypatch):
+    monkeypatch.setattr(code_inputs, "IGNORED_EDGES", set())
+    assert closure([module]) == finder_modules(module)
+
+
+def test_a_command_counts_only_its_own_imports():
+    assert "moe_rpo.figures.toy" in command_modules("figures") and "moe_rpo.figures.toy" not in command_modules("toy")
+    assert "moe_rpo.provenance" in command_modules("toy")  # imported by a helper (_timed) that commands share
+    with pytest.raises(ValueError, match="no command 'fly'"):
+        command_modules("fly")
+
+
+def dry_run_jobs() -> list[tuple[str, list[str], str]]:
+    """(rule, its code inputs, its shell command) of every job of the smoke config's DAG."""
+    result = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile",
+                             "config/test.yaml", "--forceall"], cwd=ROOT, capture_output=True, text=True,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = []
+    for block in re.split(r"\n(?=rule \w+:)", result.stdout):
+        rule = re.match(r"rule (\w+):", block)
+        command = re.search(r"Shell command: (.*)", block)
+        if rule and command and "-m moe_rpo" in command.group(1):
+            inputs = re.search(r"\n    input: (.*)", block).group(1).split(", ")
+            jobs.append((rule.group(1), sorted(i for i in inputs if i.startswith("src/")), command.group(1)))
+    return jobs
+
+
+def test_every_rule_lists_what_its_command_imports():
+    jobs = dry_run_jobs()
+    assert len({rule for rule, _, _ in jobs}) >= 20
+    for rule, code, shell in jobs:
+        words = shell.split("-m moe_rpo ")[1].split()
+        command, extra = words[0], []
+        if command == "toy":  # it imports the toy experiment's module by name
+            extra = [f"moe_rpo.toy.{words[1]}"]
+        imported = command_code(command, *extra)
+        expected = command_code(command, *extra, exclude=EXCLUDED.get(rule, ()))
+        assert code == expected, rule
+        assert set(code) <= set(imported), rule
+
+
+def test_a_router_edit_does_not_retrain_the_dense_base_model():
+    base = command_code("base-model", exclude=EXCLUDED["base_model"])
+    assert not any("routers/" in path for path in base) and "src/moe_rpo/training/lm.py" in base
+    assert "src/moe_rpo/routers/rpo.py" in command_code("recovery")
+    assert "src/moe_rpo/cli.py" in command_code("claims") and "src/moe_rpo/config.py" in command_code("claims")
