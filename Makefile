@@ -37,5 +37,10 @@ lint: setup
 report: setup
 	snakemake --report results/snakemake-report.html
 
+# Keeps the prepared corpora and the LM runs (results/data, results/lm) with their logs and benchmark files:
+# Snakemake counts a benchmark file as a job output, so deleting one would rerun its job.
 clean:
-	rm -rf results/toy results/tables results/figures results/report results/logs results/benchmarks results/claims.json
+	rm -rf results/toy results/tables results/figures results/report results/claims.json \
+	    results/logs/toy_* results/benchmarks/toy_* results/logs/claims.log results/benchmarks/claims.tsv \
+	    results/logs/report.log results/benchmarks/report.tsv \
+	    results/logs/*/tables.log results/logs/*/figures.log results/benchmarks/*/tables.tsv results/benchmarks/*/figures.tsv

@@ -222,7 +222,7 @@ def test_base_model_command_under_torchrun_writes_its_outputs_once(tmp_path):
 def test_a_rule_with_two_processes_runs_under_torchrun_like_one_process(tmp_path):
     """`pretraining.train.processes: 2` makes Snakemake launch the train job under torchrun (2 gloo processes
     on the CPU) and ask for 2 GPUs; the record matches the one-process job's."""
-    from test_pipeline import ENV, copy_workflow
+    from conftest import ENV, copy_workflow
 
     target = "results/lm/pretraining/standard_k2/seed0.json"
     records = {}

@@ -1,43 +1,16 @@
 """End to end: the Snakemake workflow on the smoke config, in a copy of the repository."""
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from browser import check_pages, require_chromium
-
-ROOT = Path(__file__).resolve().parents[1]
-WORKFLOW_FILES = ["Snakefile", "workflow", "config", "profiles", "paper", "src"]
-ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "HF_HUB_OFFLINE": "1"}
+from conftest import ENV, ROOT, copy_finished, copy_workflow, snakemake
 
 pytestmark = pytest.mark.slow
-
-
-def snakemake(workdir: Path, *args: str, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/test.yaml",
-                           *args], cwd=workdir, env=ENV, capture_output=True, text=True, **kwargs)
-
-
-def copy_workflow(dest: Path) -> Path:
-    for name in WORKFLOW_FILES:
-        if (ROOT / name).is_dir():
-            shutil.copytree(ROOT / name, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        else:
-            shutil.copy(ROOT / name, dest / name)
-    return dest
-
-
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory) -> Path:
-    workdir = copy_workflow(tmp_path_factory.mktemp("pipeline"))
-    result = snakemake(workdir)
-    assert result.returncode == 0, result.stderr[-4000:]
-    return workdir
 
 
 def test_pipeline_produces_figures_claims_and_report(finished):
@@ -89,21 +62,25 @@ def test_report_pages_render_in_chromium(finished):
 
 
 def test_killed_run_resumes_to_the_same_numbers(finished, tmp_path):
-    """Kill -9 a run after its first finished job, resume it: claims and tables equal the uninterrupted run's."""
+    """Kill -9 a run while an LM job is training (once it has written a checkpoint), resume it: claims and
+    tables equal the uninterrupted run's."""
     workdir = copy_workflow(tmp_path)
     run = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/test.yaml"],
                            cwd=workdir, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                            start_new_session=True)
-    deadline = time.time() + 120
-    while not list((workdir / "results" / "toy").rglob("seed*.json")) and time.time() < deadline:
-        time.sleep(0.2)
+    lm, deadline = workdir / "results" / "lm", time.time() + 300
+    while not (lm.is_dir() and (list(lm.rglob("*.ckpt")) or list(lm.rglob("*.work/*.pt")))) and time.time() < deadline:
+        time.sleep(0.1)
     os.killpg(run.pid, signal.SIGKILL)
     run.wait()
-    assert not (workdir / "results" / "claims.json").exists(), "the run finished before it could be killed"
+    assert list(lm.rglob("*.ckpt")) or list(lm.rglob("*.work/*.pt")), "no LM job was killed mid-training"
     assert snakemake(workdir, "--unlock").returncode == 0  # a hard kill leaves Snakemake's lock behind
     result = snakemake(workdir)
     assert result.returncode == 0, result.stderr[-4000:]
-    for name in ["claims.json", *[f"tables/toy_{e}_seeds.csv" for e in ("routing", "collapse", "dilemma", "barrier")]]:
+    compared = ["claims.json", *(path.relative_to(finished / "results")
+                                 for path in (finished / "results" / "tables").glob("*_seeds.csv"))]
+    assert len(compared) > 8
+    for name in compared:
         assert (workdir / "results" / name).read_text() == (finished / "results" / name).read_text(), name
 
 
@@ -113,16 +90,20 @@ def test_lint_passes():
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
 
 
-def test_snakemake_report_works(finished):
-    result = snakemake(finished, "--report", "snakemake-report.html")
+def test_snakemake_report_holds_every_figure_and_table(finished, tmp_path):
+    import zipfile
+
+    from moe_rpo.report.pages import PAGES
+
+    report = tmp_path / "report.zip"
+    result = snakemake(finished, "--report", str(report))
     assert result.returncode == 0, result.stderr[-4000:]
-    assert (finished / "snakemake-report.html").stat().st_size > 10_000
-
-
-def copy_finished(finished: Path, dest: Path) -> Path:
-    """A copy of the finished run, Snakemake's metadata included (so it is up to date as the original is)."""
-    shutil.copytree(finished, dest, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
-    return dest
+    names = "\n".join(zipfile.ZipFile(report).namelist())
+    for page in PAGES:
+        for stem in page["figures"]:
+            assert f"results/figures/{stem}.png" in names, stem
+        for stem in page["tables"]:
+            assert f"results/tables/{stem}.csv" in names, stem
 
 
 def test_every_product_is_a_target(finished, tmp_path):
@@ -173,3 +154,15 @@ def test_a_code_edit_reruns_exactly_the_jobs_that_import_it(finished, tmp_path):
             assert reason.startswith("Input files updated by another job"), (rule, reason)
         scheduled += 1
     assert scheduled > 10 and "rule base_model:" not in result.stdout  # the dense base model imports no router
+
+
+def test_make_clean_keeps_the_lm_runs(finished, tmp_path):
+    """`make clean` removes toys, tables, figures and pages; the next run remakes those and no LM job."""
+    workdir = copy_finished(finished, tmp_path / "run")
+    assert subprocess.run(["make", "clean"], cwd=workdir, capture_output=True).returncode == 0
+    assert not (workdir / "results" / "tables").exists() and (workdir / "results" / "lm" / "base" / "model.pt").is_file()
+    result = snakemake(workdir, "-n")
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "rule toy_run:" in result.stdout and "rule report:" in result.stdout
+    for rule in ("base_model", "recovery_run", "benchmark_recovery_run", "train_run", "corpus_gather"):
+        assert f"rule {rule}:" not in result.stdout, rule

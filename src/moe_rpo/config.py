@@ -33,14 +33,20 @@ def schema() -> dict:
 
 
 def _with_defaults(validator_class):
-    """A validator that fills in every missing property that has a default (as Snakemake's validate does)."""
+    """A validator that fills in every missing property that has a default, and merges a mapping default key
+    by key under the mapping a config gives (as `snakemake --configfile` merges files)."""
     validate_properties = validator_class.VALIDATORS["properties"]
 
     def set_defaults(validator, properties, instance, schema):
         if isinstance(instance, dict):
             for name, subschema in properties.items():
-                if "default" in subschema and name not in instance:
-                    instance[name] = yaml.safe_load(yaml.safe_dump(subschema["default"]))
+                if "default" not in subschema:
+                    continue
+                default = yaml.safe_load(yaml.safe_dump(subschema["default"]))  # a fresh copy
+                if name not in instance:
+                    instance[name] = default
+                elif isinstance(default, dict) and isinstance(instance[name], dict):
+                    instance[name] = _overlay(default, instance[name])
         yield from validate_properties(validator, properties, instance, schema)
 
     return validators.extend(validator_class, {"properties": set_defaults})

@@ -52,6 +52,18 @@ def figure_outputs(page):
     return [f"results/figures/{stem}.{ext}" for stem in page["figures"] for ext in ("png", "pdf")]
 
 
+def reported(paths, category):
+    """Outputs marked for `snakemake --report` (PNG figures and CSV tables; the PDFs repeat the PNGs), under
+    their page's slug, captioned by the rule's `caption` param (the page's summary)."""
+    return [report(path, caption="../report/caption.rst", category=category,
+                   subcategory="figures" if path.endswith(".png") else "tables")
+            if path.endswith((".png", ".csv")) else path for path in paths]
+
+
+def page_summary(slug):
+    return PAGE_BY_SLUG[slug]["summary"]
+
+
 def corpus_json(wildcards):
     """One corpus's spec as JSON (a change reruns only that corpus's jobs)."""
     return json.dumps(config["corpora"][wildcards.corpus], sort_keys=True)

@@ -71,8 +71,10 @@ rule tables_lm_recovery:
         runs=RECOVERY_RUNS,
         code=command_code("tables"),
     output:
-        "results/tables/lm_recovery_seeds.csv",
-        "results/tables/lm_recovery_summary.csv",
+        reported(["results/tables/lm_recovery_seeds.csv", "results/tables/lm_recovery_summary.csv"], "lm_recovery"),
+    params:
+        caption=page_summary("lm_recovery"),
+    localrule: True  # seconds of work: not worth a cluster job
     threads: 1
     resources:
         mem_mb=2000,
@@ -94,10 +96,12 @@ rule figures_lm_recovery:
         tables="results/tables/lm_recovery_seeds.csv",
         code=command_code("figures"),
     output:
-        figure_outputs(PAGE_BY_SLUG["lm_recovery"]),
+        reported(figure_outputs(PAGE_BY_SLUG["lm_recovery"]), "lm_recovery"),
     params:
+        caption=page_summary("lm_recovery"),
         claim_scale=config["claims"]["recovery_sim_scale"],
         threshold=config["claims"]["recovery_accuracy"],
+    localrule: True  # seconds of work: not worth a cluster job
     threads: 1
     resources:
         mem_mb=4000,
@@ -164,8 +168,10 @@ rule tables_lm_training:
         runs=lambda wc: records(config, wc.training),
         code=command_code("tables"),
     output:
-        "results/tables/lm_{training}_seeds.csv",
-        "results/tables/lm_{training}_summary.csv",
+        reported(["results/tables/lm_{training}_seeds.csv", "results/tables/lm_{training}_summary.csv"], "lm_{training}"),
+    params:
+        caption=lambda wc: page_summary(f"lm_{wc.training}"),
+    localrule: True  # seconds of work: not worth a cluster job
     threads: 1
     resources:
         mem_mb=2000,
@@ -187,14 +193,14 @@ rule figures_lm_training:
         tables="results/tables/lm_{training}_seeds.csv",
         code=command_code("figures"),
     output:
-        "results/figures/lm_{training}_curves.png",
-        "results/figures/lm_{training}_curves.pdf",
-        "results/figures/lm_{training}_final.png",
-        "results/figures/lm_{training}_final.pdf",
+        reported([f"results/figures/lm_{{training}}_{name}.{ext}" for name in ("curves", "final") for ext in ("png", "pdf")],
+                 "lm_{training}"),
     params:
+        caption=lambda wc: page_summary(f"lm_{wc.training}"),
         # Shakespeare: the curves show the paper's four methods (top-1, top-2, EM, RPO) where they run
         methods=lambda wc: (" ".join(method_name({"router": router, "k": k}) for router, k in
                                      SHAKESPEARE_PAPER_METHODS.values()) if wc.training == "shakespeare_moe" else ""),
+    localrule: True  # seconds of work: not worth a cluster job
     threads: 1
     resources:
         mem_mb=4000,
@@ -240,10 +246,11 @@ rule tables_lm_routerless:
         runs=records(config, "routerless"),
         code=command_code("tables"),
     output:
-        "results/tables/lm_routerless_seeds.csv",
-        "results/tables/lm_routerless_summary.csv",
+        reported(["results/tables/lm_routerless_seeds.csv", "results/tables/lm_routerless_summary.csv"], "lm_routerless"),
     params:
+        caption=page_summary("lm_routerless"),
         section=json.dumps(config["routerless"], sort_keys=True),
+    localrule: True  # seconds of work: not worth a cluster job
     threads: 1
     resources:
         mem_mb=2000,
@@ -265,10 +272,11 @@ rule tables_lm_benchmark:
         runs=records(config, "benchmark"),
         code=command_code("tables"),
     output:
-        "results/tables/lm_benchmark.csv",
-        "results/tables/lm_benchmark_medians.csv",
+        reported(["results/tables/lm_benchmark.csv", "results/tables/lm_benchmark_medians.csv"], "lm_benchmark"),
     params:
+        caption=page_summary("lm_benchmark"),
         section=json.dumps(config["benchmark"], sort_keys=True),
+    localrule: True  # seconds of work: not worth a cluster job
     threads: 1
     resources:
         mem_mb=2000,
@@ -291,10 +299,12 @@ rule figures_lm_derived:
                            else "results/tables/lm_benchmark_medians.csv"),
         code=command_code("figures"),
     output:
-        "results/figures/lm_{derived}.png",
-        "results/figures/lm_{derived}.pdf",
+        reported(["results/figures/lm_{derived}.png", "results/figures/lm_{derived}.pdf"], "lm_{derived}"),
+    params:
+        caption=lambda wc: page_summary(f"lm_{wc.derived}"),
     wildcard_constraints:
         derived="routerless|benchmark",
+    localrule: True  # seconds of work: not worth a cluster job
     threads: 1
     resources:
         mem_mb=4000,

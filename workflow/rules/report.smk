@@ -11,6 +11,7 @@ rule claims:
         "results/claims.json",
     params:
         thresholds=json.dumps(config["claims"], sort_keys=True),
+    localrule: True  # seconds of work: not worth a cluster job
     threads: 1
     resources:
         mem_mb=2000,
@@ -42,6 +43,7 @@ rule report:
         REPORT_PAGES,
     params:
         config=json.dumps(config, sort_keys=True),
+    localrule: True  # seconds of work: not worth a cluster job
     threads: 1
     resources:
         mem_mb=4000,

@@ -39,10 +39,12 @@ for page in TOY_PAGES:
             runs=expand("results/toy/{experiment}/seed{seed}.json", experiment=page["experiment"], seed=SEEDS),
             code=command_code("tables"),
         output:
-            [f"results/tables/toy_{page['experiment']}_seeds.csv"]
-            + [f"results/tables/{stem}.csv" for stem in page["tables"]],
+            reported([f"results/tables/toy_{page['experiment']}_seeds.csv"]
+                     + [f"results/tables/{stem}.csv" for stem in page["tables"]], page["slug"]),
         params:
             experiment=page["experiment"],
+            caption=page["summary"],
+        localrule: True  # seconds of work: not worth a cluster job
         threads: 1
         resources:
             mem_mb=2000,
@@ -64,10 +66,12 @@ for page in TOY_PAGES:
             tables=[f"results/tables/{stem}.csv" for stem in page["tables"]],
             code=command_code("figures"),
         output:
-            figure_outputs(page),
+            reported(figure_outputs(page), page["slug"]),
         params:
             experiment=page["experiment"],
+            caption=page["summary"],
             seed=config["report"]["trajectory_seed"],
+        localrule: True  # seconds of work: not worth a cluster job
         threads: 1
         resources:
             mem_mb=4000,
