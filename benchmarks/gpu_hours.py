@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from moe_rpo import config as cfg  # noqa: E402
-from moe_rpo.cli import _torch_setup  # noqa: E402
+from moe_rpo.training.lm import configure_torch  # noqa: E402
 from moe_rpo.lm import scratch  # noqa: E402
 from moe_rpo.models import GPT, GPTConfig, recovery_model  # noqa: E402
 from moe_rpo.training.lm import fit_routers_to_corpus, train_lm  # noqa: E402
@@ -127,7 +127,7 @@ def main() -> None:
     if args.steps[1] <= args.steps[0]:
         parser.error("--steps S1 S2 needs S2 > S1")
     config = cfg.load(*args.config)
-    _torch_setup({"train": {"threads": None}}, torch.get_num_threads())
+    configure_torch(torch.get_num_threads())
     print(f"device: {torch.cuda.get_device_name() if torch.cuda.is_available() else 'CPU'}; torch {torch.__version__}")
     rows = []
     if "train_run" in args.rules:

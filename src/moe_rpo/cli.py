@@ -99,16 +99,11 @@ def cmd_prepare(args):
     print(json.dumps({split: info["tokens"] for split, info in meta["splits"].items()}))
 
 
-def _torch_setup(settings: dict, threads: int) -> None:
-    """CPU threads, and deterministic kernels: strictly on the CPU; on a GPU where PyTorch has them
-    (some CUDA kernels, e.g. attention backward, have no deterministic version: a warning, not an error)."""
-    import os  # noqa: PLC0415
+def _configure_torch(settings: dict, threads: int) -> None:
+    """The training commands' torch set-up: the settings' threads (0: the job's) and deterministic kernels."""
+    from moe_rpo.training.lm import configure_torch  # noqa: PLC0415
 
-    import torch  # noqa: PLC0415
-
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # needed for deterministic cuBLAS
-    torch.use_deterministic_algorithms(True, warn_only=torch.cuda.is_available())
-    torch.set_num_threads(settings["train"]["threads"] or threads)
+    configure_torch(settings["train"]["threads"] or threads)
 
 
 def cmd_base_model(args):
@@ -118,7 +113,7 @@ def cmd_base_model(args):
     from moe_rpo.training.distributed import is_main  # noqa: PLC0415
 
     settings = _settings(args, lambda c: c["base_model"])
-    _torch_setup(settings, args.threads)
+    _configure_torch(settings, args.threads)
     out = Path(args.out)
     (model, record), prov = _timed(build_base, settings, args.corpus_dir, out.with_suffix(".ckpt"))
     if not is_main():
@@ -141,7 +136,7 @@ def cmd_recovery(args):
     if args.setting not in known:
         raise ValueError(f"unknown recovery setting {args.setting!r}; the config has {list(known)}")
     setting = known[args.setting]
-    _torch_setup(settings, args.threads)
+    _configure_torch(settings, args.threads)
     out = Path(args.out)
     work_dir = out.with_suffix(".work")
     result, prov = _timed(recovery.run, settings, setting, args.seed, args.base, args.corpus_dir, work_dir)
@@ -161,7 +156,7 @@ def cmd_train(args):
     from moe_rpo.training.distributed import is_main  # noqa: PLC0415
 
     settings = _settings(args, lambda c: cfg.training_run_settings(c, args.experiment, args.method))
-    _torch_setup(settings, args.threads)
+    _configure_torch(settings, args.threads)
     out = Path(args.out)
     result, prov = _timed(scratch.run, settings, args.seed, args.corpus_dir, out.with_suffix(".ckpt"))
     if not is_main():

@@ -2,6 +2,7 @@
 finite numbers only, and a record that cannot be read is named."""
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -9,6 +10,17 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path, suffix: str = ".tmp"):
+    """Yield a temporary path beside `path` to write to; it becomes `path` only once the block completes, so a
+    killed job never leaves a complete-looking partial file. (`suffix`: numpy insists on its own ending.)"""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + suffix)
+    yield tmp
+    os.replace(tmp, path)
 
 
 def non_finite(data, where: str = "") -> str | None:
@@ -33,18 +45,13 @@ def write_json(path: str | Path, data) -> None:
     bad = non_finite(data)
     if bad:
         raise FloatingPointError(f"refusing to write {path}: {bad} is not a finite number")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=float, allow_nan=False) + "\n")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, default=float, allow_nan=False) + "\n")
 
 
 def write_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, path)
+    with atomic_path(path, ".tmp.npz") as tmp:
+        np.savez_compressed(tmp, **arrays)
 
 
 def read_json(path: str | Path):

@@ -11,7 +11,7 @@ rule base_model:
     """Pretrain the dense base model on its corpus (or load GPT-2); record its validation loss."""
     input:
         corpus=corpus_files(config["base_model"]["corpus"]),
-        # a dense GPT has no MoE layer: the router, dispatch and recovery-metric code it imports never runs
+        # a dense GPT has no MoE layer: the routing code it imports (routers, dispatch, metrics) never runs
         code=command_code("base-model", exclude=("moe_rpo.routers", "moe_rpo.models.moe", "moe_rpo.models.recovery")),
     output:
         model="results/lm/base/model.pt",

@@ -1,12 +1,12 @@
 """GPT weights on disk: Hugging Face GPT-2 checkpoints, and our own (config + state_dict)."""
 from __future__ import annotations
 
-import os
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
+from moe_rpo.io import atomic_path
 from moe_rpo.models.gpt import GPT, GPTConfig
 
 # Hugging Face GPT-2 stores these as Conv1D weights [in, out]; nn.Linear wants [out, in].
@@ -48,11 +48,8 @@ def from_hf(name_or_path: str | Path, dropout: float = 0.0) -> GPT:
 
 def save_gpt(model: GPT, path: str | Path) -> None:
     """Write config and weights atomically (a killed job leaves no partial checkpoint)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"config": asdict(model.config), "model": model.state_dict()}, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save({"config": asdict(model.config), "model": model.state_dict()}, tmp)
 
 
 def load_gpt(path: str | Path, device: str | torch.device = "cpu") -> GPT:

@@ -1,4 +1,5 @@
-"""A mixture-of-experts layer: a router sends each token to k of E experts and mixes their outputs."""
+"""A mixture-of-experts layer: a router sends each token to k of E experts and mixes their outputs; and the
+metrics of a layer's routing (what the training loop reports per evaluation)."""
 from __future__ import annotations
 
 import torch
@@ -45,3 +46,19 @@ class MoE(nn.Module):
                 y.index_add_(0, rows, out.to(y.dtype))
             start += count
         return y.view(B, T, C), routing
+
+
+@torch.no_grad()
+def routing_metrics(out: RouterOutput) -> dict[str, float | list[float]]:
+    """accuracy: share of tokens whose most probable expert is expert 0 (the pretrained MLP), strictly:
+    a tie is no choice (a zero-initialised router would otherwise score 1 through argmax's tie-break);
+    entropy: mean over tokens of the entropy (nats) of the router's probabilities;
+    load: share of all dispatched (token, expert) pairs that went to each expert;
+    unrouted: share of tokens with no dispatched expert (capacity limits, expert choice)."""
+    first_is_best = out.probs[:, 0] > out.probs[:, 1:].max(-1).values
+    return {
+        "accuracy": first_is_best.float().mean().item(),
+        "entropy": torch.special.entr(out.probs).sum(-1).mean().item(),
+        "load": out.load().tolist(),
+        "unrouted": (~out.active().any(-1)).float().mean().item(),
+    }

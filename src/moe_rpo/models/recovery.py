@@ -10,7 +10,7 @@ from torch import nn
 
 from moe_rpo.models.gpt import GPT, init_gpt2_
 from moe_rpo.models.moe import MoE
-from moe_rpo.routers import RouterOutput, build_router
+from moe_rpo.routers import build_router
 
 MODES = ("diff", "sim")
 
@@ -68,19 +68,3 @@ def freeze_all_but_routers(model: GPT) -> None:
     router_params = {id(p) for router in model.routers() for p in router.parameters()}
     for p in model.parameters():
         p.requires_grad_(id(p) in router_params)
-
-
-@torch.no_grad()
-def routing_metrics(out: RouterOutput) -> dict[str, float | list[float]]:
-    """accuracy: share of tokens whose most probable expert is expert 0 (the pretrained MLP), strictly:
-    a tie is no choice (a zero-initialised router would otherwise score 1 through argmax's tie-break);
-    entropy: mean over tokens of the entropy (nats) of the router's probabilities;
-    load: share of all dispatched (token, expert) pairs that went to each expert;
-    unrouted: share of tokens with no dispatched expert (capacity limits, expert choice)."""
-    first_is_best = out.probs[:, 0] > out.probs[:, 1:].max(-1).values
-    return {
-        "accuracy": first_is_best.float().mean().item(),
-        "entropy": torch.special.entr(out.probs).sum(-1).mean().item(),
-        "load": out.load().tolist(),
-        "unrouted": (~out.active().any(-1)).float().mean().item(),
-    }

@@ -22,12 +22,21 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from moe_rpo.io import atomic_path
 from moe_rpo.models import GPT
-from moe_rpo.models.recovery import routing_metrics
+from moe_rpo.models.moe import routing_metrics
 from moe_rpo.training import distributed
 from moe_rpo.training.step import E_STEP, JOINT, M_STEP, phase_at, set_phase
 
 EVAL_SEED = 1234  # the evaluation windows are the same for every method and seed
+
+
+def configure_torch(threads: int) -> None:
+    """CPU threads, and deterministic kernels: strictly on the CPU; on a GPU where PyTorch has them
+    (some CUDA kernels, e.g. attention backward, have no deterministic version: a warning, not an error)."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # needed for deterministic cuBLAS
+    torch.use_deterministic_algorithms(True, warn_only=torch.cuda.is_available())
+    torch.set_num_threads(threads)
 
 
 def pick_device(name: str) -> torch.device:
@@ -138,13 +147,6 @@ def greedy_loss(model: GPT, routers, x: torch.Tensor, y: torch.Tensor, autocast)
     for router in routers:
         router.train()
     return loss
-
-
-def _save(path: Path, state: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
 
 
 def read_checkpoint(path: Path, device: torch.device, desc: str) -> dict | None:
@@ -295,12 +297,13 @@ def train_lm(model: GPT, train_tokens: np.ndarray, val_tokens: np.ndarray, setti
             rng = torch.get_rng_state(), torch.cuda.get_rng_state() if device.type == "cuda" else None
             rank_rngs = distributed.gather(rng) if world.size > 1 else None
             if world.rank == 0:
-                _save(checkpoint, {"fingerprint": fingerprint, "step": done, "history": history,
-                                   "train_losses": train_losses,
-                                   "optimizer": optimizer.state_dict() if optimizer else None,
-                                   "trainable": {name: p.detach().clone() for name, p in trainable.items()},
-                                   "data_rng": batches.generator.get_state(), "torch_rng": rng[0],
-                                   "cuda_rng": rng[1], **({"rank_rngs": rank_rngs} if rank_rngs else {})})
+                with atomic_path(checkpoint) as tmp:
+                    torch.save({"fingerprint": fingerprint, "step": done, "history": history,
+                                "train_losses": train_losses,
+                                "optimizer": optimizer.state_dict() if optimizer else None,
+                                "trainable": {name: p.detach().clone() for name, p in trainable.items()},
+                                "data_rng": batches.generator.get_state(), "torch_rng": rng[0],
+                                "cuda_rng": rng[1], **({"rank_rngs": rank_rngs} if rank_rngs else {})}, tmp)
     for p in trainable.values():
         p.requires_grad_(True)
     model.eval()
