@@ -92,8 +92,8 @@ def worker(out: Path) -> None:
                          "usage": usage}
     Batches.next = original_next
 
-    saves, original_save = [], lm._save
-    lm._save = lambda path, state: (saves.append(state["step"]), original_save(path, state))
+    saves, original_save = [], lm.save_checkpoint
+    lm.save_checkpoint = lambda path, state: (saves.append(state["step"]), original_save(path, state))
     for run in ("rpo-whole", "rpo-resumed"):  # the second resumes from the first's last checkpoint (step 8)
         results[run] = train("rpo", checkpoint=out / "rpo.ckpt", fingerprint="rpo")
         results[run]["next_draw"] = torch.rand(4)  # where this rank's random stream (RPO's sampling) stands

@@ -53,8 +53,9 @@ def results(tmp_path_factory, config) -> Path:
     meta = {"source": "shakespeare", "tokenizer": "char", "vocab_size": 65, "documents": 783, "empty_documents": 3,
             "invalid_utf8_sequences": 0, "shards": 2,
             "splits": {"train": {"tokens": 4391006}, "val": {"tokens": 594875}}}
-    (root / "data" / "tiny").mkdir(parents=True)
-    (root / "data" / "tiny" / "meta.json").write_text(json.dumps(meta))
+    for corpus in config["corpora"]:  # "tiny" and the default corpora, which a config's corpora extend
+        (root / "data" / corpus).mkdir(parents=True)
+        (root / "data" / corpus / "meta.json").write_text(json.dumps(meta))
     jobs = {(job.record, job.benchmark, int(job.record.rsplit("seed", 1)[1]))
             for page in PAGES for job in experiment_jobs(config, page["experiment"])}
     jobs = sorted(jobs) + [("lm/base/model", "lm_base/base_model", 0)]

@@ -149,6 +149,12 @@ def greedy_loss(model: GPT, routers, x: torch.Tensor, y: torch.Tensor, autocast)
     return loss
 
 
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Write a training checkpoint atomically (tensors and plain types only: read_checkpoint loads it safely)."""
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
 def read_checkpoint(path: Path, device: torch.device, desc: str) -> dict | None:
     """A training checkpoint, or None (with a warning naming it) when it is unreadable. weights_only: the
     file holds tensors and plain types only, so a swapped file cannot run code when it is read."""
@@ -297,13 +303,12 @@ def train_lm(model: GPT, train_tokens: np.ndarray, val_tokens: np.ndarray, setti
             rng = torch.get_rng_state(), torch.cuda.get_rng_state() if device.type == "cuda" else None
             rank_rngs = distributed.gather(rng) if world.size > 1 else None
             if world.rank == 0:
-                with atomic_path(checkpoint) as tmp:
-                    torch.save({"fingerprint": fingerprint, "step": done, "history": history,
-                                "train_losses": train_losses,
-                                "optimizer": optimizer.state_dict() if optimizer else None,
-                                "trainable": {name: p.detach().clone() for name, p in trainable.items()},
-                                "data_rng": batches.generator.get_state(), "torch_rng": rng[0],
-                                "cuda_rng": rng[1], **({"rank_rngs": rank_rngs} if rank_rngs else {})}, tmp)
+                save_checkpoint(checkpoint, {
+                    "fingerprint": fingerprint, "step": done, "history": history, "train_losses": train_losses,
+                    "optimizer": optimizer.state_dict() if optimizer else None,
+                    "trainable": {name: p.detach().clone() for name, p in trainable.items()},
+                    "data_rng": batches.generator.get_state(), "torch_rng": rng[0], "cuda_rng": rng[1],
+                    **({"rank_rngs": rank_rngs} if rank_rngs else {})})
     for p in trainable.values():
         p.requires_grad_(True)
     model.eval()
