@@ -1,6 +1,8 @@
 """Load and check the pipeline config: the JSON schema (with defaults) plus cross-references."""
 from __future__ import annotations
 
+import copy
+import functools
 from importlib import resources
 from pathlib import Path
 
@@ -28,8 +30,19 @@ class ConfigError(ValueError):
     """A config value that the pipeline refuses, with the key that holds it."""
 
 
+@functools.cache
+def _schema() -> dict:
+    from moe_rpo.routers import METHODS  # noqa: PLC0415  (torch: only once a config is checked)
+    from moe_rpo.routers.options import spec_schema  # noqa: PLC0415
+
+    loaded = yaml.safe_load(resources.files("moe_rpo").joinpath("config.schema.yaml").read_text())
+    loaded["definitions"]["router_spec"] = spec_schema(METHODS)  # derived from the router constructors
+    return loaded
+
+
 def schema() -> dict:
-    return yaml.safe_load(resources.files("moe_rpo").joinpath("config.schema.yaml").read_text())
+    """The config's JSON schema: the YAML file, with the router specs generated from the router classes."""
+    return copy.deepcopy(_schema())
 
 
 def _with_defaults(validator_class):
@@ -145,8 +158,9 @@ def check_routers_build(config: dict) -> None:
 
     from moe_rpo.routers import build_router  # noqa: PLC0415
 
+    named = ((f"routers.{name}", name, 1, 4, 8) for name in config["routers"])  # each named router, used or not
     checked = set()
-    for where, name, k, experts, dim in _router_uses(config):
+    for where, name, k, experts, dim in (*named, *_router_uses(config)):
         if (name, k, experts, dim) in checked:
             continue
         checked.add((name, k, experts, dim))

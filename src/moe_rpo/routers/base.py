@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from moe_rpo.routers.options import Option
 from moe_rpo.routers.policy import reinforce_surrogate
 
 
@@ -53,6 +54,7 @@ class Router(nn.Module):
 
     alternation: tuple[int, int] | None = None
     samples: bool = False  # True for routers that sample while training and learn by REINFORCE
+    options: dict[str, Option] = {}  # the constructor's config options: description and range (routers/options.py)
 
     def __init__(self, dim: int, num_experts: int, k: int):
         super().__init__()

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from moe_rpo.routers.base import Router, RouterOutput
+from moe_rpo.routers.options import Option
 
 
 def smooth_step(t: torch.Tensor, gamma: float) -> torch.Tensor:
@@ -29,6 +30,9 @@ def smooth_step(t: torch.Tensor, gamma: float) -> torch.Tensor:
 
 
 class DSelectK(Router):
+
+    options = {"gamma": Option("width of the smooth-step's cubic region", exclusive_minimum=0),
+               "entropy_coef": Option("weight of the selectors' entropy regulariser", minimum=0)}
 
     def __init__(self, dim: int, num_experts: int, k: int, gamma: float = 1.0, entropy_coef: float = 0.0):
         super().__init__(dim, num_experts, k)

@@ -14,10 +14,15 @@ import torch
 from torch import nn
 
 from moe_rpo.routers.base import Router, RouterOutput
+from moe_rpo.routers.options import Option
 
 
 class ExpertChoice(Router):
     """experts [N, E] = arange(E) for every token, mask = chosen, weights = S where chosen else 0, probs = S."""
+
+    options = {"capacity_factor": Option("each expert takes its ceil(cf * N / E) best tokens, cf = average "
+                                         "experts per token (null: k)", exclusive_minimum=0),
+               "init_std": Option("std of the gate's normal initialisation", minimum=0)}
 
     def __init__(self, dim: int, num_experts: int, k: int, capacity_factor: float | None = 2.0,
                  init_std: float = 0.01):

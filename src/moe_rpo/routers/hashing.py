@@ -9,10 +9,12 @@ Weights are 1/k; probs put 1/k on each selected expert. No trainable parameters.
 from __future__ import annotations
 
 import heapq
+from typing import Literal
 
 import torch
 
 from moe_rpo.routers.base import Router, RouterOutput
+from moe_rpo.routers.options import Option
 
 PRIME = 2**31 - 1
 MODES = ("random", "balanced")
@@ -20,7 +22,10 @@ MODES = ("random", "balanced")
 
 class Hash(Router):
 
-    def __init__(self, dim: int, num_experts: int, k: int, mode: str = "random"):
+    options = {"mode": Option("a fixed random hash of the token id, or a table balancing token frequencies over "
+                              "the experts")}
+
+    def __init__(self, dim: int, num_experts: int, k: int, mode: Literal["random", "balanced"] = "random"):
         super().__init__(dim, num_experts, k)
         if mode not in MODES:
             raise ValueError(f"hash routing mode must be one of {MODES}, got {mode!r}")

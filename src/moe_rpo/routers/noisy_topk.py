@@ -6,6 +6,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from moe_rpo.routers.base import Router, RouterOutput
+from moe_rpo.routers.options import Option
 
 
 def cv_squared(values: torch.Tensor) -> torch.Tensor:
@@ -25,6 +26,9 @@ class NoisyTopK(Router):
     probability that expert i stays in the top k when its noise is drawn again.
     W_g and W_noise start at zero, as in the paper.
     """
+
+    options = {"w_importance": Option("weight of the importance loss CV(importance)^2", minimum=0),
+               "w_load": Option("weight of the load loss CV(load)^2", minimum=0)}
 
     def __init__(self, dim: int, num_experts: int, k: int, w_importance: float = 0.1, w_load: float = 0.1):
         super().__init__(dim, num_experts, k)

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from moe_rpo.routers.base import Router, RouterOutput
+from moe_rpo.routers.options import Option
 from moe_rpo.routers.policy import sample_without_replacement, selection_log_prob
 
 
@@ -22,6 +23,12 @@ class RPO(Router):
     """
 
     samples = True
+
+    options = {"weight_std": Option("std of the Gaussian weight policy", exclusive_minimum=0),
+               "weight_init": Option("initial weight mean (null: 1/k)"),
+               "init_std": Option("std of the gates' normal initialisation", minimum=0),
+               "e_steps": Option("router-only steps per cycle", minimum=1),
+               "m_steps": Option("rest-of-model steps per cycle", minimum=0)}
 
     def __init__(self, dim: int, num_experts: int, k: int, weight_std: float = 0.1, weight_init: float | None = None,
                  init_std: float = 0.01, e_steps: int = 1, m_steps: int = 1):

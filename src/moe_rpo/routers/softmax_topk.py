@@ -5,11 +5,15 @@ import torch
 from torch import nn
 
 from moe_rpo.routers.base import Router, RouterOutput
+from moe_rpo.routers.options import Option
 
 
 class SoftmaxTopK(Router):
     """Top-k of softmax(x W_R); weights are the raw probabilities (normalize=False) or the
     probabilities renormalised over the k selected experts (normalize=True)."""
+
+    options = {"normalize": Option("renormalise the top-k weights to sum to one"),
+               "init_std": Option("std of the gate's normal initialisation", minimum=0)}
 
     def __init__(self, dim: int, num_experts: int, k: int, normalize: bool = False, init_std: float = 0.01):
         super().__init__(dim, num_experts, k)

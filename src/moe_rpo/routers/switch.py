@@ -9,6 +9,7 @@ from torch.nn import functional as F
 
 from moe_rpo.routers.base import RouterOutput
 from moe_rpo.routers.jitter import Jitter
+from moe_rpo.routers.options import Option
 
 
 def admitted(experts: torch.Tensor, num_experts: int, capacity: int) -> torch.Tensor:
@@ -34,6 +35,11 @@ class Switch(Jitter):
     C = ceil(capacity_factor * N * k / E) of the batch's N * k selections, admitted in token order; the
     overflow gets mask False and weight 0, so a token with no admitted selection passes through the
     residual (see `dropped_fraction`)."""
+
+    options = {**Jitter.options,
+               "balance_coef": Option("alpha of the load-balancing loss alpha * E * sum_i f_i P_i", minimum=0),
+               "capacity_factor": Option("each expert takes at most ceil(cf * N * k / E) selections, in token "
+                                         "order; the overflow is dropped (null: unlimited)", exclusive_minimum=0)}
 
     def __init__(self, dim: int, num_experts: int, k: int, balance_coef: float = 0.01, epsilon: float = 0.0,
                  init_std: float = 0.01, capacity_factor: float | None = None):
