@@ -1,4 +1,5 @@
 """The config schema: defaults, clear errors naming the key, and agreement with the routers."""
+import functools
 import re
 import subprocess
 import sys
@@ -145,3 +146,36 @@ def test_paper_config_dry_run_lists_every_paper_experiment(profile):
                    "results/lm/benchmark_recovery/sim0.3/seed2.json", "results/toy/benchmark/seed4.json",
                    *[f"results/report/{page['slug']}.html" for page in PAGES]]:
         assert output in result.stdout, output
+
+
+def test_adding_a_router_takes_three_places(monkeypatch):
+    """The README's walk-through: write the class, register it, name it in the config; the toy then runs it."""
+    import torch
+
+    from moe_rpo import routers
+    from moe_rpo.routers import RouterOutput
+    from moe_rpo.routers.options import Option
+    from moe_rpo.routers.softmax_topk import SoftmaxTopK
+    from moe_rpo.toy import routing
+
+    class Tempered(SoftmaxTopK):  # 1. the class: softmax top-k at a temperature
+        options = {**SoftmaxTopK.options, "temperature": Option("softmax temperature", exclusive_minimum=0)}
+
+        def __init__(self, dim: int, num_experts: int, k: int, normalize: bool = False, init_std: float = 0.01,
+                     temperature: float = 2.0):
+            super().__init__(dim, num_experts, k, normalize=normalize, init_std=init_std)
+            self.temperature = temperature
+
+        def forward(self, x, token_ids=None) -> RouterOutput:
+            probs = torch.softmax(self.gate(x) / self.temperature, dim=-1)
+            weights, experts = probs.topk(self.k, dim=-1)
+            return RouterOutput(experts=experts, weights=weights, probs=probs)
+
+    monkeypatch.setitem(routers.METHODS, "tempered", Tempered)  # 2. registered
+    monkeypatch.setattr(cfg, "_schema", functools.cache(cfg._schema.__wrapped__))  # (the schema is cached)
+    config = cfg.validate({"routers": {"warm": {"method": "tempered", "temperature": 4.0}},  # 3. named
+                           "toy": {"routing": {"methods": ["warm"], "ks": [1], "steps": 5}}})
+    with pytest.raises(cfg.ConfigError, match=re.escape("routers.cold.temperature: 0 is less than or equal")):
+        cfg.validate({"routers": {"cold": {"method": "tempered", "temperature": 0}}})
+    arrays, records = routing.run(cfg.experiment_settings(config, "routing"), seed=0)
+    assert list(arrays) == ["warm/k1"] and records[0]["method"] == "warm"
