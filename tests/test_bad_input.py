@@ -55,8 +55,9 @@ def corpus(tmp_path_factory):
 
 
 def training_settings(method: str = "standard_k1") -> dict:
+    paper_methods = [{"router": r, "k": k} for r, k in (("standard", 1), ("standard", 2), ("em", 1), ("rpo", 1))]
     config = cfg.validate({"shakespeare_moe": {"model": dict(TINY_MODEL), "train": dict(TINY_TRAIN),
-                                               "methods": [{"router": "standard", "k": 1}]},
+                                               "methods": paper_methods},
                            "routerless": {"fixed": [{"router": "standard", "k": 1}],
                                           "learned": [{"router": "standard", "k": 1}]}})
     return cfg.training_run_settings(config, "shakespeare_moe", method)

@@ -174,8 +174,29 @@ def test_adding_a_router_takes_three_places(monkeypatch):
     monkeypatch.setitem(routers.METHODS, "tempered", Tempered)  # 2. registered
     monkeypatch.setattr(cfg, "_schema", functools.cache(cfg._schema.__wrapped__))  # (the schema is cached)
     config = cfg.validate({"routers": {"warm": {"method": "tempered", "temperature": 4.0}},  # 3. named
-                           "toy": {"routing": {"methods": ["warm"], "ks": [1], "steps": 5}}})
+                           "toy": {"routing": {"methods": ["standard", "jitter", "rl", "rpo", "warm"]}}})
     with pytest.raises(cfg.ConfigError, match=re.escape("routers.cold.temperature: 0 is less than or equal")):
         cfg.validate({"routers": {"cold": {"method": "tempered", "temperature": 0}}})
-    arrays, records = routing.run(cfg.experiment_settings(config, "routing"), seed=0)
+    arrays, records = routing.run(cfg.experiment_settings(config, "routing") | {"methods": ["warm"], "ks": [1],
+                                                                                 "steps": 5}, seed=0)
     assert list(arrays) == ["warm/k1"] and records[0]["method"] == "warm"
+
+
+def test_claims_name_their_arms_and_a_rename_fails_at_config_time():
+    """A router renamed in the config, with the claims still naming the old one, is refused before any run;
+    naming the new one in claims.arms makes the claims read its rows."""
+    import pandas as pd
+
+    from moe_rpo.claims import dilemma_claims
+
+    renamed = {"routers": {"my_rpo": {"method": "rpo", "weight_std": 0.1}},
+               "toy": {"dilemma": {"methods": ["standard", "standard_normalized", "rl", "my_rpo"]}}}
+    with pytest.raises(cfg.ConfigError, match=re.escape("toy.dilemma.methods: the claims compare rpo ('rpo')")):
+        cfg.validate(yaml.safe_load(yaml.safe_dump(renamed)))
+    with pytest.raises(cfg.ConfigError, match=re.escape("claims.arms.rpo: router 'nope' is not defined")):
+        cfg.validate({"claims": {"arms": {"rpo": "nope"}}})
+    claims = cfg.validate({})["claims"]
+    claims["arms"]["rpo"] = "my_rpo"
+    rows = pd.DataFrame({"method": ["standard", "standard_normalized", "my_rpo", "rpo"], "seed": 0,
+                         "final_distance": [0.3, 0.3, 0.01, 0.5], "standard_reachable_distance": 0.2})
+    assert [c["verdict"] for c in dilemma_claims(rows, claims)] == ["reproduced", "reproduced"]  # my_rpo's row

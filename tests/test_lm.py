@@ -255,7 +255,7 @@ def recovery_table(diff_standard, sim_rpo, sim_standard):
     ((0.95, 0.95, 0.93), ["reproduced", "not reproduced"]),  # standard also recovers: "only RPO" fails
 ])
 def test_recovery_claim_verdicts_follow_the_numbers(values, verdicts):
-    thresholds = {"recovery_accuracy": 0.9, "recovery_sim_scale": 0.3}
+    thresholds = cfg.validate({})["claims"] | {"recovery_accuracy": 0.9, "recovery_sim_scale": 0.3}
     claims = recovery_claims(recovery_table(*values), thresholds)
     assert [c["verdict"] for c in claims] == verdicts
     assert claims[1]["measured"]["accuracy"]["rpo k=1"]["median"] == values[1]

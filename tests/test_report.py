@@ -85,9 +85,13 @@ def config() -> dict:
                      "corpora": {"tiny": {"source": "shakespeare", "tokenizer": "char"}},
                      "base_model": {"corpus": "tiny"},
                      "recovery": {"corpus": "tiny", "seeds": SEEDS, "sim_scales": [0.3]},
-                     "shakespeare_moe": {"corpus": "tiny", "seeds": SEEDS, "methods": [{"router": "standard", "k": 1},
+                     "shakespeare_moe": {"corpus": "tiny", "seeds": SEEDS, "methods": [{"router": "standard", "k": 2},
+                                                                                       {"router": "em", "k": 1},
+                                                                                       {"router": "standard", "k": 1},
                                                                                        {"router": "rpo", "k": 1}]},
-                     "pretraining": {"corpus": "tiny", "seeds": [0], "methods": [{"router": "dense", "k": 1}]},
+                     "pretraining": {"corpus": "tiny", "seeds": [0], "methods": [{"router": "dense", "k": 1},
+                                                                                  {"router": "standard", "k": 2},
+                                                                                  {"router": "rpo", "k": 2}]},
                      "routerless": {"fixed": [{"router": "rpo", "k": 1}], "learned": [{"router": "standard", "k": 1}]},
                      "benchmark": {"recovery": {"seeds": [0], "settings": ["diff"]}}})
 

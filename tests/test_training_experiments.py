@@ -23,10 +23,14 @@ TINY = {"model": {"n_layer": 2, "n_head": 2, "n_embd": 16, "block_size": 16},
                   "checkpoint_every": 2, "device": "cpu"}}
 
 
+CLAIMS = cfg.validate({})["claims"]  # the default thresholds and arms
+
+
 def config(**sections):
     base = {"shakespeare_moe": {**TINY, "methods": [{"router": r, "k": k} for r, k in
                                                     (("standard", 1), ("standard", 2), ("em", 1), ("rpo", 1))]},
-            "pretraining": {**TINY, "methods": [{"router": "dense", "k": 1}, {"router": "rpo", "k": 2}]},
+            "pretraining": {**TINY, "methods": [{"router": "dense", "k": 1}, {"router": "standard", "k": 2},
+                                                {"router": "rpo", "k": 2}]},
             "routerless": {"fixed": [{"router": "standard", "k": 2}], "learned": [{"router": "standard", "k": 1}]}}
     return cfg.validate({**base, **sections})
 
@@ -84,9 +88,10 @@ def test_a_killed_training_run_resumes_to_the_same_record(corpus, tmp_path, monk
 def test_the_train_command_writes_its_record_and_drops_its_checkpoint(corpus, tmp_path, capsys, experiment, method):
     """Through the command line, for the two kinds of run with no learned router: dense (no routing metrics)
     and balanced hashing (fitted to the corpus' token counts before training)."""
-    methods = [{"router": r, "k": k} for r, k in (("dense", 1), ("standard", 1), ("standard", 2), ("hash_balanced", 1))]
-    methods = methods[:1] if experiment == "pretraining" else methods[1:]
-    settings = cfg.training_run_settings(config(**{experiment: {**TINY, "methods": methods}}), experiment, method)
+    extra = {"pretraining": [], "shakespeare_moe": [{"router": "hash_balanced", "k": 1}]}[experiment]
+    full = config()
+    settings = cfg.training_run_settings(config(**{experiment: {**TINY, "methods": full[experiment]["methods"] + extra}}),
+                                         experiment, method)
     out = tmp_path / "run.json"
     cli.main(["train", experiment, method, "--seed", "0", "--settings", json.dumps(settings),
               "--corpus-dir", str(corpus), "--out", str(out)])
@@ -117,10 +122,10 @@ def shakespeare_rows(values: dict[tuple[str, int], tuple[float, float, float]]) 
 def test_shakespeare_claims_follow_the_numbers():
     rpo_best = shakespeare_rows({("standard", 1): (2.0, 1.5, 1.6), ("standard", 2): (2.1, 1.5, 1.6),
                                  ("em", 1): (2.2, 1.6, 1.7), ("rpo", 1): (1.8, 1.2, 1.6)})
-    assert [c["verdict"] for c in shakespeare_claims(rpo_best, {})] == [REPRODUCED, REPRODUCED]
+    assert [c["verdict"] for c in shakespeare_claims(rpo_best, CLAIMS)] == [REPRODUCED, REPRODUCED]
     rpo_worst = shakespeare_rows({("standard", 1): (2.0, 1.5, 1.9), ("standard", 2): (2.1, 1.5, 1.6),
                                   ("em", 1): (2.2, 1.6, 1.7), ("rpo", 1): (2.3, 1.7, 1.8)})
-    assert [c["verdict"] for c in shakespeare_claims(rpo_worst, {})] == [NOT_REPRODUCED, NOT_REPRODUCED]
+    assert [c["verdict"] for c in shakespeare_claims(rpo_worst, CLAIMS)] == [NOT_REPRODUCED, NOT_REPRODUCED]
 
 
 @pytest.mark.parametrize("dense, moe, rpo, verdicts", [
@@ -130,7 +135,7 @@ def test_shakespeare_claims_follow_the_numbers():
 ])
 def test_pretraining_claims_follow_the_numbers(dense, moe, rpo, verdicts):
     df = shakespeare_rows({("dense", 1): (0, 0, dense), ("standard", 2): (0, 0, moe), ("rpo", 2): (0, 0, rpo)})
-    assert [c["verdict"] for c in pretraining_claims(df, {"pretraining_gain": 0.01})] == verdicts
+    assert [c["verdict"] for c in pretraining_claims(df, CLAIMS | {"pretraining_gain": 0.01})] == verdicts
 
 
 def test_routerless_table_labels_fixed_and_learned_runs():

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from moe_rpo.config import SHAKESPEARE_PAPER_METHODS
+from moe_rpo.config import DENSE, SHAKESPEARE_PAPER_METHODS
 
 REPRODUCED, NOT_REPRODUCED = "reproduced", "not reproduced"
 
@@ -35,9 +35,10 @@ def _claim(cid, experiment, claim, metric, measured, threshold, holds, explanati
 
 
 def routing_claims(df: pd.DataFrame, t: dict) -> list[dict]:
-    rpo = spread(_select(df, method="rpo", k=2)["final_distance"])
-    stalled = {m: spread(_select(df, method=m, k=2)["gap_to_optimum"]) for m in ("standard", "jitter", "rl")}
-    standard = {f"k={k}": spread(_select(df, method="standard", k=k)["gap_to_optimum"]) for k in (1, 2)}
+    arms = t["arms"]  # the router that plays each method the claims name
+    rpo = spread(_select(df, method=arms["rpo"], k=2)["final_distance"])
+    stalled = {m: spread(_select(df, method=arms[m], k=2)["gap_to_optimum"]) for m in ("standard", "jitter", "rl")}
+    standard = {f"k={k}": spread(_select(df, method=arms["standard"], k=k)["gap_to_optimum"]) for k in (1, 2)}
     return [
         _claim("toy_rpo_k2_reaches_target", "toy_routing", "RPO with K=2 reaches the target.",
                "median over seeds of the final distance of the greedy MoE output to the target (RPO, K=2)",
@@ -62,9 +63,11 @@ def routing_claims(df: pd.DataFrame, t: dict) -> list[dict]:
 
 
 def collapse_claims(df: pd.DataFrame, t: dict) -> list[dict]:
-    ratio = {m: spread(_select(df, method=m, weight_decay=0.0)["pairwise_distance_ratio"]) for m in ("standard", "rpo")}
+    arms = t["arms"]
+    ratio = {m: spread(_select(df, method=arms[m], weight_decay=0.0)["pairwise_distance_ratio"])
+             for m in ("standard", "rpo")}
     decays = sorted(df["weight_decay"].unique())
-    norms = {f"standard wd={wd:g}": spread(_select(df, method="standard", weight_decay=wd)["final_router_norm"])
+    norms = {f"standard wd={wd:g}": spread(_select(df, method=arms["standard"], weight_decay=wd)["final_router_norm"])
              for wd in (decays[0], decays[-1])}
     low, high = norms.values()
     return [
@@ -90,8 +93,9 @@ def collapse_claims(df: pd.DataFrame, t: dict) -> list[dict]:
 
 
 def dilemma_claims(df: pd.DataFrame, t: dict) -> list[dict]:
-    standard = {m: spread(_select(df, method=m)["final_distance"]) for m in ("standard", "standard_normalized")}
-    rpo = spread(_select(df, method="rpo")["final_distance"])
+    arms = t["arms"]
+    standard = {m: spread(_select(df, method=arms[m])["final_distance"]) for m in ("standard", "standard_normalized")}
+    rpo = spread(_select(df, method=arms["rpo"])["final_distance"])
     reachable = float(df["standard_reachable_distance"].iloc[0])
     return [
         _claim("toy_dilemma_standard_cannot_weight", "toy_dilemma",
@@ -110,8 +114,8 @@ def dilemma_claims(df: pd.DataFrame, t: dict) -> list[dict]:
 
 def barrier_claims(df: pd.DataFrame, t: dict) -> list[dict]:
     share = {f"{m} k={k}": float(g["routes_to_b"].astype(bool).mean()) for (m, k), g in df.groupby(["method", "k"])}
-    standard = float(_select(df, method="standard")["routes_to_b"].astype(bool).mean())
-    rpo = float(_select(df, method="rpo")["routes_to_b"].astype(bool).mean())
+    standard = float(_select(df, method=t["arms"]["standard"])["routes_to_b"].astype(bool).mean())
+    rpo = float(_select(df, method=t["arms"]["rpo"])["routes_to_b"].astype(bool).mean())
     barrier = float(df["barrier_height"].iloc[0])
     return [
         _claim("toy_barrier_gradient_routing_stuck", "toy_barrier",
@@ -131,10 +135,11 @@ def barrier_claims(df: pd.DataFrame, t: dict) -> list[dict]:
 
 def recovery_claims(df: pd.DataFrame, t: dict) -> list[dict]:
     threshold, sim = t["recovery_accuracy"], f"sim{t['recovery_sim_scale']:g}"
-    diff = spread(_select(df, setting="diff", method="standard", k=1)["accuracy"])
+    arms = t["arms"]
+    diff = spread(_select(df, setting="diff", method=arms["standard"], k=1)["accuracy"])
     on_sim = {f"{m} k={k}": spread(g["accuracy"]) for (m, k), g in _select(df, setting=sim).groupby(["method", "k"])}
-    rpo = spread(_select(df, setting=sim, method="rpo")["accuracy"])
-    others = {name: s for name, s in on_sim.items() if not name.startswith("rpo ")}
+    rpo = spread(_select(df, setting=sim, method=arms["rpo"])["accuracy"])
+    others = {name: s for name, s in on_sim.items() if not name.startswith(f"{arms['rpo']} ")}
     failing = [name for name, s in others.items() if s["median"] < threshold]
     return [
         _claim("lm_recovery_diff_unnormalized_finds_routing", "lm_recovery",
@@ -160,7 +165,8 @@ def recovery_claims(df: pd.DataFrame, t: dict) -> list[dict]:
 
 def shakespeare_claims(df: pd.DataFrame, t: dict) -> list[dict]:
     def rpo_ranks_first(claim_id, statement, metric, column, label, pick, rank, fmt):
-        values = {name: spread(_select(df, method=m, k=k)[column]) for name, (m, k) in SHAKESPEARE_PAPER_METHODS.items()}
+        values = {name: spread(_select(df, method=t["arms"][arm], k=k)[column])
+                  for name, (arm, k) in SHAKESPEARE_PAPER_METHODS.items()}
         first = pick(values, key=lambda name: values[name]["median"])
         return _claim(claim_id, "lm_shakespeare_moe", statement, metric,
                       {f"{name} {label}": s for name, s in values.items()}, f"RPO's median is the {rank}",
@@ -180,8 +186,9 @@ def shakespeare_claims(df: pd.DataFrame, t: dict) -> list[dict]:
 
 
 def pretraining_claims(df: pd.DataFrame, t: dict) -> list[dict]:
-    loss = {name: spread(_select(df, method=m, k=k)["val_loss"])
-            for name, (m, k) in {"dense": ("dense", 1), "MoE k=2": ("standard", 2), "MoE + RPO k=2": ("rpo", 2)}.items()}
+    arms = {**t["arms"], DENSE: DENSE}
+    loss = {name: spread(_select(df, method=arms[arm], k=k)["val_loss"])
+            for name, (arm, k) in {"dense": (DENSE, 1), "MoE k=2": ("standard", 2), "MoE + RPO k=2": ("rpo", 2)}.items()}
     dense, moe, rpo = (loss[name]["median"] for name in ("dense", "MoE k=2", "MoE + RPO k=2"))
     gain = t["pretraining_gain"]
     return [

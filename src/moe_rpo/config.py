@@ -13,8 +13,19 @@ TOY_EXPERIMENTS = ("routing", "collapse", "dilemma", "barrier")
 TRAINING_EXPERIMENTS = ("shakespeare_moe", "pretraining")  # GPTs trained from scratch, one job per method and seed
 LM_EXPERIMENTS = ("recovery", *TRAINING_EXPERIMENTS, "routerless", "benchmark")
 DENSE = "dense"  # the method name of a training run without MoE layers
-# the methods the paper compares on Shakespeare (its claims and curves): label -> (router, k)
+# the methods the paper compares on Shakespeare (its claims and curves): label -> (arm, k); claims.arms names
+# the router of each arm
 SHAKESPEARE_PAPER_METHODS = {"top-1": ("standard", 1), "top-2": ("standard", 2), "EM": ("em", 1), "RPO": ("rpo", 1)}
+# What the claims compare in each experiment: (arm, k), k None where the experiment fixes it or any k will do.
+CLAIM_ARMS = {
+    "toy.routing": [("rpo", 2), ("standard", 1), ("standard", 2), ("jitter", 2), ("rl", 2)],
+    "toy.collapse": [("standard", None), ("rpo", None)],
+    "toy.dilemma": [("standard", None), ("standard_normalized", None), ("rpo", None)],
+    "toy.barrier": [("standard", None), ("rpo", None)],
+    "recovery": [("standard", 1), ("rpo", None)],
+    "shakespeare_moe": list(SHAKESPEARE_PAPER_METHODS.values()),
+    "pretraining": [(DENSE, 1), ("standard", 2), ("rpo", 2)],
+}
 EXPERIMENTS = TOY_EXPERIMENTS + LM_EXPERIMENTS
 # Toys 1 and 3 find the best standard-reachable point by a grid search over 401^k weight vectors per
 # expert subset: k = 2 takes a fraction of a second, k = 3 gigabytes, k = 9 more memory than any machine has.
@@ -245,6 +256,32 @@ def check_references(config: dict) -> None:
                 raise ConfigError(f"{where}.train.block_size: {train['block_size']} exceeds the base model's "
                                   f"block_size {base['model']['block_size']}")
     check_routers_build(config)
+    check_claim_arms(config)
+
+
+def arm_router(config: dict, arm: str) -> str:
+    """The router name that plays a claim's arm (claims.arms; 'dense' is itself)."""
+    return arm if arm == DENSE else config["claims"]["arms"][arm]
+
+
+def check_claim_arms(config: dict) -> None:
+    """Every arm a claim compares is a defined router that its experiment runs (with the claim's k)."""
+    for arm, name in config["claims"]["arms"].items():
+        if name not in config["routers"]:
+            raise ConfigError(f"claims.arms.{arm}: router {name!r} is not defined under 'routers' "
+                              f"(defined: {sorted(config['routers'])})")
+    for where, arms in CLAIM_ARMS.items():
+        section = config
+        for part in where.split("."):
+            section = section[part]
+        runs = [(m, k) for m in section["methods"] for k in section["ks"]] if "ks" in section else [
+            (m["router"], m["k"]) if isinstance(m, dict) else (m, section["k"]) for m in section["methods"]]
+        for arm, k in arms:
+            name = arm_router(config, arm)
+            if not any(router == name and k in (None, run_k) for router, run_k in runs):
+                raise ConfigError(f"{where}.methods: the claims compare {arm} ({name!r}{f' with k={k}' if k else ''}),"
+                                  f" which this experiment does not run; add it, or name another router in "
+                                  f"claims.arms.{arm}")
 
 
 def _overlay(base: dict, update: dict) -> dict:

@@ -7,6 +7,7 @@ from moe_rpo.config import (
     SHAKESPEARE_PAPER_METHODS,
     TOY_EXPERIMENTS,
     TRAINING_EXPERIMENTS,
+    arm_router,
     benchmark_toy_settings,
     experiment_settings,
     method_name,

@@ -198,7 +198,7 @@ rule figures_lm_training:
     params:
         caption=lambda wc: page_summary(f"lm_{wc.training}"),
         # Shakespeare: the curves show the paper's four methods (top-1, top-2, EM, RPO) where they run
-        methods=lambda wc: (" ".join(method_name({"router": router, "k": k}) for router, k in
+        methods=lambda wc: (" ".join(method_name({"router": arm_router(config, arm), "k": k}) for arm, k in
                                      SHAKESPEARE_PAPER_METHODS.values()) if wc.training == "shakespeare_moe" else ""),
     localrule: True  # seconds of work: not worth a cluster job
     threads: 1
