@@ -75,3 +75,11 @@ def test_a_router_edit_does_not_retrain_the_dense_base_model():
     assert not any("routers/" in path for path in base) and "src/moe_rpo/training/lm.py" in base
     assert "src/moe_rpo/routers/rpo.py" in command_code("recovery")
     assert "src/moe_rpo/cli.py" in command_code("claims") and "src/moe_rpo/config.py" in command_code("claims")
+
+
+def test_shared_cli_helpers_pull_in_no_training_code():
+    """A CLI helper's imports count for every command: the corpus, table, claims and report commands must not
+    depend on the routers or the training loop (a router edit would re-tokenize the corpora)."""
+    for command in ("corpus-inventory", "corpus-shard", "corpus-gather", "claims", "report", "figures"):
+        code = command_code(command)
+        assert not any(part in path for path in code for part in ("routers/", "training/", "models/")), command

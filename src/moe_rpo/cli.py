@@ -99,21 +99,15 @@ def cmd_prepare(args):
     print(json.dumps({split: info["tokens"] for split, info in meta["splits"].items()}))
 
 
-def _configure_torch(settings: dict, threads: int) -> None:
-    """The training commands' torch set-up: the settings' threads (0: the job's) and deterministic kernels."""
-    from moe_rpo.training.lm import configure_torch  # noqa: PLC0415
-
-    configure_torch(settings["train"]["threads"] or threads)
-
-
 def cmd_base_model(args):
     """Pretrain the dense base model on a corpus (or load it from Hugging Face); write the model and its record."""
     from moe_rpo.lm.base import build_base  # noqa: PLC0415
+    from moe_rpo.training.lm import configure_torch  # noqa: PLC0415
     from moe_rpo.models import save_gpt  # noqa: PLC0415
     from moe_rpo.training.distributed import is_main  # noqa: PLC0415
 
     settings = _settings(args, lambda c: c["base_model"])
-    _configure_torch(settings, args.threads)
+    configure_torch(settings["train"]["threads"] or args.threads)  # 0: the job's threads
     out = Path(args.out)
     (model, record), prov = _timed(build_base, settings, args.corpus_dir, out.with_suffix(".ckpt"))
     if not is_main():
@@ -129,6 +123,7 @@ def cmd_recovery(args):
     import shutil  # noqa: PLC0415
 
     from moe_rpo.lm import recovery  # noqa: PLC0415
+    from moe_rpo.training.lm import configure_torch  # noqa: PLC0415
     from moe_rpo.training.distributed import is_main  # noqa: PLC0415
 
     settings = _settings(args, cfg.recovery_run_settings)
@@ -136,7 +131,7 @@ def cmd_recovery(args):
     if args.setting not in known:
         raise ValueError(f"unknown recovery setting {args.setting!r}; the config has {list(known)}")
     setting = known[args.setting]
-    _configure_torch(settings, args.threads)
+    configure_torch(settings["train"]["threads"] or args.threads)  # 0: the job's threads
     out = Path(args.out)
     work_dir = out.with_suffix(".work")
     result, prov = _timed(recovery.run, settings, setting, args.seed, args.base, args.corpus_dir, work_dir)
@@ -153,10 +148,11 @@ def cmd_recovery(args):
 def cmd_train(args):
     """Train one method of a from-scratch experiment (shakespeare_moe, pretraining) for one seed."""
     from moe_rpo.lm import scratch  # noqa: PLC0415
+    from moe_rpo.training.lm import configure_torch  # noqa: PLC0415
     from moe_rpo.training.distributed import is_main  # noqa: PLC0415
 
     settings = _settings(args, lambda c: cfg.training_run_settings(c, args.experiment, args.method))
-    _configure_torch(settings, args.threads)
+    configure_torch(settings["train"]["threads"] or args.threads)  # 0: the job's threads
     out = Path(args.out)
     result, prov = _timed(scratch.run, settings, args.seed, args.corpus_dir, out.with_suffix(".ckpt"))
     if not is_main():
