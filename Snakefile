@@ -28,7 +28,10 @@ except ConfigError as error:
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/toy.smk"
-include: "workflow/rules/lm.smk"
+include: "workflow/rules/base_model.smk"
+include: "workflow/rules/recovery.smk"
+include: "workflow/rules/training.smk"
+include: "workflow/rules/benchmark.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -79,3 +79,12 @@ def corpus_shards(wildcards):
 def corpus_files(name):
     """A prepared corpus's token files and metadata, as inputs."""
     return [f"results/data/{name}/{file}" for file in ("train.bin", "val.bin", "meta.json")]
+
+
+wildcard_constraints:
+    corpus="|".join(CORPORA),
+    shard=r"\d+",
+    experiment="|".join(TOY_EXPERIMENTS),
+    seed=r"\d+",
+    setting="|".join(RECOVERY_SETTINGS),
+    training="|".join(TRAINING_EXPERIMENTS),

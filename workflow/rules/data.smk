@@ -2,10 +2,6 @@
 # `shards` jobs tokenize disjoint document ranges (in parallel, locally or on a cluster), and a gather
 # job concatenates them into train.bin / val.bin and writes meta.json.
 
-wildcard_constraints:
-    corpus="|".join(CORPORA),
-    shard=r"\d+",
-
 
 rule corpus_inventory:
     """Check a corpus spec (source, path, tokenizer, dtype) and count its documents."""

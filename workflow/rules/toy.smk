@@ -1,10 +1,6 @@
 # The toy experiments: one job per experiment and seed, then one tables job and one figures job
 # per experiment (figures read saved arrays and tables, so a figure tweak never re-runs training).
 
-wildcard_constraints:
-    experiment="|".join(TOY_EXPERIMENTS),
-    seed=r"\d+",
-
 
 rule toy_run:
     """Train every method of one toy experiment for one seed."""
@@ -85,3 +81,27 @@ for page in TOY_PAGES:
         shell:
             "python -m moe_rpo figures {params.experiment} --runs {input.arrays} --tables-dir results/tables "
             "--seed {params.seed} --out-dir results/figures > {log} 2>&1"
+
+
+rule toy_benchmark_run:
+    """Toy 1 (routing) for exactly the benchmark's (router, k) pairs, one seed."""
+    input:
+        code=command_code("toy", "moe_rpo.toy.routing"),
+    output:
+        "results/toy/benchmark/seed{seed}.json",
+        "results/toy/benchmark/seed{seed}.npz",
+    params:
+        settings=json.dumps(benchmark_toy_settings(config), sort_keys=True),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        CONDA_ENV
+    log:
+        "results/logs/toy_benchmark/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/toy_benchmark/seed{seed}.tsv"
+    shell:
+        "python -m moe_rpo toy routing --seed {wildcards.seed} --settings {params.settings:q} "
+        "--out results/toy/benchmark/seed{wildcards.seed} > {log} 2>&1"
