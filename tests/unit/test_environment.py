@@ -1,11 +1,10 @@
 """environment.yml and pyproject.toml pin the same versions; torch is pinned to 2.13.0."""
 import re
 import tomllib
-from pathlib import Path
 
 import yaml
+from conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _pins(lines):

@@ -3,15 +3,14 @@ import functools
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
 from moe_rpo import config as cfg
 from moe_rpo.report.pages import PAGES
+from conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_empty_config_gets_every_default():

@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -22,8 +21,8 @@ from moe_rpo.lm.base import build_base, check_vocabulary
 from moe_rpo.models import GPT, GPTConfig, recovery_model, save_gpt
 from moe_rpo.training import lm
 from moe_rpo.training.lm import Batches, lr_at, pick_device, train_lm
+from conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 VOCAB = 64
 
 

@@ -31,7 +31,6 @@ def test_pipeline_produces_figures_claims_and_report(finished):
     claims = json.loads((results / "claims.json").read_text())["claims"]
     assert len(claims) >= 12 and {"lm_recovery_diff_unnormalized_finds_routing",
                                    "lm_recovery_sim_only_rpo_recovers"} <= {c["id"] for c in claims}
-    assert all(c["verdict"] in ("reproduced", "not reproduced") for c in claims)
 
 
 def test_pipeline_prepares_the_corpora_offline(finished):

@@ -12,13 +12,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 from browser import check_pages, require_chromium  # noqa: E402
+from conftest import ROOT  # noqa: E402
 
 from moe_rpo.config import validate  # noqa: E402
 from moe_rpo.jobs import experiment_jobs  # noqa: E402
 from moe_rpo.report.pages import PAGES  # noqa: E402
 from moe_rpo.report.render import render_report  # noqa: E402
 
-TEMPLATES = Path(__file__).resolve().parents[1] / "paper" / "templates"
+TEMPLATES = ROOT / "paper" / "templates"
 SEEDS = [0, 1]
 BENCH_HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
 def spread(median):

@@ -15,8 +15,8 @@ from moe_rpo.data.prepare import gather, inventory, is_validation, prepare_corpu
 from moe_rpo.data.sources import CorpusError, decode_utf8, read_documents
 from moe_rpo.data.tokenizers import CharTokenizer, build_tokenizer, gpt2_files
 from moe_rpo.data.tokens import open_tokens, read_meta
+from conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 DOCS = ["First document.\nWith two lines.", "Second, with ünïcödé — and 日本語.", "Third one!", "Fourth: short",
         "Fifth document is here.", "Sixth and last."]
 

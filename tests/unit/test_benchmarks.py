@@ -3,12 +3,11 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 from moe_rpo import config as cfg
 from moe_rpo.jobs import recovery_jobs, training_jobs
+from conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = [str(ROOT / "config/config.yaml"), str(ROOT / "config/test.yaml")]
 
 

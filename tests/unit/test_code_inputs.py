@@ -5,14 +5,13 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from moe_rpo import code_inputs
 from moe_rpo.code_inputs import CLI, PACKAGE_DIR, closure, command_code, command_modules, module_file
+from conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 SRC = PACKAGE_DIR.parent
 MODULES = sorted(".".join(("moe_rpo", *path.relative_to(PACKAGE_DIR).with_suffix("").parts)).removesuffix(".__init__")
                  for path in PACKAGE_DIR.rglob("*.py") if "__pycache__" not in path.parts)

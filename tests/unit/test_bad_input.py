@@ -17,14 +17,14 @@ from moe_rpo.claims import evaluate as evaluate_claims
 from moe_rpo.data.prepare import gather, inventory, prepare_corpus, tokenize_shard
 from moe_rpo.data.sources import CorpusError, count_documents
 from moe_rpo.data.tokens import open_tokens, read_meta
-from moe_rpo.io import read_json, set_aside_unreadable, write_json
+from moe_rpo.io import set_aside_unreadable, write_json
 from moe_rpo.lm import recovery, scratch
 from moe_rpo.lm.base import build_base
 from moe_rpo.models import GPT, GPTConfig, from_hf, load_gpt, save_gpt
 from moe_rpo.tables import per_seed_table
 from moe_rpo.training.lm import evaluate, train_lm
+from conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
 TINY_TRAIN = {"steps": 6, "batch_size": 4, "block_size": 16, "eval_every": 3, "eval_batches": 2,
               "checkpoint_every": 3, "device": "cpu"}
