@@ -66,7 +66,7 @@ def _with_defaults(validator_class):
             for name, subschema in properties.items():
                 if "default" not in subschema:
                     continue
-                default = yaml.safe_load(yaml.safe_dump(subschema["default"]))  # a fresh copy
+                default = copy.deepcopy(subschema["default"])
                 if name not in instance:
                     instance[name] = default
                 elif isinstance(default, dict) and isinstance(instance[name], dict):

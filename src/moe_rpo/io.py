@@ -71,7 +71,7 @@ def unreadable(path: str | Path) -> str | None:
     path = Path(path)
     try:
         if path.suffix == ".json":
-            json.loads(path.read_text())
+            read_json(path)
         elif path.suffix in (".pt", ".npz"):
             zipfile.ZipFile(path).close()
     except (ValueError, zipfile.BadZipFile, OSError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors

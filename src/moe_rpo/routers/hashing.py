@@ -9,7 +9,7 @@ Weights are 1/k; probs put 1/k on each selected expert. No trainable parameters.
 from __future__ import annotations
 
 import heapq
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 
@@ -17,7 +17,8 @@ from moe_rpo.routers.base import Router, RouterOutput
 from moe_rpo.routers.options import Option
 
 PRIME = 2**31 - 1
-MODES = ("random", "balanced")
+Mode = Literal["random", "balanced"]  # the config schema reads the choices from this hint
+MODES = get_args(Mode)
 
 
 class Hash(Router):
@@ -25,7 +26,7 @@ class Hash(Router):
     options = {"mode": Option("a fixed random hash of the token id, or a table balancing token frequencies over "
                               "the experts")}
 
-    def __init__(self, dim: int, num_experts: int, k: int, mode: Literal["random", "balanced"] = "random"):
+    def __init__(self, dim: int, num_experts: int, k: int, mode: Mode = "random"):
         super().__init__(dim, num_experts, k)
         if mode not in MODES:
             raise ValueError(f"hash routing mode must be one of {MODES}, got {mode!r}")

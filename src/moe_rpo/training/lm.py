@@ -102,7 +102,7 @@ def make_optimizer(params: list[torch.nn.Parameter], settings: dict) -> torch.op
 
 @torch.no_grad()
 def evaluate(model: GPT, tokens: np.ndarray, settings: dict, device: torch.device,
-             world: distributed.World | None = None) -> dict:
+             world: distributed.World | None = None, label: str = "evaluation") -> dict:
     """Mean loss on fixed windows of `tokens` and, per MoE layer, the routing metrics (greedy routing).
     With a data-parallel `world` (every rank must call it), the ranks share the evaluation batches and all
     return the numbers of one process."""
@@ -127,7 +127,7 @@ def evaluate(model: GPT, tokens: np.ndarray, settings: dict, device: torch.devic
     per_layer = [{key: np.mean([batch[i][key] for batch in layers], axis=0).tolist() for key in layers[0][i]}
                  for i in range(len(layers[0]))]
     if not np.isfinite(losses).all():  # e.g. the last step's update diverged: no such number may reach a record
-        raise FloatingPointError(f"non-finite evaluation loss {losses}: the model's weights have diverged")
+        raise FloatingPointError(f"{label}: non-finite evaluation loss {losses}: the model's weights have diverged")
     return {"val_loss": float(np.mean(losses)), "layers": per_layer}
 
 
@@ -249,11 +249,9 @@ def train_lm(model: GPT, train_tokens: np.ndarray, val_tokens: np.ndarray, setti
         if world.size > 1 and trainable else None
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if settings["bf16"] and device.type == "cuda"
                 else contextlib.nullcontext())
+
     def evaluate_at(step: int) -> dict:
-        try:
-            return evaluate(model, val_tokens, settings, device, world)
-        except FloatingPointError as error:
-            raise FloatingPointError(f"{desc}: evaluation after step {step}: {error}") from None
+        return evaluate(model, val_tokens, settings, device, world, label=f"{desc}: evaluation after step {step}")
 
     if start == 0:
         history.append({"step": 0, "train_loss": None, **evaluate_at(0)})
