@@ -24,17 +24,19 @@ SPECS = {
     "base": {"method": "base"},
     "expert_choice": {"method": "expert_choice"},
 }
-# Methods that differ from "k experts per token, the top k of probs" by design (tests/test_survey_routers.py
-# checks their own rules):
-ONE_SLOT_PER_EXPERT = {"dselect_k", "expert_choice"}  # experts [N, E] = arange(E); the mask picks the active ones
-TOP_1_ONLY = {"base"}  # BASE layers take k = 1 only
-BATCH_ASSIGNMENT = {"base"}  # while training, a balanced assignment over the batch, not each token's top k
+# Methods that differ from "k experts per token, the top k of probs" by design, by their class traits
+# (tests/test_survey_routers.py checks their own rules):
+ONE_SLOT_PER_EXPERT = {name for name, cls in METHODS.items() if cls.slot_per_expert}  # the mask picks the experts
+TOP_1_ONLY = {name for name, cls in METHODS.items() if cls.max_k == 1}
+BATCH_ASSIGNMENT = {name for name, cls in METHODS.items() if cls.batch_assignment}  # assigned over the batch
 VOCAB = 50
 
 
 def test_every_method_has_a_spec():
     assert set(SPECS) == set(METHODS)
-    assert ONE_SLOT_PER_EXPERT | TOP_1_ONLY | BATCH_ASSIGNMENT <= set(METHODS)
+    assert ONE_SLOT_PER_EXPERT == {"dselect_k", "expert_choice"} and TOP_1_ONLY == BATCH_ASSIGNMENT == {"base"}
+    assert {name for name, cls in METHODS.items() if not cls.trainable} == {"hash", "fixed_random"}
+    assert {name for name, cls in METHODS.items() if cls.samples} == {"reinforce", "rpo"}
 
 
 @pytest.mark.parametrize("method", SPECS)
@@ -55,7 +57,7 @@ def test_output_shapes_and_selection(method, k, training):
     assert out.probs.shape == (TOKENS, EXPERTS)
     torch.testing.assert_close(out.probs.sum(-1), torch.ones(TOKENS))
     assert all(len(set(row.tolist())) == slots for row in out.experts), "selected experts must be distinct"
-    samples = method in ("reinforce", "rpo") and training
+    samples = METHODS[method].samples and training
     assert (out.log_prob is not None) == samples
     if samples:
         assert out.log_prob.shape == (TOKENS,)

@@ -48,18 +48,25 @@ class Router(nn.Module):
 
     `alternation` is None for routers trained jointly with the rest of the model, or
     (e_steps, m_steps) for routers trained by E-step/M-step alternation: E-steps update only
-    router parameters, M-steps only the rest. `samples` marks routers whose training decisions are
-    sampled (they return a log_prob).
+    router parameters, M-steps only the rest. The class attributes below are its traits, which the tests
+    and the config check read.
     """
 
     alternation: tuple[int, int] | None = None
     samples: bool = False  # True for routers that sample while training and learn by REINFORCE
+    trainable: bool = True  # False for fixed routers (no trainable parameters: the routerless comparison)
+    slot_per_expert: bool = False  # True: experts [N, E] = arange(E) and the mask picks a token's experts
+    max_k: int | None = None  # the largest k it supports (None: any k up to the number of experts)
+    batch_assignment: bool = False  # True: while training, experts are assigned over the batch, not per token
     options: dict[str, Option] = {}  # the constructor's config options: description and range (routers/options.py)
 
     def __init__(self, dim: int, num_experts: int, k: int):
         super().__init__()
         if not 1 <= k <= num_experts:
             raise ValueError(f"router k={k} must lie in [1, num_experts={num_experts}]")
+        if self.max_k is not None and k > self.max_k:
+            raise ValueError(f"{type(self).__name__} routes each token to at most {self.max_k} expert(s): "
+                             f"k must be {self.max_k}, got k={k}")
         self.dim, self.num_experts, self.k = dim, num_experts, k
 
     def forward(self, x: torch.Tensor, token_ids: torch.Tensor | None = None) -> RouterOutput:

@@ -65,11 +65,11 @@ def balanced_assignment(scores: torch.Tensor, capacity: int, tolerance: float | 
 class BaseLayer(Router):
     """Expert embeddings w_e (orthogonal init with gain 0.1, as in fairseq) are trained only through the
     sigmoid gate."""
+    max_k = 1
+    batch_assignment = True
 
     def __init__(self, dim: int, num_experts: int, k: int):
-        super().__init__(dim, num_experts, k)
-        if k != 1:
-            raise ValueError(f"BASE layers send every token to one expert: k must be 1, got k={k}")
+        super().__init__(dim, num_experts, k)  # max_k: BASE layers send every token to one expert
         self.centroids = nn.Parameter(torch.empty(num_experts, dim))
         nn.init.orthogonal_(self.centroids, gain=0.1)
 

@@ -19,6 +19,7 @@ from moe_rpo.routers.options import Option
 
 class ExpertChoice(Router):
     """experts [N, E] = arange(E) for every token, mask = chosen, weights = S where chosen else 0, probs = S."""
+    slot_per_expert = True
 
     options = {"capacity_factor": Option("each expert takes its ceil(cf * N / E) best tokens, cf = average "
                                          "experts per token (null: k)", exclusive_minimum=0),

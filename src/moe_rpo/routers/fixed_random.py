@@ -15,6 +15,7 @@ class FixedRandom(SoftmaxTopK):
     """Softmax top-k of a frozen random projection, stored as a buffer (no parameters). W's std is
     init_std / sqrt(dim), so unit-variance features give logits of std init_std: the default 1.0 gives
     weights that are neither one-hot nor uniform. Deterministic given the torch seed."""
+    trainable = False
 
     options = {**SoftmaxTopK.options,
                "init_std": Option("logit std of the frozen projection W ~ N(0, init_std^2 / dim)", minimum=0)}

@@ -22,6 +22,7 @@ MODES = get_args(Mode)
 
 
 class Hash(Router):
+    trainable = False
 
     options = {"mode": Option("a fixed random hash of the token id, or a table balancing token frequencies over "
                               "the experts")}
