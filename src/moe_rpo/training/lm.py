@@ -15,6 +15,7 @@ import contextlib
 import math
 import os
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -169,6 +170,63 @@ def read_checkpoint(path: Path, device: torch.device, desc: str) -> dict | None:
     return state
 
 
+@dataclass
+class TrainState:
+    """Where a run stands: the steps done, the evaluation rows so far and the training losses since the last
+    evaluation. A checkpoint holds it with the trainable parameters, the optimiser and the random streams
+    (data position, torch's and CUDA's, each rank's), so that a restored run continues exactly."""
+    step: int = 0
+    history: list = field(default_factory=list)
+    train_losses: list = field(default_factory=list)
+
+    def save(self, path: Path, fingerprint: str, trainable: dict, optimizer, batches: Batches, device: torch.device,
+             world: distributed.World) -> None:
+        rng = torch.get_rng_state(), torch.cuda.get_rng_state() if device.type == "cuda" else None
+        rank_rngs = distributed.gather(rng) if world.size > 1 else None  # every rank takes part; rank 0 writes
+        if world.rank == 0:
+            save_checkpoint(path, {
+                "fingerprint": fingerprint, "step": self.step, "history": self.history,
+                "train_losses": self.train_losses, "optimizer": optimizer.state_dict() if optimizer else None,
+                "trainable": {name: p.detach().clone() for name, p in trainable.items()},
+                "data_rng": batches.generator.get_state(), "torch_rng": rng[0], "cuda_rng": rng[1],
+                **({"rank_rngs": rank_rngs} if rank_rngs else {})})
+
+    @classmethod
+    def restore(cls, path: Path | None, fingerprint: str, trainable: dict, optimizer, batches: Batches, seed: int,
+                device: torch.device, world: distributed.World, desc: str) -> TrainState:
+        """The saved state, loaded into the parameters, optimiser and streams, or a fresh one when there is no
+        readable checkpoint made with the same fingerprint."""
+        saved = read_checkpoint(path, device, desc) if path and path.is_file() else None
+        if saved is None:
+            return cls()
+        if saved["fingerprint"] != fingerprint:
+            if world.rank == 0:
+                print(f"{desc}: ignoring {path} (made with other settings)", file=sys.stderr)
+            return cls()
+        with torch.no_grad():
+            for name, value in saved["trainable"].items():
+                trainable[name].copy_(value)
+        if optimizer is not None:
+            optimizer.load_state_dict(saved["optimizer"])
+        batches.generator.set_state(saved["data_rng"])
+        rng = saved["torch_rng"], saved.get("cuda_rng")
+        if world.size > 1:  # each rank's own stream (from a run with another number of ranks: a fresh one)
+            ranks = saved.get("rank_rngs")
+            if ranks and len(ranks) == world.size:
+                rng = ranks[world.rank]
+            elif world.rank:
+                rng = None, None
+        if rng[0] is None:
+            torch.manual_seed(distributed.rank_seed(seed, world.rank, saved["step"]))
+        else:
+            torch.set_rng_state(rng[0])
+        if device.type == "cuda" and rng[1] is not None:
+            torch.cuda.set_rng_state(rng[1])
+        if world.rank == 0:
+            print(f"{desc}: resumed from {path} at step {saved['step']}", file=sys.stderr)
+        return cls(saved["step"], saved["history"], saved["train_losses"])
+
+
 def token_counts(tokens: np.ndarray, vocab_size: int) -> torch.Tensor:
     """How often each token id occurs in `tokens` [vocab_size] (read in chunks: corpora are memory maps)."""
     counts = np.zeros(vocab_size, dtype=np.int64)
@@ -213,36 +271,9 @@ def train_lm(model: GPT, train_tokens: np.ndarray, val_tokens: np.ndarray, setti
     other_params = [p for p in trainable.values() if id(p) not in router_ids]
     alternation = routers[0].alternation if routers and router_params and other_params else None
     optimizer = make_optimizer(list(trainable.values()), settings) if trainable else None
-    history, start, train_losses = [], 0, []
 
     checkpoint = Path(checkpoint) if checkpoint else None
-    state = read_checkpoint(checkpoint, device, desc) if checkpoint and checkpoint.is_file() else None
-    if state is not None:
-        if state["fingerprint"] == fingerprint:
-            with torch.no_grad():
-                for name, value in state["trainable"].items():
-                    trainable[name].copy_(value)
-            if optimizer is not None:
-                optimizer.load_state_dict(state["optimizer"])
-            batches.generator.set_state(state["data_rng"])
-            rng = state["torch_rng"], state.get("cuda_rng")
-            if world.size > 1:  # each rank's own stream (from a run with another number of ranks: a fresh one)
-                saved = state.get("rank_rngs")
-                if saved and len(saved) == world.size:
-                    rng = saved[world.rank]
-                elif world.rank:
-                    rng = None, None
-            if rng[0] is None:
-                torch.manual_seed(distributed.rank_seed(seed, world.rank, state["step"]))
-            else:
-                torch.set_rng_state(rng[0])
-            if device.type == "cuda" and rng[1] is not None:
-                torch.cuda.set_rng_state(rng[1])
-            history, start, train_losses = state["history"], state["step"], state["train_losses"]
-            if world.rank == 0:
-                print(f"{desc}: resumed from {checkpoint} at step {start}", file=sys.stderr)
-        elif world.rank == 0:
-            print(f"{desc}: ignoring {checkpoint} (made with other settings)", file=sys.stderr)
+    state = TrainState.restore(checkpoint, fingerprint, trainable, optimizer, batches, seed, device, world, desc)
 
     forward = torch.compile(model) if settings["compile"] else model
     synced = data_parallel(model, routers, router_params, other_params, alternation, device, settings) \
@@ -253,11 +284,10 @@ def train_lm(model: GPT, train_tokens: np.ndarray, val_tokens: np.ndarray, setti
     def evaluate_at(step: int) -> dict:
         return evaluate(model, val_tokens, settings, device, world, label=f"{desc}: evaluation after step {step}")
 
-    if start == 0:
-        history.append({"step": 0, "train_loss": None, **evaluate_at(0)})
-    steps = range(start, settings["steps"])
-    bar = tqdm(steps, desc=desc, total=settings["steps"], initial=start, file=sys.stderr,
-               mininterval=0.5 if sys.stderr.isatty() else 15, disable=world.rank != 0)
+    if state.step == 0:
+        state.history.append({"step": 0, "train_loss": None, **evaluate_at(0)})
+    bar = tqdm(range(state.step, settings["steps"]), desc=desc, total=settings["steps"], initial=state.step,
+               file=sys.stderr, mininterval=0.5 if sys.stderr.isatty() else 15, disable=world.rank != 0)
     for step in bar:
         phase = phase_at(step, alternation)
         model.train()
@@ -290,27 +320,19 @@ def train_lm(model: GPT, train_tokens: np.ndarray, val_tokens: np.ndarray, setti
                 distributed.average_gradients(router_params, world.size)
             torch.nn.utils.clip_grad_norm_(list(trainable.values()), settings["grad_clip"])
             optimizer.step()
-        train_losses.append(out.loss.item() if loss is None else loss)
-        done = step + 1
-        if done % settings["eval_every"] == 0 or done == settings["steps"]:
-            row = {"step": done, "train_loss": float(np.mean(train_losses)), **evaluate_at(done)}
-            history.append(row)
-            train_losses = []
+        state.train_losses.append(out.loss.item() if loss is None else loss)
+        state.step = step + 1
+        if state.step % settings["eval_every"] == 0 or state.step == settings["steps"]:
+            row = {"step": state.step, "train_loss": float(np.mean(state.train_losses)), **evaluate_at(state.step)}
+            state.history.append(row)
+            state.train_losses = []
             bar.set_postfix(train=f"{row['train_loss']:.3f}", val=f"{row['val_loss']:.3f}", refresh=False)
-        if checkpoint and done % settings["checkpoint_every"] == 0 and done < settings["steps"]:
-            rng = torch.get_rng_state(), torch.cuda.get_rng_state() if device.type == "cuda" else None
-            rank_rngs = distributed.gather(rng) if world.size > 1 else None
-            if world.rank == 0:
-                save_checkpoint(checkpoint, {
-                    "fingerprint": fingerprint, "step": done, "history": history, "train_losses": train_losses,
-                    "optimizer": optimizer.state_dict() if optimizer else None,
-                    "trainable": {name: p.detach().clone() for name, p in trainable.items()},
-                    "data_rng": batches.generator.get_state(), "torch_rng": rng[0], "cuda_rng": rng[1],
-                    **({"rank_rngs": rank_rngs} if rank_rngs else {})})
+        if checkpoint and state.step % settings["checkpoint_every"] == 0 and state.step < settings["steps"]:
+            state.save(checkpoint, fingerprint, trainable, optimizer, batches, device, world)
     for p in trainable.values():
         p.requires_grad_(True)
     model.eval()
-    return history
+    return state.history
 
 
 def data_parallel(model: GPT, routers, router_params, other_params, alternation, device: torch.device,
