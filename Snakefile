@@ -32,25 +32,19 @@ include: "workflow/rules/base_model.smk"
 include: "workflow/rules/recovery.smk"
 include: "workflow/rules/training.smk"
 include: "workflow/rules/benchmark.smk"
+include: "workflow/rules/experiments.smk"
 include: "workflow/rules/report.smk"
 
 
 # Every product the README lists, so that deleting any of them makes the next run remake it.
 rule all:
     input:
-        REPORT_PAGES,
+        rules.report.output,
         rules.claims.output,
         [corpus_files(corpus) for corpus in CORPORA],
         rules.base_model.output,
-        [f"results/{job.record}.json" for job in ALL_JOBS],
-        expand(rules.toy_run.output, experiment=TOY_EXPERIMENTS, seed=SEEDS),
-        expand(rules.toy_benchmark_run.output, seed=config["benchmark"]["toy"]["seeds"]),
-        [getattr(rules, f"tables_{page['slug']}").output for page in TOY_PAGES],
-        rules.tables_lm_recovery.output,
-        expand(rules.tables_lm_training.output, training=TRAINING_EXPERIMENTS),
-        rules.tables_lm_routerless.output,
-        rules.tables_lm_benchmark.output,
-        [path for page in PAGES for path in figure_outputs(page)],
+        job_files(ALL_JOBS),
+        [getattr(rules, f"{step}_{e.stem}").output for e in EXPERIMENTS.values() for step in ("tables", "figures")],
     default_target: True
 
 

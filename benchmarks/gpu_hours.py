@@ -74,7 +74,7 @@ def training_rule(config: dict, steps: tuple[int, int], match: list[str]) -> lis
         section = config[experiment]
         vocab = VOCAB[config["corpora"][section["corpus"]]["tokenizer"]]
         for method in section["methods"]:
-            name = cfg.method_name(method)
+            name = cfg.Arm.of(method).slug
             if not wanted("train_run", f"{experiment} {name}", match):
                 continue
             settings = cfg.training_run_settings(config, experiment, name)
@@ -108,7 +108,7 @@ def recovery_rule(config: dict, steps: tuple[int, int], benchmark: bool, match: 
         timing = probe(lambda: recovery_model(base, layers, "diff", 0.0, spec, k=method["k"],
                                               num_experts=settings["num_experts"]),
                        settings["train"], steps, vocab)
-        rows.append({"rule": rule, "job": f"{method['router']}_k{method['k']}", "jobs": jobs, **timing,
+        rows.append({"rule": rule, "job": cfg.Arm.of(method).slug, "jobs": jobs, **timing,
                      "job_h": job_seconds(timing, settings["train"], 0) / 3600})
         print(rows[-1], flush=True)
     return rows

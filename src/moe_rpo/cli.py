@@ -130,7 +130,7 @@ def cmd_recovery(args):
     known = cfg.recovery_settings(settings)
     if args.setting not in known:
         raise ValueError(f"unknown recovery setting {args.setting!r}; the config has {list(known)}")
-    setting = known[args.setting]
+    setting = known[args.setting].as_dict()
     configure_torch(settings["train"]["threads"] or args.threads)  # 0: the job's threads
     out = Path(args.out)
     work_dir = out.with_suffix(".work")
@@ -167,91 +167,47 @@ def cmd_train(args):
           f"val loss {final['val_loss']:.4f}, {load}")
 
 
+def _outputs(given: list[str], declared: list[str], what: str) -> list[Path]:
+    """The --out paths, which must be the declared files (by name, in order) that the step writes."""
+    if [Path(path).name for path in given] != [Path(path).name for path in declared]:
+        raise ValueError(f"--out must name the {what} files {[Path(p).name for p in declared]}, in this order")
+    return [Path(path) for path in given]
+
+
 def cmd_tables(args):
-    """Per-seed table and summary over seeds (and, for routing, the optima) as CSV."""
-    from moe_rpo import tables  # noqa: PLC0415
+    """Write an experiment's tables (per seed, summary over seeds, and what else it makes) as CSV."""
+    from moe_rpo import paths  # noqa: PLC0415
+    from moe_rpo.experiments import experiment_named, load  # noqa: PLC0415
 
-    out_dir = Path(args.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stem = cfg.table_stem(args.experiment)
-    if args.experiment == "benchmark":
-        section = _settings(args, lambda c: c["benchmark"])
-        by_source = {"routing": [], "recovery": [], "shakespeare_moe": []}
-        for path in args.runs:
-            by_source[read_json(path)["experiment"]].append(path)
-        sources = {"toy": tables.per_seed_table(by_source["routing"]),
-                   "recovery": tables.per_seed_table(by_source["recovery"]),
-                   "shakespeare": tables.per_seed_table(by_source["shakespeare_moe"])}
-        sim = next((s for s in section["recovery"]["settings"] if s.startswith("sim")), None)
-        table = tables.benchmark_table(sources, section["methods"], sim)
-        table.to_csv(out_dir / f"{stem}_medians.csv", index=False)
-        tables.benchmark_display(table).to_csv(out_dir / f"{stem}.csv", index=False)
-        return
-    seeds = tables.per_seed_table(args.runs)
-    if args.experiment == "routerless":
-        seeds = tables.routerless_table(seeds, _settings(args, lambda c: c["routerless"]))
-    seeds.to_csv(out_dir / f"{stem}_seeds.csv", index=False)
-    tables.summarize(seeds, args.experiment).to_csv(out_dir / f"{stem}_summary.csv", index=False)
-    if args.experiment == "routing":
-        from moe_rpo.toy.routing import optima  # noqa: PLC0415
-
-        settings = read_json(args.runs[0])["settings"]
-        tables.routing_optima_table(optima(settings)).to_csv(out_dir / "toy_routing_optima.csv", index=False)
+    experiment = experiment_named(args.experiment)
+    view = _settings(args, experiment.view)
+    outputs = _outputs(args.out, [paths.table(name) for name in experiment.tables], "table")
+    made = load(experiment.make_tables)(experiment, args.runs, view)
+    if set(made) != set(experiment.tables):
+        raise ValueError(f"{experiment.make_tables} made the tables {sorted(made)}, not {list(experiment.tables)}")
+    for name, path in zip(experiment.tables, outputs):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        made[name].to_csv(path, index=False)
 
 
 def cmd_figures(args):
-    """Draw an experiment's figures from its saved arrays and tables."""
-    import numpy as np  # noqa: PLC0415
-    import pandas as pd  # noqa: PLC0415
+    """Draw an experiment's figures from its run records and tables."""
+    from moe_rpo import paths  # noqa: PLC0415
+    from moe_rpo.experiments import FigureInputs, experiment_named, load  # noqa: PLC0415
 
-    if args.experiment == "recovery":
-        from moe_rpo.figures.lm import recovery_figures  # noqa: PLC0415
-
-        seeds = pd.read_csv(Path(args.tables_dir) / "lm_recovery_seeds.csv")
-        recovery_figures([read_json(path) for path in args.runs], seeds, args.sim_scale, args.threshold, args.out_dir)
-        return
-    if args.experiment in (*cfg.TRAINING_EXPERIMENTS, "routerless", "benchmark"):
-        from moe_rpo.figures import training  # noqa: PLC0415
-
-        stem, out = cfg.table_stem(args.experiment), args.out_dir
-        if args.experiment == "benchmark":
-            training.benchmark_figure(pd.read_csv(Path(args.tables_dir) / f"{stem}_medians.csv"), out)
-        elif args.experiment == "routerless":
-            training.routerless_figure(pd.read_csv(Path(args.tables_dir) / f"{stem}_seeds.csv"), out)
-        else:
-            title = {"shakespeare_moe": "Shakespeare MoE", "pretraining": "Pretraining from scratch"}[args.experiment]
-            records = [read_json(path) for path in args.runs]
-            shown = [r for r in records if not args.methods or r["method"] in args.methods]
-            training.curves_figure(training.training_curves(shown), title, f"{stem}_curves", out)
-            training.final_losses_figure(pd.read_csv(Path(args.tables_dir) / f"{stem}_seeds.csv"), title,
-                                         f"{stem}_final", out)
-        return
-
-    from moe_rpo.figures import toy  # noqa: PLC0415
-
-    runs = []
-    for path in args.runs:
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"missing result arrays: {path}")
-        with np.load(path) as data:
-            runs.append((int(data["__seed__"]), {key: data[key] for key in data.files}))
-    runs.sort(key=lambda run: run[0])
-    settings = read_json(Path(args.runs[0]).with_suffix(".json"))["settings"]
-    shown = dict(runs).get(args.seed)
-    if shown is None:
-        raise ValueError(f"--seed {args.seed} is not among the runs' seeds {[s for s, _ in runs]}")
-    tables_dir, out = Path(args.tables_dir), args.out_dir
-    if args.experiment == "routing":
-        toy.routing_trajectories(shown, settings, args.seed, out)
-        toy.routing_final_distance(pd.read_csv(tables_dir / "toy_routing_seeds.csv"),
-                                   pd.read_csv(tables_dir / "toy_routing_optima.csv"), out)
-    elif args.experiment == "collapse":
-        toy.collapse_positions(shown, settings, args.seed, out)
-        toy.collapse_metrics(runs, settings, out)
-    elif args.experiment == "dilemma":
-        toy.dilemma_weights(shown, settings, args.seed, out)
-    elif args.experiment == "barrier":
-        toy.barrier_landscape(runs, settings, out)
+    experiment = experiment_named(args.experiment)
+    outputs = _outputs(args.out, [f for name in experiment.figures for f in paths.figures(name)], "figure")
+    tables = {Path(path).stem: Path(path) for path in args.tables}
+    missing = sorted(set(experiment.tables) - set(tables))
+    if missing:
+        raise ValueError(f"--tables lacks the experiment's tables {missing}")
+    out_dir = outputs[0].parent
+    if any(path.parent != out_dir for path in outputs):
+        raise ValueError("--out: every figure goes into one folder")
+    inputs = FigureInputs([Path(path) for path in args.runs], tables, _settings(args, experiment.view), out_dir)
+    written = load(experiment.draw)(experiment, inputs)
+    if sorted(map(Path, written)) != sorted(outputs):
+        raise ValueError(f"{experiment.draw} wrote {sorted(map(str, written))}, not {sorted(map(str, outputs))}")
 
 
 def cmd_claims(args):
@@ -330,22 +286,21 @@ def parser() -> argparse.ArgumentParser:
     train.set_defaults(func=cmd_train)
 
     tables = sub.add_parser("tables", help=cmd_tables.__doc__)
-    tables.add_argument("experiment", choices=cfg.EXPERIMENTS)
-    tables.add_argument("--runs", nargs="+", required=True, help="per-seed run records (.json)")
-    tables.add_argument("--out-dir", required=True)
-    _add_settings_args(tables, "routerless / benchmark: that config section")
+    tables.add_argument("experiment", help="its name in the registry (moe_rpo/experiments.py), e.g. routing")
+    tables.add_argument("--runs", nargs="+", required=True, help="the experiment's run records (.json)")
+    tables.add_argument("--out", nargs="+", required=True,
+                        help="the table files, in the experiment's order (e.g. results/tables/toy_routing_seeds.csv ...)")
+    _add_settings_args(tables, "what the experiment's tables read of the config (its view)")
     tables.set_defaults(func=cmd_tables)
 
     figures = sub.add_parser("figures", help=cmd_figures.__doc__)
-    figures.add_argument("experiment", choices=cfg.EXPERIMENTS)
-    figures.add_argument("--runs", nargs="+", required=True, help="per-seed arrays (.npz; recovery: records, .json)")
-    figures.add_argument("--tables-dir", required=True)
-    figures.add_argument("--seed", type=int, default=0, help="seed whose trajectories are drawn")
-    figures.add_argument("--sim-scale", type=float, default=0.3, help="recovery: the SIM scale of the SIM panel")
-    figures.add_argument("--threshold", type=float, default=0.9, help="recovery: the accuracy threshold drawn")
-    figures.add_argument("--methods", nargs="*", default=[],
-                         help="training experiments: the methods whose curves are drawn (default: all)")
-    figures.add_argument("--out-dir", required=True)
+    figures.add_argument("experiment", help="its name in the registry (moe_rpo/experiments.py), e.g. routing")
+    figures.add_argument("--runs", nargs="+", required=True, help="the experiment's run records (.json; toys: "
+                         "their arrays lie beside them, .npz)")
+    figures.add_argument("--tables", nargs="+", required=True, help="the experiment's tables (.csv)")
+    figures.add_argument("--out", nargs="+", required=True,
+                         help="the figure files (PNG and PDF of each figure), in the experiment's order")
+    _add_settings_args(figures, "what the experiment's figures read of the config (its view)")
     figures.set_defaults(func=cmd_figures)
 
     claims = sub.add_parser("claims", help=cmd_claims.__doc__)

@@ -11,9 +11,9 @@ PACKAGE = "moe_rpo"
 PACKAGE_DIR = Path(__file__).resolve().parent
 CLI = f"{PACKAGE}.cli"
 
-# Import edges no pipeline job follows: config.py builds routers only to check a config, and every job
-# gets its settings already checked (--settings).
-IGNORED_EDGES = {(f"{PACKAGE}.config", f"{PACKAGE}.routers")}
+# Import edges no pipeline job follows: config.py builds routers and reads the experiment registry only to
+# check a config, and every job gets its settings already checked (--settings).
+IGNORED_EDGES = {(f"{PACKAGE}.config", f"{PACKAGE}.routers"), (f"{PACKAGE}.config", f"{PACKAGE}.experiments")}
 
 
 def module_file(module: str) -> Path | None:

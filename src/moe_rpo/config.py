@@ -5,36 +5,47 @@ import copy
 import functools
 from importlib import resources
 from pathlib import Path
+from typing import NamedTuple
 
 import yaml
 from jsonschema import Draft202012Validator, validators
 
-TOY_EXPERIMENTS = ("routing", "collapse", "dilemma", "barrier")
+TOY_EXPERIMENTS = ("routing", "collapse", "dilemma", "barrier")  # the sections under `toy`
 TRAINING_EXPERIMENTS = ("shakespeare_moe", "pretraining")  # GPTs trained from scratch, one job per method and seed
-LM_EXPERIMENTS = ("recovery", *TRAINING_EXPERIMENTS, "routerless", "benchmark")
 DENSE = "dense"  # the method name of a training run without MoE layers
-# the methods the paper compares on Shakespeare (its claims and curves): label -> (arm, k); claims.arms names
-# the router of each arm
-SHAKESPEARE_PAPER_METHODS = {"top-1": ("standard", 1), "top-2": ("standard", 2), "EM": ("em", 1), "RPO": ("rpo", 1)}
-# What the claims compare in each experiment: (arm, k), k None where the experiment fixes it or any k will do.
-CLAIM_ARMS = {
-    "toy.routing": [("rpo", 2), ("standard", 1), ("standard", 2), ("jitter", 2), ("rl", 2)],
-    "toy.collapse": [("standard", None), ("rpo", None)],
-    "toy.dilemma": [("standard", None), ("standard_normalized", None), ("rpo", None)],
-    "toy.barrier": [("standard", None), ("rpo", None)],
-    "recovery": [("standard", 1), ("rpo", None)],
-    "shakespeare_moe": list(SHAKESPEARE_PAPER_METHODS.values()),
-    "pretraining": [(DENSE, 1), ("standard", 2), ("rpo", 2)],
-}
-EXPERIMENTS = TOY_EXPERIMENTS + LM_EXPERIMENTS
 # Toys 1 and 3 find the best standard-reachable point by a grid search over 401^k weight vectors per
 # expert subset: k = 2 takes a fraction of a second, k = 3 gigabytes, k = 9 more memory than any machine has.
 MAX_TOY_K = 2
 
 
-def table_stem(experiment: str) -> str:
-    """Prefix of an experiment's tables and figures: toy_routing, ..., lm_recovery."""
-    return f"{'toy' if experiment in TOY_EXPERIMENTS else 'lm'}_{experiment}"
+class Arm(NamedTuple):
+    """A method: a router (its name under `routers`, or 'dense') and how many experts each token uses."""
+    router: str
+    k: int
+
+    @classmethod
+    def of(cls, method: dict) -> Arm:
+        return cls(method["router"], method["k"])
+
+    @property
+    def slug(self) -> str:
+        """Its name in file names, array keys and on the command line: 'rpo_k1', or 'dense'."""
+        return DENSE if self.router == DENSE else f"{self.router}_k{self.k}"
+
+
+class RecoverySetting(NamedTuple):
+    """A setting of the recovery experiment: DIFF (random distractor experts) or SIM (the pretrained expert
+    plus noise of relative size `scale`)."""
+    mode: str  # "diff" or "sim"
+    scale: float = 0.0
+
+    @property
+    def name(self) -> str:
+        """'diff' or 'sim<scale>' (6 significant digits), as in file names and on the command line."""
+        return "diff" if self.mode == "diff" else f"sim{self.scale:g}"
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "mode": self.mode, "scale": self.scale}
 
 
 class ConfigError(ValueError):
@@ -167,7 +178,15 @@ def check_routers_build(config: dict) -> None:
     router refuses (k above the number of experts, BASE with k > 1, ...) fails now, naming the key."""
     import torch  # noqa: PLC0415  (only here: the rest of the config check needs no torch)
 
-    from moe_rpo.routers import build_router  # noqa: PLC0415
+    from moe_rpo.routers import METHODS, build_router  # noqa: PLC0415
+
+    for group, trainable in (("fixed", False), ("learned", True)):  # what the routerless comparison compares
+        for i, m in enumerate(config["routerless"][group]):
+            method = config["routers"][m["router"]]["method"]
+            if METHODS[method].trainable != trainable:
+                raise ConfigError(f"routerless.{group}.{i}: router {m['router']!r} ({method}) "
+                                  f"{'trains' if not trainable else 'has nothing to train'}; the {group} group "
+                                  f"takes {'fixed' if not trainable else 'learned'} routers only")
 
     named = ((f"routers.{name}", name, 1, 4, 8) for name in config["routers"])  # each named router, used or not
     checked = set()
@@ -192,11 +211,11 @@ def check_references(config: dict) -> None:
             if name not in defined and not (name == DENSE and where.split(".")[0] in TRAINING_EXPERIMENTS):
                 raise ConfigError(f"{where}.{i}: router {name!r} is not defined under 'routers' "
                                   f"(defined: {sorted(defined)})")
-        names = [method_name(m) if isinstance(m, dict) else m for m in methods]
+        names = [Arm.of(m).slug if isinstance(m, dict) else m for m in methods]
         if len(set(names)) < len(names):
             twice = sorted({n for n in names if names.count(n) > 1})
             raise ConfigError(f"{where}: {twice} appear(s) more than once (each method runs and is reported once)")
-    names = [f"sim{scale:g}" for scale in config["recovery"]["sim_scales"]]
+    names = [RecoverySetting("sim", scale).name for scale in config["recovery"]["sim_scales"]]
     if len(set(names)) < len(names):
         raise ConfigError(f"recovery.sim_scales: {config['recovery']['sim_scales']} give the settings {names}, "
                           f"some twice (a setting is named by its scale to 6 significant digits)")
@@ -222,9 +241,9 @@ def check_references(config: dict) -> None:
         if section["train"]["block_size"] > section["model"]["block_size"]:
             raise ConfigError(f"{name}.train.block_size: {section['train']['block_size']} exceeds model.block_size "
                               f"{section['model']['block_size']}")
-    runs = {method_name(m) for m in config["shakespeare_moe"]["methods"]}
+    runs = {Arm.of(m) for m in config["shakespeare_moe"]["methods"]}
     for group in ("fixed", "learned"):
-        missing = [method_name(m) for m in config["routerless"][group] if method_name(m) not in runs]
+        missing = [Arm.of(m).slug for m in config["routerless"][group] if Arm.of(m) not in runs]
         if missing:
             raise ConfigError(f"routerless.{group}: {missing} are not among the shakespeare_moe.methods, whose runs "
                               f"the routerless comparison reads")
@@ -266,22 +285,24 @@ def arm_router(config: dict, arm: str) -> str:
 
 def check_claim_arms(config: dict) -> None:
     """Every arm a claim compares is a defined router that its experiment runs (with the claim's k)."""
+    from moe_rpo.experiments import EXPERIMENTS  # noqa: PLC0415  (the registry reads this module)
+
     for arm, name in config["claims"]["arms"].items():
         if name not in config["routers"]:
             raise ConfigError(f"claims.arms.{arm}: router {name!r} is not defined under 'routers' "
                               f"(defined: {sorted(config['routers'])})")
-    for where, arms in CLAIM_ARMS.items():
+    for experiment in EXPERIMENTS.values():
         section = config
-        for part in where.split("."):
+        for part in experiment.section.split("."):
             section = section[part]
         runs = [(m, k) for m in section["methods"] for k in section["ks"]] if "ks" in section else [
             (m["router"], m["k"]) if isinstance(m, dict) else (m, section["k"]) for m in section["methods"]]
-        for arm, k in arms:
+        for arm, k in experiment.claim_arms:
             name = arm_router(config, arm)
             if not any(router == name and k in (None, run_k) for router, run_k in runs):
-                raise ConfigError(f"{where}.methods: the claims compare {arm} ({name!r}{f' with k={k}' if k else ''}),"
-                                  f" which this experiment does not run; add it, or name another router in "
-                                  f"claims.arms.{arm}")
+                raise ConfigError(f"{experiment.section}.methods: the claims compare {arm} ({name!r}"
+                                  f"{f' with k={k}' if k else ''}), which this experiment does not run; add it, "
+                                  f"or name another router in claims.arms.{arm}")
 
 
 def _overlay(base: dict, update: dict) -> dict:
@@ -329,18 +350,10 @@ def corpus_spec(config: dict, name: str) -> dict:
     return config["corpora"][name]
 
 
-def recovery_settings(recovery: dict) -> dict[str, dict]:
-    """The settings of the recovery experiment (its config section) by name: 'diff' and one 'sim{scale}'
-    per SIM scale."""
-    settings = {"diff": {"name": "diff", "mode": "diff", "scale": 0.0}}
-    for scale in recovery["sim_scales"]:
-        settings[f"sim{scale:g}"] = {"name": f"sim{scale:g}", "mode": "sim", "scale": scale}
-    return settings
-
-
-def method_name(method: dict) -> str:
-    """A run's method label: 'dense', or '<router>_k<k>' (also its directory name)."""
-    return DENSE if method["router"] == DENSE else f"{method['router']}_k{method['k']}"
+def recovery_settings(recovery: dict) -> dict[str, RecoverySetting]:
+    """The settings of the recovery experiment (its config section) by name: DIFF and one SIM per scale."""
+    settings = [RecoverySetting("diff"), *(RecoverySetting("sim", scale) for scale in recovery["sim_scales"])]
+    return {setting.name: setting for setting in settings}
 
 
 def with_router_specs(section: dict, config: dict) -> dict:
@@ -366,7 +379,7 @@ def training_run_settings(config: dict, experiment: str, method: str) -> dict:
     if experiment not in TRAINING_EXPERIMENTS:
         raise ConfigError(f"unknown training experiment {experiment!r}; choose one of {list(TRAINING_EXPERIMENTS)}")
     section = config[experiment]
-    chosen = [m for m in section["methods"] if method_name(m) == method]
+    chosen = [m for m in section["methods"] if Arm.of(m).slug == method]
     if not chosen:
-        raise ConfigError(f"{experiment} has no method {method!r} (it runs {[method_name(m) for m in section['methods']]})")
+        raise ConfigError(f"{experiment} has no method {method!r} (it runs {[Arm.of(m).slug for m in section['methods']]})")
     return with_router_specs({**section, "methods": chosen}, config)

@@ -7,25 +7,6 @@ import pandas as pd
 
 from moe_rpo.io import non_finite, read_json
 
-GROUP_KEYS = {"routing": ["method", "k"], "collapse": ["method", "weight_decay"], "dilemma": ["method"],
-              "barrier": ["method", "k"], "recovery": ["setting", "method", "k"], "shakespeare_moe": ["method", "k"],
-              "pretraining": ["method", "k"], "routerless": ["router_kind", "method", "k"]}
-TRAINING_METRICS = ["train_loss", "val_loss", "generalization_gap", "mean_train_loss", "max_load_ratio", "entropy",
-                    "unrouted", "misrouting_penalty"]
-SUMMARY_METRICS = {
-    "routing": ["final_distance", "gap_to_optimum", "gap_to_standard_reachable"],
-    "collapse": ["pairwise_distance_ratio", "final_drift", "final_router_norm", "final_routing_accuracy",
-                 "final_eval_loss"],
-    "dilemma": ["final_distance", "final_weight_0", "final_weight_1"],
-    "barrier": ["routes_to_b", "final_prob_b", "final_loss"],
-    "recovery": ["accuracy", "min_layer_accuracy", "val_loss", "gap_to_base", "entropy", "pretrained_load",
-                 "max_load"],
-    "shakespeare_moe": TRAINING_METRICS,
-    "pretraining": TRAINING_METRICS,
-    "routerless": TRAINING_METRICS,
-}
-
-
 def per_seed_table(run_files: list[str | Path]) -> pd.DataFrame:
     """All metric rows of the given run records (one JSON per seed); a non-finite number is refused."""
     rows = []
@@ -40,13 +21,31 @@ def per_seed_table(run_files: list[str | Path]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def summarize(seeds: pd.DataFrame, experiment: str) -> pd.DataFrame:
-    """Mean, std, median, min and max over seeds of the experiment's headline metrics."""
-    keys = GROUP_KEYS[experiment]
-    metrics = seeds.groupby(keys, sort=False)[SUMMARY_METRICS[experiment]].agg(["mean", "std", "median", "min", "max"])
+def summarize(seeds: pd.DataFrame, keys: list[str], metrics: list[str]) -> pd.DataFrame:
+    """Mean, std, median, min and max over seeds of `metrics`, one row per group of `keys`."""
+    keys = list(keys)
+    metrics = seeds.groupby(keys, sort=False)[list(metrics)].agg(["mean", "std", "median", "min", "max"])
     metrics.columns = [f"{metric}_{stat}" for metric, stat in metrics.columns]
     counts = seeds.groupby(keys, sort=False)["seed"].nunique().rename("seeds")
     return pd.concat([counts, metrics], axis=1).reset_index()
+
+
+def seed_tables(experiment, runs: list[str], view: dict) -> dict[str, pd.DataFrame]:
+    """An experiment's per-seed table and its summary over seeds."""
+    return _with_summary(experiment, per_seed_table(runs))
+
+
+def _with_summary(experiment, seeds: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    return {experiment.seeds_table: seeds,
+            f"{experiment.stem}_summary": summarize(seeds, experiment.group_keys, experiment.metrics)}
+
+
+def routing_tables(experiment, runs: list[str], view: dict) -> dict[str, pd.DataFrame]:
+    """Toy 1's tables, and the exact K-optimum and best standard-reachable point of its settings."""
+    from moe_rpo.toy.routing import optima  # noqa: PLC0415  (torch: only this experiment's tables need it)
+
+    optimum = routing_optima_table(optima(read_json(runs[0])["settings"]))
+    return seed_tables(experiment, runs, view) | {"toy_routing_optima": optimum}
 
 
 def routing_optima_table(best: dict[int, dict]) -> pd.DataFrame:
@@ -57,6 +56,11 @@ def routing_optima_table(best: dict[int, dict]) -> pd.DataFrame:
             rows.append({"k": k, "solution": kind, "experts": " + ".join(map(str, fit["subset"])),
                          "weights": ", ".join(f"{w:.3f}" for w in fit["weights"]), "distance": fit["distance"]})
     return pd.DataFrame(rows)
+
+
+def routerless_tables(experiment, runs: list[str], view: dict) -> dict[str, pd.DataFrame]:
+    """The routerless comparison's rows of the Shakespeare runs (`view`: the routerless section)."""
+    return _with_summary(experiment, routerless_table(per_seed_table(runs), view))
 
 
 def routerless_table(shakespeare: pd.DataFrame, routerless: dict) -> pd.DataFrame:
@@ -94,6 +98,17 @@ def benchmark_table(sources: dict[str, pd.DataFrame], methods: list[dict], sim_s
                     f"{column}_seeds": int(values.count())}
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def benchmark_tables(experiment, runs: list[str], view: dict) -> dict[str, pd.DataFrame]:
+    """The benchmark's medians and its display table, from the toy-1, recovery and Shakespeare records it reads."""
+    by_source = {"routing": [], "recovery": [], "shakespeare_moe": []}
+    for path in runs:
+        by_source[read_json(path)["experiment"]].append(path)
+    sources = {"toy": per_seed_table(by_source["routing"]), "recovery": per_seed_table(by_source["recovery"]),
+               "shakespeare": per_seed_table(by_source["shakespeare_moe"])}
+    table = benchmark_table(sources, view["methods"], view["sim_setting"])
+    return {"lm_benchmark": benchmark_display(table), "lm_benchmark_medians": table}
 
 
 def benchmark_display(table: pd.DataFrame) -> pd.DataFrame:

@@ -55,10 +55,11 @@ def corpus(tmp_path_factory):
 
 
 def training_settings(method: str = "standard_k1") -> dict:
-    paper_methods = [{"router": r, "k": k} for r, k in (("standard", 1), ("standard", 2), ("em", 1), ("rpo", 1))]
+    paper_methods = [{"router": r, "k": k} for r, k in (("standard", 1), ("standard", 2), ("em", 1), ("rpo", 1),
+                                                        ("hash", 1))]
     config = cfg.validate({"shakespeare_moe": {"model": dict(TINY_MODEL), "train": dict(TINY_TRAIN),
                                                "methods": paper_methods},
-                           "routerless": {"fixed": [{"router": "standard", "k": 1}],
+                           "routerless": {"fixed": [{"router": "hash", "k": 1}],
                                           "learned": [{"router": "standard", "k": 1}]}})
     return cfg.training_run_settings(config, "shakespeare_moe", method)
 
@@ -113,9 +114,11 @@ def test_k_above_the_number_of_experts_is_refused_naming_the_key():
 
 
 def test_base_with_k2_is_refused_naming_the_key():
-    refused({"shakespeare_moe": {"methods": [{"router": "standard", "k": 1}, {"router": "base", "k": 2}]},
-             "routerless": {"fixed": [{"router": "standard", "k": 1}], "learned": [{"router": "standard", "k": 1}]}},
-            "shakespeare_moe.methods.1: router 'base' with k=2 over 4 experts: BASE layers send every token")
+    refused({"shakespeare_moe": {"methods": [{"router": "standard", "k": 1}, {"router": "base", "k": 2},
+                                         {"router": "hash", "k": 1}]},
+             "routerless": {"fixed": [{"router": "hash", "k": 1}], "learned": [{"router": "standard", "k": 1}]}},
+            "shakespeare_moe.methods.1: router 'base' with k=2 over 4 experts: BaseLayer routes each token to at most "
+            "1 expert(s): k must be 1")
 
 
 def test_n_embd_not_divisible_by_n_head_is_refused():
@@ -395,3 +398,8 @@ def test_checkpoints_still_resume_under_weights_only(corpus, tmp_path, monkeypat
     monkeypatch.setattr(torch.optim.AdamW, "step", real_step)
     torch.load(checkpoint, weights_only=True)
     assert fresh_history(corpus, checkpoint) == uninterrupted
+
+
+def test_the_routerless_groups_take_fixed_and_learned_routers_by_their_trait():
+    refused({"routerless": {"fixed": [{"router": "standard", "k": 1}]}},
+            "routerless.fixed.0: router 'standard' (softmax_topk) trains; the fixed group takes fixed routers only")

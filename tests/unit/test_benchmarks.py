@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 from moe_rpo import config as cfg
-from moe_rpo.jobs import recovery_jobs, training_jobs
+from moe_rpo.experiments import EXPERIMENTS, training_jobs
 from conftest import ROOT
 
 CONFIGS = [str(ROOT / "config/config.yaml"), str(ROOT / "config/test.yaml")]
@@ -19,9 +19,11 @@ def test_gpu_hours_counts_the_pipelines_jobs(tmp_path):
     config = cfg.load(*CONFIGS)
     rows = json.loads(out.read_text())["rows"]
     jobs = {(row["rule"], row["job"]): row["jobs"] for row in rows}
-    expected = {("recovery_run", "rpo_k1"): len(recovery_jobs(config)),
-                ("benchmark_recovery_run", "rpo_k1"): len(recovery_jobs(config, benchmark=True))}
+    benchmark_recovery = [job for job in EXPERIMENTS["benchmark"].jobs(config) if "benchmark_recovery" in job.record]
+    expected = {("recovery_run", "rpo_k1"): len(EXPERIMENTS["recovery"].jobs(config)),
+                ("benchmark_recovery_run", "rpo_k1"): len(benchmark_recovery)}
     for method in config["pretraining"]["methods"]:
-        name = cfg.method_name(method)
-        expected[("train_run", f"pretraining {name}")] = len(training_jobs(config, "pretraining", [method]))
+        name = cfg.Arm.of(method).slug
+        expected[("train_run", f"pretraining {name}")] = len(training_jobs("pretraining", [method],
+                                                                           config["pretraining"]["seeds"]))
     assert jobs == expected  # (timings at this toy scale are noise: not checked)

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from moe_rpo import code_inputs
+from moe_rpo.experiments import EXPERIMENTS
 from moe_rpo.code_inputs import CLI, PACKAGE_DIR, closure, command_code, command_modules, module_file
 from conftest import ROOT
 
@@ -33,7 +34,7 @@ def test_the_import_walk_agrees_with_modulefinder(module, monkeypatch):
 
 
 def test_a_command_counts_only_its_own_imports():
-    assert "moe_rpo.figures.toy" in command_modules("figures") and "moe_rpo.figures.toy" not in command_modules("toy")
+    assert "moe_rpo.experiments" in command_modules("figures") and "moe_rpo.experiments" not in command_modules("toy")
     assert "moe_rpo.provenance" in command_modules("toy")  # imported by a helper (_timed) that commands share
     with pytest.raises(ValueError, match="no command 'fly'"):
         command_modules("fly")
@@ -46,8 +47,8 @@ def dry_run_jobs() -> list[tuple[str, list[str], str]]:
                             env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = []
-    for block in re.split(r"\n(?=rule \w+:)", result.stdout):
-        rule = re.match(r"rule (\w+):", block)
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", result.stdout):
+        rule = re.match(r"(?:local)?rule (\w+):", block)
         command = re.search(r"Shell command: (.*)", block)
         if rule and command and "-m moe_rpo" in command.group(1):
             inputs = re.search(r"\n    input: (.*)", block).group(1).split(", ")
@@ -63,6 +64,8 @@ def test_every_rule_lists_what_its_command_imports():
         command, extra = words[0], []
         if command == "toy":  # it imports the toy experiment's module by name
             extra = [f"moe_rpo.toy.{words[1]}"]
+        elif command in ("tables", "figures"):  # they import the functions the registry names
+            extra = EXPERIMENTS[words[1]].modules(command)
         imported = command_code(command, *extra)
         expected = command_code(command, *extra, exclude=EXCLUDED.get(rule, ()))
         assert code == expected, rule

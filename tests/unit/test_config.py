@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from moe_rpo import config as cfg
-from moe_rpo.report.pages import PAGES
+from moe_rpo.experiments import EXPERIMENTS
 from conftest import ROOT
 
 
@@ -143,7 +143,7 @@ def test_paper_config_dry_run_lists_every_paper_experiment(profile):
     assert "results/data/tinystories/shards/15.train.bin" in result.stdout
     for output in ["results/lm/pretraining/rpo_k2/seed0.json", "results/lm/shakespeare_moe/expert_choice_k2/seed2.json",
                    "results/lm/benchmark_recovery/sim0.3/seed2.json", "results/toy/benchmark/seed4.json",
-                   *[f"results/report/{page['slug']}.html" for page in PAGES]]:
+                   *[f"results/report/{e.stem}.html" for e in EXPERIMENTS.values()]]:
         assert output in result.stdout, output
 
 
@@ -178,7 +178,7 @@ def test_adding_a_router_takes_three_places(monkeypatch):
         cfg.validate({"routers": {"cold": {"method": "tempered", "temperature": 0}}})
     arrays, records = routing.run(cfg.experiment_settings(config, "routing") | {"methods": ["warm"], "ks": [1],
                                                                                  "steps": 5}, seed=0)
-    assert list(arrays) == ["warm/k1"] and records[0]["method"] == "warm"
+    assert list(arrays) == ["warm_k1"] and records[0]["method"] == "warm"
 
 
 def test_claims_name_their_arms_and_a_rename_fails_at_config_time():

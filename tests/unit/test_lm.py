@@ -174,7 +174,7 @@ def tiny_setup(tmp_path_factory):
 
 def test_recovery_run_records_every_method(tiny_setup):
     root, run_settings = tiny_setup
-    setting = cfg.recovery_settings({"sim_scales": [0.3]})["sim0.3"]
+    setting = cfg.recovery_settings({"sim_scales": [0.3]})["sim0.3"].as_dict()
     result = recovery.run(run_settings, setting, 0, root / "base.pt", root / "corpus", root / "work")
     assert set(result["runs"]) == {"standard/k1", "rpo/k1"} and result["layers"] == [0, 1]
     rows = recovery.records(result, setting, 0)
@@ -188,7 +188,7 @@ def test_recovery_run_records_every_method(tiny_setup):
 def test_recovery_refuses_a_corpus_the_model_cannot_embed(tiny_setup, tmp_path):
     root, run_settings = tiny_setup
     save_gpt(tiny_gpt(vocab=10), tmp_path / "small.pt")
-    setting = cfg.recovery_settings({"sim_scales": [0.3]})["diff"]
+    setting = cfg.recovery_settings({"sim_scales": [0.3]})["diff"].as_dict()
     with pytest.raises(ValueError, match="token ids but the model embeds only 10"):
         recovery.run(run_settings, setting, 0, tmp_path / "small.pt", root / "corpus", tmp_path / "work")
 

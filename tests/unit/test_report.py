@@ -15,8 +15,9 @@ from browser import check_pages, require_chromium  # noqa: E402
 from conftest import ROOT  # noqa: E402
 
 from moe_rpo.config import validate  # noqa: E402
-from moe_rpo.jobs import experiment_jobs  # noqa: E402
-from moe_rpo.report.pages import PAGES  # noqa: E402
+from moe_rpo.experiments import EXPERIMENTS  # noqa: E402
+
+PAGES = list(EXPERIMENTS.values())
 from moe_rpo.report.render import render_report  # noqa: E402
 
 TEMPLATES = ROOT / "paper" / "templates"
@@ -42,13 +43,13 @@ def results(tmp_path_factory, config) -> Path:
     root = tmp_path_factory.mktemp("results")
     (root / "figures").mkdir()
     (root / "tables").mkdir()
-    for i, stem in enumerate(stem for page in PAGES for stem in page["figures"]):
+    for i, stem in enumerate(stem for page in PAGES for stem in page.figures):
         fig, ax = plt.subplots(figsize=(3, 2))
         ax.plot([0, 1, 2], [0, i, 2 * i])
         for ext in ("png", "pdf"):
             fig.savefig(root / "figures" / f"{stem}.{ext}")
         plt.close(fig)
-    for stem in (stem for page in PAGES for stem in page["tables"]):
+    for stem in (stem for page in PAGES for stem in page.shown):
         (root / "tables" / f"{stem}.csv").write_text("method,k,final_distance\nrpo,2,0.123456789\nstandard,2,\n")
     (root / "claims.json").write_text(json.dumps({"thresholds": {}, "claims": CLAIMS}))
     meta = {"source": "shakespeare", "tokenizer": "char", "vocab_size": 65, "documents": 783, "empty_documents": 3,
@@ -57,8 +58,8 @@ def results(tmp_path_factory, config) -> Path:
     for corpus in config["corpora"]:  # "tiny" and the default corpora, which a config's corpora extend
         (root / "data" / corpus).mkdir(parents=True)
         (root / "data" / corpus / "meta.json").write_text(json.dumps(meta))
-    jobs = {(job.record, job.benchmark, int(job.record.rsplit("seed", 1)[1]))
-            for page in PAGES for job in experiment_jobs(config, page["experiment"])}
+    jobs = {(job.record, job.key, int(job.record.rsplit("seed", 1)[1]))
+            for page in PAGES for job in page.jobs(config)}
     jobs = sorted(jobs) + [("lm/base/model", "lm_base/base_model", 0)]
     for record_stem, bench_stem, seed in jobs:
         run = {"seed": seed, "settings": {"steps": 200, "methods": ["standard", "rpo"]}, "records": [],
@@ -89,11 +90,12 @@ def config() -> dict:
                      "shakespeare_moe": {"corpus": "tiny", "seeds": SEEDS, "methods": [{"router": "standard", "k": 2},
                                                                                        {"router": "em", "k": 1},
                                                                                        {"router": "standard", "k": 1},
-                                                                                       {"router": "rpo", "k": 1}]},
+                                                                                       {"router": "rpo", "k": 1},
+                                                                                       {"router": "hash", "k": 1}]},
                      "pretraining": {"corpus": "tiny", "seeds": [0], "methods": [{"router": "dense", "k": 1},
                                                                                   {"router": "standard", "k": 2},
                                                                                   {"router": "rpo", "k": 2}]},
-                     "routerless": {"fixed": [{"router": "rpo", "k": 1}], "learned": [{"router": "standard", "k": 1}]},
+                     "routerless": {"fixed": [{"router": "hash", "k": 1}], "learned": [{"router": "standard", "k": 1}]},
                      "benchmark": {"recovery": {"seeds": [0], "settings": ["diff"]}}})
 
 
@@ -103,7 +105,7 @@ def rendered(results, config) -> list[Path]:
 
 
 def test_pages_written(rendered, results):
-    expected = [results / "report" / "index.html"] + [results / "report" / f"{p['slug']}.html" for p in PAGES]
+    expected = [results / "report" / "index.html"] + [results / "report" / f"{p.stem}.html" for p in PAGES]
     assert rendered == expected
     assert all(path.is_file() for path in rendered)
     assert (results / "report" / "style.css").is_file()
@@ -121,15 +123,15 @@ def test_index_lists_every_claim_and_page(rendered):
     assert "rpo k=2: median 0.01235 (range 0.006173–0.02469, n=2)" in index
     assert "standard / wd=0.1: median 0.95" in index
     for page in PAGES:
-        assert f'href="{page["slug"]}.html"' in index
+        assert f'href="{page.stem}.html"' in index
     assert "<td>tiny</td>" in index and "4,391,006" in index and "594,875" in index  # from meta.json
 
 
 def test_experiment_page_shows_files_numbers(rendered):
     page = rendered[1].read_text()  # toy_routing
-    assert PAGES[0]["title"] in page and 'id="toy_rpo_k2_reaches_target"' in page
+    assert PAGES[0].title in page and 'id="toy_rpo_k2_reaches_target"' in page
     assert "toy_collapse_standard" not in page
-    for stem in PAGES[0]["figures"]:
+    for stem in PAGES[0].figures:
         assert f'src="../figures/{stem}.png"' in page and f'href="../figures/{stem}.pdf"' in page
     assert "0.1235" in page and "0.123456789" not in page  # tables: 4 significant digits
     assert "<td>4.71</td>" in page and "<td>5.71</td>" in page and "10.42 s" in page  # benchmark wall times

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from moe_rpo import config as cfg
-from moe_rpo.tables import GROUP_KEYS, SUMMARY_METRICS, per_seed_table, summarize
+from moe_rpo.experiments import EXPERIMENTS
+from moe_rpo.tables import per_seed_table, summarize
 from moe_rpo.io import write_json
 from moe_rpo.toy import barrier, collapse, dilemma, routing
 
@@ -40,10 +41,11 @@ def test_records_feed_the_tables(experiment, tmp_path):
         _, records = MODULES[experiment].run(settings, seed)
         paths.append(tmp_path / f"seed{seed}.json")
         write_json(paths[-1], {"records": records})
-    summary = summarize(per_seed_table(paths), experiment)
-    assert set(GROUP_KEYS[experiment]) <= set(summary.columns)
+    registered = EXPERIMENTS[experiment]
+    summary = summarize(per_seed_table(paths), registered.group_keys, registered.metrics)
+    assert set(registered.group_keys) <= set(summary.columns)
     assert (summary["seeds"] == 2).all()
-    for metric in SUMMARY_METRICS[experiment]:
+    for metric in registered.metrics:
         assert summary[f"{metric}_median"].notna().all()
 
 
@@ -52,7 +54,7 @@ def test_routing_trajectory_starts_at_the_initial_routing_and_has_every_step():
     arrays, records = routing.run(settings, seed=0)
     for method in settings["methods"]:
         for k in settings["ks"]:
-            assert arrays[f"{method}/k{k}"].shape == (settings["steps"] + 1, 2)
+            assert arrays[f"{method}_k{k}"].shape == (settings["steps"] + 1, 2)
     assert {r["method"] for r in records} == set(settings["methods"])
 
 

@@ -10,9 +10,9 @@ import torch
 
 from moe_rpo import cli
 from moe_rpo import config as cfg
-from moe_rpo.claims import NOT_REPRODUCED, REPRODUCED, pretraining_claims, shakespeare_claims
+from moe_rpo.claims import NOT_REPRODUCED, REPRODUCED, pretraining_claims, shakespeare_moe_claims
 from moe_rpo.data.prepare import prepare_corpus
-from moe_rpo.jobs import experiment_jobs
+from moe_rpo.experiments import EXPERIMENTS
 from moe_rpo.lm import scratch
 from moe_rpo.lm.routing_quality import Misrouted
 from moe_rpo.routers import build_router
@@ -28,10 +28,11 @@ CLAIMS = cfg.validate({})["claims"]  # the default thresholds and arms
 
 def config(**sections):
     base = {"shakespeare_moe": {**TINY, "methods": [{"router": r, "k": k} for r, k in
-                                                    (("standard", 1), ("standard", 2), ("em", 1), ("rpo", 1))]},
+                                                    (("standard", 1), ("standard", 2), ("em", 1), ("rpo", 1),
+                                                     ("hash", 1))]},
             "pretraining": {**TINY, "methods": [{"router": "dense", "k": 1}, {"router": "standard", "k": 2},
                                                 {"router": "rpo", "k": 2}]},
-            "routerless": {"fixed": [{"router": "standard", "k": 2}], "learned": [{"router": "standard", "k": 1}]}}
+            "routerless": {"fixed": [{"router": "hash", "k": 1}], "learned": [{"router": "standard", "k": 1}]}}
     return cfg.validate({**base, **sections})
 
 
@@ -122,10 +123,10 @@ def shakespeare_rows(values: dict[tuple[str, int], tuple[float, float, float]]) 
 def test_shakespeare_claims_follow_the_numbers():
     rpo_best = shakespeare_rows({("standard", 1): (2.0, 1.5, 1.6), ("standard", 2): (2.1, 1.5, 1.6),
                                  ("em", 1): (2.2, 1.6, 1.7), ("rpo", 1): (1.8, 1.2, 1.6)})
-    assert [c["verdict"] for c in shakespeare_claims(rpo_best, CLAIMS)] == [REPRODUCED, REPRODUCED]
+    assert [c["verdict"] for c in shakespeare_moe_claims(rpo_best, CLAIMS)] == [REPRODUCED, REPRODUCED]
     rpo_worst = shakespeare_rows({("standard", 1): (2.0, 1.5, 1.9), ("standard", 2): (2.1, 1.5, 1.6),
                                   ("em", 1): (2.2, 1.6, 1.7), ("rpo", 1): (2.3, 1.7, 1.8)})
-    assert [c["verdict"] for c in shakespeare_claims(rpo_worst, CLAIMS)] == [NOT_REPRODUCED, NOT_REPRODUCED]
+    assert [c["verdict"] for c in shakespeare_moe_claims(rpo_worst, CLAIMS)] == [NOT_REPRODUCED, NOT_REPRODUCED]
 
 
 @pytest.mark.parametrize("dense, moe, rpo, verdicts", [
@@ -161,7 +162,7 @@ def test_benchmark_table_spreads_and_marks_methods_that_did_not_run():
 
 
 @pytest.mark.parametrize("sections, message", [
-    ({"routerless": {"fixed": [{"router": "rpo", "k": 2}]}}, "not among the shakespeare_moe.methods"),
+    ({"routerless": {"fixed": [{"router": "hash", "k": 2}]}}, "not among the shakespeare_moe.methods"),
     ({"benchmark": {"recovery": {"settings": ["sim0.5"]}}}, "not a recovery setting"),
     ({"recovery": {"methods": [{"router": "dense", "k": 1}]}}, "router 'dense' is not defined"),
     ({"shakespeare_moe": {**TINY, "methods": [{"router": "rpo", "k": 1}, {"router": "rpo", "k": 1}]}}, "more than once"),
@@ -177,7 +178,7 @@ def test_bad_experiment_configs_are_refused(sections, message):
 
 def test_every_job_of_the_report_has_a_distinct_record():
     c = config()
-    jobs = [job for experiment in cfg.EXPERIMENTS for job in experiment_jobs(c, experiment)]
-    routerless = {job.record for job in experiment_jobs(c, "routerless")}
-    assert routerless <= {job.record for job in experiment_jobs(c, "shakespeare_moe")}  # derived, not rerun
-    assert len({job.record for job in jobs}) == len({job.benchmark for job in jobs})
+    jobs = [job for experiment in EXPERIMENTS.values() for job in experiment.jobs(c)]
+    routerless = {job.record for job in EXPERIMENTS["routerless"].jobs(c)}
+    assert routerless <= {job.record for job in EXPERIMENTS["shakespeare_moe"].jobs(c)}  # derived, not rerun
+    assert len({job.record for job in jobs}) == len({job.key for job in jobs})

@@ -16,15 +16,15 @@ pytestmark = pytest.mark.slow
 
 def test_pipeline_produces_figures_claims_and_report(finished):
     results = finished / "results"
-    from moe_rpo.report.pages import PAGES
+    from moe_rpo.experiments import EXPERIMENTS
 
-    for page in PAGES:
-        for stem in page["figures"]:
+    for page in EXPERIMENTS.values():
+        for stem in page.figures:
             for ext in ("png", "pdf"):
                 assert (results / "figures" / f"{stem}.{ext}").stat().st_size > 1000
-        for stem in page["tables"]:
+        for stem in page.shown:
             assert (results / "tables" / f"{stem}.csv").is_file()
-        assert (results / "report" / f"{page['slug']}.html").is_file()
+        assert (results / "report" / f"{page.stem}.html").is_file()
     for experiment in ("routing", "collapse", "dilemma", "barrier"):
         assert (results / "logs" / f"toy_{experiment}" / "seed0.log").is_file()
     assert "100%" in (results / "logs" / "lm_recovery" / "sim0.3" / "seed1.log").read_text()
@@ -55,9 +55,9 @@ def test_second_run_has_nothing_to_do(finished):
 def test_report_pages_render_in_chromium(finished):
     require_chromium()
     pages = sorted((finished / "results" / "report").glob("*.html"))
-    from moe_rpo.report.pages import PAGES
+    from moe_rpo.experiments import EXPERIMENTS
 
-    assert len(pages) == len(PAGES) + 1
+    assert len(pages) == len(EXPERIMENTS) + 1
     assert check_pages(pages) == []
 
 
@@ -93,16 +93,16 @@ def test_lint_passes():
 def test_snakemake_report_holds_every_figure_and_table(finished, tmp_path):
     import zipfile
 
-    from moe_rpo.report.pages import PAGES
+    from moe_rpo.experiments import EXPERIMENTS
 
     report = tmp_path / "report.zip"
     result = snakemake(finished, "--report", str(report))
     assert result.returncode == 0, result.stderr[-4000:]
     names = {Path(name).name for name in zipfile.ZipFile(report).namelist()}  # stored as data/raw/<hash>/<name>
-    for page in PAGES:
-        for stem in page["figures"]:
+    for page in EXPERIMENTS.values():
+        for stem in page.figures:
             assert f"{stem}.png" in names, stem
-        for stem in page["tables"]:
+        for stem in page.shown:
             assert f"{stem}.csv" in names, stem
 
 

@@ -6,26 +6,24 @@ rule base_model:
     input:
         corpus=corpus_files(config["base_model"]["corpus"]),
         # a dense GPT has no MoE layer: the routing code it imports (routers, dispatch, metrics) never runs
-        code=command_code("base-model", exclude=("moe_rpo.routers", "moe_rpo.models.moe", "moe_rpo.models.recovery")),
+        code=code_of("base-model", exclude=("moe_rpo.routers", "moe_rpo.models.moe", "moe_rpo.models.recovery")),
     output:
-        model="results/lm/base/model.pt",
-        record="results/lm/base/model.json",
+        model=paths.record(paths.BASE_MODEL, ".pt"),
+        record=paths.record(paths.BASE_MODEL),
     params:
         settings=json.dumps(config["base_model"], sort_keys=True),
-        corpus_dir=lambda wc, input: os.path.dirname(input.corpus[0]),
+        corpus_dir=get_corpus_dir,
         launch=launcher(config["base_model"]["train"]),
     threads: 2
     priority: 20  # every recovery job waits for it
     resources:
         gpu=config["base_model"]["train"]["processes"],
-        mem_mb=16000,
-        runtime=240,
     conda:
         CONDA_ENV
     log:
-        "results/logs/lm_base/base_model.log",
+        paths.log(paths.BASE_MODEL["key"]),
     benchmark:
-        "results/benchmarks/lm_base/base_model.tsv"
+        paths.benchmark(paths.BASE_MODEL["key"])
     shell:
         "{params.launch} base-model --settings {params.settings:q} --corpus-dir {params.corpus_dir} "
         "--out {output.model} --threads {threads} > {log} 2>&1"

@@ -1,23 +1,22 @@
-# Shared definitions: the lists of outputs (the Snakefile has validated the config).
+# Shared definitions (the Snakefile has validated the config): the experiment registry, the paths, and the
+# input functions the rules use. Every path comes from moe_rpo/paths.py, every experiment from
+# moe_rpo/experiments.py.
 import json
 import os
 from pathlib import Path
 
+from moe_rpo import paths
+from moe_rpo.code_inputs import command_code  # a rule's code inputs: its command's imports
 from moe_rpo.config import (
-    SHAKESPEARE_PAPER_METHODS,
     TOY_EXPERIMENTS,
     TRAINING_EXPERIMENTS,
-    arm_router,
     benchmark_toy_settings,
     experiment_settings,
-    method_name,
     recovery_run_settings,
     recovery_settings,
     training_run_settings,
 )
-from moe_rpo.code_inputs import command_code  # a rule's code inputs: its command's imports
-from moe_rpo.jobs import experiment_jobs, records
-from moe_rpo.report.pages import PAGES
+from moe_rpo.experiments import EXPERIMENTS, all_jobs
 
 # Jobs run `python -m moe_rpo` from this checkout's src/, so the rules also work in a conda env or on a
 # cluster node where only the dependencies are installed.
@@ -27,18 +26,34 @@ CONDA_ENV = "../envs/moe-rpo.yaml"
 
 SEEDS = config["seeds"]
 CORPORA = sorted(config["corpora"])
-CORPUS_META = expand("results/data/{corpus}/meta.json", corpus=CORPORA)
+CORPUS_DIR = paths.result(paths.CORPUS)
 RECOVERY_SETTINGS = list(recovery_settings(config["recovery"]))
-RECOVERY_SEEDS = config["recovery"]["seeds"]
-RECOVERY_RUNS = expand("results/lm/recovery/{setting}/seed{seed}.json", setting=RECOVERY_SETTINGS, seed=RECOVERY_SEEDS)
-PAGE_BY_SLUG = {page["slug"]: page for page in PAGES}
-TOY_PAGES = [page for page in PAGES if page["experiment"] in TOY_EXPERIMENTS]
-ALL_JOBS = sorted({job for page in PAGES for job in experiment_jobs(config, page["experiment"])})
-REPORT_PAGES = ["results/report/index.html"] + [f"results/report/{page['slug']}.html" for page in PAGES]
+ALL_JOBS = all_jobs(config)
+REPORT_PAGES = [paths.report_page("index")] + [paths.report_page(e.stem) for e in EXPERIMENTS.values()]
+
+
+def code_of(command, *extra, exclude=()):
+    """The code inputs of a rule that runs `command` (moe_rpo.code_inputs.command_code), relative to the
+    working directory, which `snakemake --directory` may move away from the checkout."""
+    return [os.path.relpath(Path(workflow.basedir, path)) for path in command_code(command, *extra, exclude=exclude)]
+
+
+def workflow_file(*parts):
+    """A file of the checkout (templates, ...), relative to the working directory."""
+    return os.path.relpath(Path(workflow.basedir, *parts))
+
+
+def job_files(jobs):
+    """The files (records, and toys' arrays) that a list of jobs writes."""
+    return [path for job in jobs for path in job.files()]
+
+
+def records(jobs):
+    return [paths.result(f"{job.record}.json") for job in jobs]
 
 
 def settings_json(experiment):
-    """The experiment's settings, passed to the command as JSON so that a change reruns only its jobs."""
+    """A toy experiment's settings, passed to the command as JSON so that a change reruns only its jobs."""
     return json.dumps(experiment_settings(config, experiment), sort_keys=True)
 
 
@@ -49,20 +64,12 @@ def launcher(train):
     return f"python -m torch.distributed.run --standalone --nproc_per_node {train['processes']} -m moe_rpo"
 
 
-def figure_outputs(page):
-    return [f"results/figures/{stem}.{ext}" for stem in page["figures"] for ext in ("png", "pdf")]
-
-
-def reported(paths, category):
+def reported(paths_, category):
     """Outputs marked for `snakemake --report` (PNG figures and CSV tables; the PDFs repeat the PNGs), under
-    their page's slug, captioned by the rule's `caption` param (the page's summary)."""
+    their experiment's page, captioned by the rule's `caption` param (the page's summary)."""
     return [report(path, caption="../report/caption.rst", category=category,
                    subcategory="figures" if path.endswith(".png") else "tables")
-            if path.endswith((".png", ".csv")) else path for path in paths]
-
-
-def page_summary(slug):
-    return PAGE_BY_SLUG[slug]["summary"]
+            if path.endswith((".png", ".csv")) else path for path in paths_]
 
 
 def corpus_json(wildcards):
@@ -73,12 +80,36 @@ def corpus_json(wildcards):
 def corpus_shards(wildcards):
     """Output prefixes of a corpus's shard jobs, in shard order."""
     count = config["corpora"][wildcards.corpus]["shards"]
-    return [f"results/data/{wildcards.corpus}/shards/{shard}" for shard in range(count)]
+    return [f"{CORPUS_DIR.format(corpus=wildcards.corpus)}/shards/{shard}" for shard in range(count)]
 
 
 def corpus_files(name):
     """A prepared corpus's token files and metadata, as inputs."""
-    return [f"results/data/{name}/{file}" for file in ("train.bin", "val.bin", "meta.json")]
+    return [f"{CORPUS_DIR.format(corpus=name)}/{file}" for file in ("train.bin", "val.bin", "meta.json")]
+
+
+def get_training_corpus(wildcards):
+    return corpus_files(config[wildcards.training]["corpus"])
+
+
+def get_training_settings(wildcards):
+    return json.dumps(training_run_settings(config, wildcards.training, wildcards.method), sort_keys=True)
+
+
+def get_training_launcher(wildcards):
+    return launcher(config[wildcards.training]["train"])
+
+
+def get_training_gpus(wildcards):
+    return config[wildcards.training]["train"]["processes"]
+
+
+def get_toy_code(wildcards):
+    return code_of("toy", f"moe_rpo.toy.{wildcards.experiment}")  # the command imports it by name
+
+
+def get_corpus_dir(wildcards, input):
+    return os.path.dirname(input.corpus[0])
 
 
 wildcard_constraints:

@@ -6,21 +6,18 @@
 rule corpus_inventory:
     """Check a corpus spec (source, path, tokenizer, dtype) and count its documents."""
     input:
-        code=command_code("corpus-inventory"),
+        code=code_of("corpus-inventory"),
     output:
-        "results/data/{corpus}/inventory.json",
+        f"{CORPUS_DIR}/inventory.json",
     params:
         spec=corpus_json,
     threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=240,
     conda:
         CONDA_ENV
     log:
-        "results/logs/data_{corpus}/inventory.log",
+        paths.log("data_{corpus}/inventory"),
     benchmark:
-        "results/benchmarks/data_{corpus}/inventory.tsv"
+        paths.benchmark("data_{corpus}/inventory")
     shell:
         "python -m moe_rpo corpus-inventory {wildcards.corpus} --settings {params.spec:q} --out {output} > {log} 2>&1"
 
@@ -28,51 +25,47 @@ rule corpus_inventory:
 rule corpus_shard:
     """Tokenize one document range of a corpus."""
     input:
-        inventory="results/data/{corpus}/inventory.json",
-        code=command_code("corpus-shard"),
+        inventory=f"{CORPUS_DIR}/inventory.json",
+        code=code_of("corpus-shard"),
     output:
-        train=temp("results/data/{corpus}/shards/{shard}.train.bin"),
-        val=temp("results/data/{corpus}/shards/{shard}.val.bin"),
-        counts=temp("results/data/{corpus}/shards/{shard}.json"),
+        train=temp(f"{CORPUS_DIR}/shards/{{shard}}.train.bin"),
+        val=temp(f"{CORPUS_DIR}/shards/{{shard}}.val.bin"),
+        counts=temp(f"{CORPUS_DIR}/shards/{{shard}}.json"),
     params:
         shards=lambda wc: config["corpora"][wc.corpus]["shards"],
+        prefix=lambda wc, output: output.counts.removesuffix(".json"),
     threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=120,
     conda:
         CONDA_ENV
     log:
-        "results/logs/data_{corpus}/shard{shard}.log",
+        paths.log("data_{corpus}/shard{shard}"),
     benchmark:
-        "results/benchmarks/data_{corpus}/shard{shard}.tsv"
+        paths.benchmark("data_{corpus}/shard{shard}")
     shell:
         "python -m moe_rpo corpus-shard --inventory {input.inventory} --shards {params.shards} --shard {wildcards.shard} "
-        "--out results/data/{wildcards.corpus}/shards/{wildcards.shard} > {log} 2>&1"
+        "--out {params.prefix} > {log} 2>&1"
 
 
 rule corpus_gather:
     """Concatenate a corpus's shards into train.bin / val.bin and write meta.json."""
     input:
-        inventory="results/data/{corpus}/inventory.json",
+        inventory=f"{CORPUS_DIR}/inventory.json",
         shards=lambda wc: [f"{prefix}.{part}" for prefix in corpus_shards(wc) for part in ("train.bin", "val.bin", "json")],
-        code=command_code("corpus-gather"),
+        code=code_of("corpus-gather"),
     output:
-        train="results/data/{corpus}/train.bin",
-        val="results/data/{corpus}/val.bin",
-        meta="results/data/{corpus}/meta.json",
+        train=f"{CORPUS_DIR}/train.bin",
+        val=f"{CORPUS_DIR}/val.bin",
+        meta=f"{CORPUS_DIR}/meta.json",
     params:
         prefixes=corpus_shards,
+        out_dir=lambda wc, output: os.path.dirname(output.meta),
     threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=60,
     conda:
         CONDA_ENV
     log:
-        "results/logs/data_{corpus}/gather.log",
+        paths.log("data_{corpus}/gather"),
     benchmark:
-        "results/benchmarks/data_{corpus}/gather.tsv"
+        paths.benchmark("data_{corpus}/gather")
     shell:
         "python -m moe_rpo corpus-gather --inventory {input.inventory} --shards {params.prefixes} "
-        "--out-dir results/data/{wildcards.corpus} > {log} 2>&1"
+        "--out-dir {params.out_dir} > {log} 2>&1"

@@ -1,59 +1,59 @@
 # Claims (verdicts from the measured numbers) and the HTML report pages.
 
+CLAIM_TABLES = [paths.table(e.seeds_table) for e in EXPERIMENTS.values() if e.claims]
+
 
 rule claims:
     """Evaluate every paper claim from the per-seed tables."""
     input:
-        tables=expand("results/tables/toy_{experiment}_seeds.csv", experiment=TOY_EXPERIMENTS),
-        lm=expand("results/tables/lm_{experiment}_seeds.csv", experiment=["recovery", *TRAINING_EXPERIMENTS]),
-        code=command_code("claims"),
+        tables=CLAIM_TABLES,
+        code=code_of("claims"),
     output:
-        "results/claims.json",
+        paths.result(paths.CLAIMS),
     params:
         thresholds=json.dumps(config["claims"], sort_keys=True),
+        tables_dir=os.path.dirname(CLAIM_TABLES[0]),
     localrule: True  # seconds of work: not worth a cluster job
     threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
     conda:
         CONDA_ENV
     log:
-        "results/logs/claims.log",
+        paths.log("claims"),
     benchmark:
-        "results/benchmarks/claims.tsv"
+        paths.benchmark("claims")
     shell:
-        "python -m moe_rpo claims --tables-dir results/tables --settings {params.thresholds:q} --out {output} > {log} 2>&1"
+        "python -m moe_rpo claims --tables-dir {params.tables_dir} --settings {params.thresholds:q} --out {output} "
+        "> {log} 2>&1"
 
 
 rule report:
     """Render the report pages (index with the claims checklist, one page per experiment)."""
     input:
-        claims="results/claims.json",
-        figures=[path for page in PAGES for path in figure_outputs(page)],
-        tables=[f"results/tables/{stem}.csv" for page in PAGES for stem in page["tables"]],
-        runs=[f"results/{job.record}.json" for job in ALL_JOBS],
-        benchmarks=[f"results/benchmarks/{job.benchmark}.tsv" for job in ALL_JOBS],
-        base="results/lm/base/model.json",
-        base_benchmark="results/benchmarks/lm_base/base_model.tsv",
-        corpora=CORPUS_META,
-        templates=sorted(map(str, Path("paper").rglob("*.*"))),
-        code=command_code("report"),
+        claims=rules.claims.output,
+        figures=[getattr(rules, f"figures_{e.stem}").output for e in EXPERIMENTS.values()],
+        tables=[paths.table(name) for e in EXPERIMENTS.values() for name in e.shown],
+        runs=records(ALL_JOBS),
+        benchmarks=[paths.benchmark(job.key) for job in ALL_JOBS],
+        base=rules.base_model.output.record,
+        base_benchmark=paths.benchmark(paths.BASE_MODEL["key"]),
+        corpora=[corpus_files(corpus)[2] for corpus in CORPORA],
+        templates=sorted(workflow_file(path) for path in Path(workflow.basedir, "paper").rglob("*.*")),
+        code=code_of("report"),
     output:
         REPORT_PAGES,
     params:
         config=json.dumps(config, sort_keys=True),
+        results_dir=paths.RESULTS,
+        out_dir=lambda wc, output: os.path.dirname(output[0]),
+        templates=workflow_file("paper", "templates"),
     localrule: True  # seconds of work: not worth a cluster job
     threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=15,
     conda:
         CONDA_ENV
     log:
-        "results/logs/report.log",
+        paths.log("report"),
     benchmark:
-        "results/benchmarks/report.tsv"
+        paths.benchmark("report")
     shell:
-        "python -m moe_rpo report --results-dir results --out-dir results/report --templates paper/templates "
-        "--settings {params.config:q} > {log} 2>&1"
+        "python -m moe_rpo report --results-dir {params.results_dir} --out-dir {params.out_dir} "
+        "--templates {params.templates} --settings {params.config:q} > {log} 2>&1"

@@ -7,6 +7,7 @@ import seaborn as sns
 from matplotlib import pyplot as plt
 
 from moe_rpo.figures.style import label, save, use_style
+from moe_rpo.io import read_json
 
 
 def method_label(router: str, k: int) -> str:
@@ -88,9 +89,16 @@ def recovery_sweep(seeds: pd.DataFrame, threshold: float, out_dir) -> list:
     return save(fig, out_dir, "lm_recovery_sim_sweep")
 
 
-def recovery_figures(records: list[dict], seeds: pd.DataFrame, sim_scale: float, threshold: float, out_dir) -> list:
+def recovery_figures(records: list[dict], seeds: pd.DataFrame, sim_setting: str, sim_scale: float, threshold: float,
+                     out_dir) -> list:
     curves = recovery_curves(records)
     return (recovery_panels(curves, "diff", "DIFF: random distractor experts", threshold, "lm_recovery_diff", out_dir)
-            + recovery_panels(curves, f"sim{sim_scale:g}", f"SIM: perturbed copies (scale {sim_scale:g})", threshold,
+            + recovery_panels(curves, sim_setting, f"SIM: perturbed copies (scale {sim_scale:g})", threshold,
                               "lm_recovery_sim", out_dir)
             + recovery_sweep(seeds, threshold, out_dir))
+
+
+def draw_recovery(experiment, inputs) -> list:
+    view = inputs.view
+    return recovery_figures([read_json(path) for path in inputs.runs], pd.read_csv(inputs.tables["lm_recovery_seeds"]),
+                            view["sim_setting"], view["sim_scale"], view["threshold"], inputs.out_dir)

@@ -1,13 +1,17 @@
 """The toy experiments' figures: trajectories, final distances, expert positions, weight paths, landscapes."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib import pyplot as plt
 from matplotlib.colors import LinearSegmentedColormap, Normalize
 
+from moe_rpo.config import Arm
 from moe_rpo.figures.style import EXPERT_COLORS, label, save, use_style
+from moe_rpo.io import read_json
 from moe_rpo.toy.optimum import best_subset_fit, standard_weight_grid
 
 
@@ -39,7 +43,7 @@ def routing_trajectories(arrays: dict, settings: dict, seed: int, out_dir) -> li
         for col, method in enumerate(methods):
             ax = axes[row, col]
             _draw_experts(ax, experts, target)
-            points = _trajectory(ax, arrays[f"{method}/k{k}"])
+            points = _trajectory(ax, arrays[Arm(method, k).slug])
             ax.set(xlim=(-1.05, 1.05), ylim=(-1.05, 1.05), aspect="equal", title=f"K={k} {label(method)}")
     axes[0, 0].legend(loc="lower left", framealpha=0.9, fontsize=6)
     fig.colorbar(points, ax=axes, shrink=0.6, label="training step")
@@ -153,10 +157,56 @@ def barrier_landscape(runs: list[tuple[int, dict]], settings: dict, out_dir) -> 
     left.legend(fontsize=7)
     palette = sns.color_palette("deep")
     for i, method in enumerate(settings["methods"]):
-        key = f"{method['router']}/k{method['k']}/prob_b"
+        key = f"{Arm.of(method).slug}/prob_b"
         for j, (_, seed_arrays) in enumerate(runs):
             right.plot(seed_arrays[key], color=palette[i], alpha=0.6, lw=1.2,
                        label=f"{label(method['router'])} (K={method['k']})" if j == 0 else None)
     right.set(xlabel="training step", ylabel="p(B)", ylim=(-0.02, 1.02), title="Routing probability of B (all seeds)")
     right.legend(fontsize=7)
     return save(fig, out_dir, "toy_barrier_landscape")
+
+
+def toy_runs(records) -> tuple[list[tuple[int, dict]], dict]:
+    """The saved arrays of a toy experiment's runs (each record's .npz), in seed order, and the settings."""
+    runs = []
+    for record in records:
+        path = Path(record).with_suffix(".npz")
+        if not path.is_file():
+            raise FileNotFoundError(f"missing result arrays: {path}")
+        with np.load(path) as data:
+            runs.append((int(data["__seed__"]), {key: data[key] for key in data.files}))
+    return sorted(runs, key=lambda run: run[0]), read_json(records[0])["settings"]
+
+
+def shown_run(runs: list[tuple[int, dict]], seed: int) -> dict:
+    """The arrays of the seed whose trajectories the figures draw."""
+    shown = dict(runs).get(seed)
+    if shown is None:
+        raise ValueError(f"report.trajectory_seed {seed} is not among the runs' seeds {[s for s, _ in runs]}")
+    return shown
+
+
+def draw_routing(experiment, inputs) -> list[Path]:
+    runs, settings = toy_runs(inputs.runs)
+    seed = inputs.view["trajectory_seed"]
+    return (routing_trajectories(shown_run(runs, seed), settings, seed, inputs.out_dir)
+            + routing_final_distance(pd.read_csv(inputs.tables["toy_routing_seeds"]),
+                                     pd.read_csv(inputs.tables["toy_routing_optima"]), inputs.out_dir))
+
+
+def draw_collapse(experiment, inputs) -> list[Path]:
+    runs, settings = toy_runs(inputs.runs)
+    seed = inputs.view["trajectory_seed"]
+    return (collapse_positions(shown_run(runs, seed), settings, seed, inputs.out_dir)
+            + collapse_metrics(runs, settings, inputs.out_dir))
+
+
+def draw_dilemma(experiment, inputs) -> list[Path]:
+    runs, settings = toy_runs(inputs.runs)
+    seed = inputs.view["trajectory_seed"]
+    return dilemma_weights(shown_run(runs, seed), settings, seed, inputs.out_dir)
+
+
+def draw_barrier(experiment, inputs) -> list[Path]:
+    runs, settings = toy_runs(inputs.runs)
+    return barrier_landscape(runs, settings, inputs.out_dir)

@@ -9,6 +9,7 @@ from matplotlib import pyplot as plt
 
 from moe_rpo.figures.lm import method_label
 from moe_rpo.figures.style import save, use_style
+from moe_rpo.io import read_json
 from moe_rpo.tables import BENCHMARK_COLUMNS
 
 
@@ -102,3 +103,21 @@ def benchmark_figure(table: pd.DataFrame, out_dir) -> list:
                         for c in BENCHMARK_COLUMNS], rotation=20, ha="right")
     ax.set(title="Router benchmark: medians over seeds (colour: rank within the column, darker = better)")
     return save(fig, out_dir, "lm_benchmark")
+
+
+def draw_training(experiment, inputs) -> list:
+    """The curves (of `view['curve_methods']`, or every method) and final losses of a training experiment."""
+    title, shown_methods = inputs.view["title"], inputs.view["curve_methods"]
+    records = [read_json(path) for path in inputs.runs]
+    shown = [r for r in records if not shown_methods or r["method"] in shown_methods]
+    return (curves_figure(training_curves(shown), title, f"{experiment.stem}_curves", inputs.out_dir)
+            + final_losses_figure(pd.read_csv(inputs.tables[experiment.seeds_table]), title,
+                                  f"{experiment.stem}_final", inputs.out_dir))
+
+
+def draw_routerless(experiment, inputs) -> list:
+    return routerless_figure(pd.read_csv(inputs.tables["lm_routerless_seeds"]), inputs.out_dir)
+
+
+def draw_benchmark(experiment, inputs) -> list:
+    return benchmark_figure(pd.read_csv(inputs.tables["lm_benchmark_medians"]), inputs.out_dir)

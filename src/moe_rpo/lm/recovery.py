@@ -13,16 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
+from moe_rpo.config import Arm
 from moe_rpo.data.tokens import corpus_identity, open_tokens, sha256_file
 from moe_rpo.io import read_json, write_json
 from moe_rpo.lm.base import check_vocabulary
 from moe_rpo.models import load_gpt, recovery_model
 from moe_rpo.training.distributed import is_main
 from moe_rpo.training.lm import evaluate, fit_routers_to_corpus, pick_device, train_lm
-
-
-def method_name(method: dict) -> str:
-    return f"{method['router']}/k{method['k']}"
 
 
 def layers_of(settings: dict, n_layer: int) -> list[int]:
@@ -74,8 +71,8 @@ def run(settings: dict, setting: dict, seed: int, base_path: str | Path, corpus_
     work_dir.mkdir(parents=True, exist_ok=True)
     runs = {}
     for method in settings["methods"]:
-        name = method_name(method)
-        done_file = work_dir / f"{name.replace('/', '_')}.json"
+        name = Arm.of(method).slug
+        done_file = work_dir / f"{name}.json"
         spec = settings["routers"][method["router"]]
         fingerprint = json.dumps({"setting": setting, "seed": seed, "spec": spec, "k": method["k"],
                                   "layers": layers, "num_experts": settings["num_experts"], "train": train,
@@ -87,7 +84,7 @@ def run(settings: dict, setting: dict, seed: int, base_path: str | Path, corpus_
         model = recovery_model(base, layers, setting["mode"], setting["scale"], spec, k=method["k"],
                                num_experts=settings["num_experts"], seed=seed)
         fit_routers_to_corpus(model, train_tokens)
-        checkpoint = work_dir / f"{name.replace('/', '_')}.pt"
+        checkpoint = work_dir / f"{name}.pt"
         history = train_lm(model, train_tokens, val_tokens, train, seed, checkpoint=checkpoint,
                            fingerprint=fingerprint, desc=f"{setting['name']} seed {seed} {name}")
         runs[name] = {"router": method["router"], "k": method["k"], "history": history,

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from moe_rpo.config import DENSE, method_name
+from moe_rpo.config import DENSE, Arm
 from moe_rpo.data.tokens import corpus_identity, open_tokens, read_meta
 from moe_rpo.lm.routing_quality import misrouted, summarize_layers
 from moe_rpo.models import GPT, GPTConfig
@@ -59,9 +59,9 @@ def run(settings: dict, seed: int, corpus_dir: str | Path, checkpoint: str | Pat
     fingerprint = json.dumps({"settings": settings, "seed": seed, "data": corpus_identity(corpus_dir)},
                              sort_keys=True)
     history = train_lm(model, train_tokens, val_tokens, train, seed, checkpoint=checkpoint, fingerprint=fingerprint,
-                       desc=f"{method_name(method)} seed {seed}")
+                       desc=f"{Arm.of(method).slug} seed {seed}")
     parameters = sum(p.numel() for p in model.parameters())
-    return {"method": method_name(method), "router": method["router"], "k": method["k"], "seed": seed,
+    return {"method": Arm.of(method).slug, "router": method["router"], "k": method["k"], "seed": seed,
             "parameters": parameters, "history": history,
             "final": final_metrics(model, train_tokens, val_tokens, train)}
 

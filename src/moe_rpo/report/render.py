@@ -7,9 +7,9 @@ import os
 import shutil
 from pathlib import Path
 
-from moe_rpo.config import TRAINING_EXPERIMENTS
+from moe_rpo import paths
+from moe_rpo.experiments import EXPERIMENTS, load
 from moe_rpo.io import read_json
-from moe_rpo.report.pages import PAGES
 
 
 def _require(path: Path) -> Path:
@@ -54,21 +54,19 @@ def _benchmark(path: Path) -> dict:
     return {"wall_s": float(bench["s"].mean()), "max_rss_mb": float(bench["max_rss"].mean())}
 
 
-def page_runs(results_dir: Path, page: dict, config: dict) -> list[dict]:
-    """Per job of the page's experiment: its label, run record (settings, provenance) and benchmark."""
-    from moe_rpo.jobs import experiment_jobs
-
+def page_runs(results_dir: Path, experiment, config: dict) -> list[dict]:
+    """Per job of the experiment: its label, run record (settings, provenance) and benchmark."""
     runs = []
-    for job in experiment_jobs(config, page["experiment"]):
+    for job in experiment.jobs(config):
         record = read_json(results_dir / f"{job.record}.json")
-        runs.append({"label": job.label, **_benchmark(results_dir / "benchmarks" / f"{job.benchmark}.tsv"),
+        runs.append({"label": job.label, **_benchmark(results_dir / paths.BENCHMARK.format(key=job.key)),
                      "settings": record["settings"], **record["provenance"]})
     return runs
 
 
-def base_model_facts(results_dir: Path, config: dict) -> dict:
+def base_model_facts(experiment, results_dir: Path, config: dict) -> dict:
     """What the LM pages say about the base model, from its record and benchmark."""
-    record = read_json(results_dir / "lm" / "base" / "model.json")
+    record = read_json(results_dir / f"{paths.BASE_MODEL['record']}.json")
     model = record["config"]
     facts = {"source": ("pretrained here" if record["source"] == "pretrain"
                         else f"Hugging Face {record['settings']['hf_name']}"),
@@ -79,13 +77,17 @@ def base_model_facts(results_dir: Path, config: dict) -> dict:
     if record["source"] == "pretrain":
         facts["pretraining"] = (f"{record['settings']['train']['steps']} steps, batch "
                                 f"{record['settings']['train']['batch_size']} x {record['settings']['train']['block_size']}"
-                                f" tokens, {fmt(_benchmark(results_dir / 'benchmarks' / 'lm_base' / 'base_model.tsv')['wall_s'])} s")
+                                f" tokens, {fmt(_benchmark(results_dir / paths.BENCHMARK.format(key=paths.BASE_MODEL['key']))['wall_s'])} s")
     return facts
 
 
-def training_facts(config: dict, experiment: str) -> dict:
+def training_facts(experiment, results_dir: Path, config: dict) -> dict:
     """What a from-scratch experiment's page says about the scale it ran at, from the config."""
-    section = config[experiment]
+    return scale_facts(config[experiment.section])
+
+
+def scale_facts(section: dict) -> dict:
+    """The corpus, model, training and seeds of a from-scratch training section."""
     model, train = section["model"], section["train"]
     return {"corpus": section["corpus"],
             "model": f"{model['n_layer']} layers, {model['n_head']} heads, {model['n_embd']} dims, context "
@@ -94,16 +96,16 @@ def training_facts(config: dict, experiment: str) -> dict:
             "seeds": ", ".join(map(str, section["seeds"]))}
 
 
-def benchmark_facts(results_dir: Path, config: dict) -> dict:
+def benchmark_facts(experiment, results_dir: Path, config: dict) -> dict:
     """The scale of each column of the router benchmark, then the base model its recovery jobs use."""
     toy, recovery = config["toy"]["routing"], config["benchmark"]["recovery"]
-    shakespeare = training_facts(config, "shakespeare_moe")
+    shakespeare = scale_facts(config["shakespeare_moe"])
     return {"toy 1": f"{toy['steps']} steps, seeds {', '.join(map(str, config['benchmark']['toy']['seeds']))}",
             "recovery": f"{', '.join(recovery['settings'])}; {recovery['train']['steps']} steps of "
                         f"{recovery['train']['batch_size']} x {recovery['train']['block_size']} tokens; seeds "
                         f"{', '.join(map(str, recovery['seeds']))}",
             "Shakespeare": f"{shakespeare['model']}; {shakespeare['training']}; seeds {shakespeare['seeds']}",
-            **{f"base model: {key}": value for key, value in base_model_facts(results_dir, config).items()}}
+            **{f"base model: {key}": value for key, value in base_model_facts(experiment, results_dir, config).items()}}
 
 
 def environment(runs: list[dict]) -> dict[str, str]:
@@ -134,7 +136,8 @@ def render_report(results_dir: Path, out_dir: Path, config: dict, templates_dir:
 
     results_dir, out_dir, templates_dir = Path(results_dir), Path(out_dir), Path(templates_dir)
     claims = read_json(results_dir / "claims.json")["claims"]
-    slugs = {page["slug"] for page in PAGES}
+    pages = list(EXPERIMENTS.values())
+    slugs = {page.stem for page in pages}
     for claim in claims:
         if claim["experiment"] not in slugs:
             raise ValueError(f"claim {claim['id']!r} names unknown report page {claim['experiment']!r}")
@@ -143,38 +146,29 @@ def render_report(results_dir: Path, out_dir: Path, config: dict, templates_dir:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(templates_dir), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["fmt"] = fmt
-    common = {"title": config["report"]["title"], "pages": PAGES, "claims": claims}
+    common = {"title": config["report"]["title"], "pages": pages, "claims": claims}
     out_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(_require(templates_dir.parent / "static" / "style.css"), out_dir / "style.css")
 
     written = [out_dir / "index.html"]
     corpora = corpus_rows(results_dir, sorted(config["corpora"]))
     written[0].write_text(env.get_template("index.html.j2").render(current="index", corpora=corpora, **common))
-    for page in PAGES:
+    for page in pages:
         figures = []
-        for stem in page["figures"]:
-            png, pdf = (_require(results_dir / "figures" / f"{stem}.{ext}") for ext in ("png", "pdf"))
+        for stem in page.figures:
+            png, pdf = (_require(results_dir / paths.FIGURE.format(figure=stem, ext=ext)) for ext in ("png", "pdf"))
             figures.append({"stem": stem, "png": os.path.relpath(png, out_dir), "pdf": os.path.relpath(pdf, out_dir)})
-        tables = [{"stem": stem, "html": html_table(results_dir / "tables" / f"{stem}.csv")} for stem in page["tables"]]
+        tables = [{"stem": stem, "html": html_table(results_dir / paths.TABLE.format(table=stem))} for stem in page.shown]
         runs = page_runs(results_dir, page, config)
-        experiment = page["experiment"]
-        if experiment == "recovery":
-            facts_title, facts = "Base model", base_model_facts(results_dir, config)
-        elif experiment == "benchmark":
-            facts_title, facts = "Scale", benchmark_facts(results_dir, config)
-        elif experiment in TRAINING_EXPERIMENTS or experiment == "routerless":
-            facts_title, facts = "Scale", training_facts(config, "shakespeare_moe" if experiment == "routerless"
-                                                         else experiment)
-        else:
-            facts_title, facts = None, None
+        facts = load(page.facts)(page, results_dir, config) if page.facts else None
         html = env.get_template("experiment.html.j2").render(
-            facts_title=facts_title, facts=facts,
-            cpu_scale=experiment in ("recovery", "benchmark") and config["base_model"]["source"] == "pretrain",
-            current=page["slug"], page=page, figures=figures, tables=tables, runs=runs,
-            page_claims=[c for c in claims if c["experiment"] == page["slug"]],
+            facts_title=page.facts_title if facts else None, facts=facts,
+            cpu_scale=page.on_base_model and config["base_model"]["source"] == "pretrain",
+            current=page.stem, page=page, figures=figures, tables=tables, runs=runs,
+            page_claims=[c for c in claims if c["experiment"] == page.stem],
             total_wall_s=sum(run["wall_s"] for run in runs), environment=environment(runs),
             settings_yaml=yaml.safe_dump(runs[0]["settings"], sort_keys=False, default_flow_style=None),
             **common)
-        written.append(out_dir / f"{page['slug']}.html")
+        written.append(out_dir / Path(paths.REPORT_PAGE.format(page=page.stem)).name)
         written[-1].write_text(html)
     return written

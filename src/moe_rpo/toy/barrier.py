@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from moe_rpo.config import Arm
 from moe_rpo.toy.fixed_experts import dense_weights, greedy_route, make_router, mix, train
 
 
@@ -55,7 +56,7 @@ def run(settings: dict, seed: int) -> tuple[dict[str, np.ndarray], list[dict]]:
         name, k = method["router"], method["k"]
         log = train_router(settings["routers"][name], k, settings, seed)
         for key, values in log.items():
-            arrays[f"{name}/k{k}/{key}"] = values
+            arrays[f"{Arm(name, k).slug}/{key}"] = values
         records.append({"method": name, "k": k, "seed": seed, "final_prob_b": float(log["prob_b"][-1]),
                         "final_loss": float(log["loss"][-1]), "routes_to_b": bool(log["weights"][-1][1] > log["weights"][-1][0]),
                         "barrier_height": barrier_height(settings)})

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from moe_rpo.config import Arm
 from moe_rpo.toy.fixed_experts import as_numpy, greedy_route, make_router, mix, train
 from moe_rpo.toy.optimum import best_standard_reachable, best_subset_fit
 
@@ -39,7 +40,7 @@ def run(settings: dict, seed: int) -> tuple[dict[str, np.ndarray], list[dict]]:
             else [(name, k) for name in settings["methods"] for k in settings["ks"]])
     for name, k in tqdm(runs, desc=f"toy routing seed {seed}", mininterval=5):
         trajectory = train_router(settings["routers"][name], k, settings, seed)
-        arrays[f"{name}/k{k}"] = trajectory
+        arrays[Arm(name, k).slug] = trajectory
         distance = float(np.linalg.norm(trajectory[-1] - target))
         records.append({
             "method": name, "k": k, "seed": seed, "final_distance": distance,

@@ -1,0 +1,256 @@
+"""The experiments, one definition each: its jobs and their records, the tables and figures it makes, the
+claims it checks and its report page. The Snakemake rules, the CLI, the claims and the report all read
+this registry; adding an experiment is one entry here plus its compute, table and figure functions.
+
+The functions an entry names run in jobs with heavy imports (pandas, matplotlib, torch), so the entry names
+them as "module:function" and `load` imports them where they run; the rules add those modules to their
+code inputs (`Experiment.modules`)."""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+from moe_rpo import paths
+from moe_rpo.config import DENSE, Arm, RecoverySetting, arm_router, recovery_settings
+
+
+class Job(NamedTuple):
+    label: str   # how the report's run table names it
+    record: str  # its run record, relative to the results directory, without ".json"
+    key: str     # its log (logs/KEY.log) and Snakemake benchmark (benchmarks/KEY.tsv)
+    suffixes: tuple[str, ...] = (".json",)  # the files it writes: RECORD + suffix
+
+    def files(self) -> list[str]:
+        return [paths.result(self.record + suffix) for suffix in self.suffixes]
+
+
+class FigureInputs(NamedTuple):
+    """What an experiment's figure function draws from."""
+    runs: list[Path]          # the job records
+    tables: dict[str, Path]   # the experiment's tables by name
+    view: dict                # Experiment.view(config)
+    out_dir: Path
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str            # on the command line: `moe-rpo tables NAME`
+    stem: str            # prefix of its tables and figures, and its report page
+    title: str
+    summary: str         # the page's introduction and the Snakemake report's caption
+    section: str         # the config section (dotted) whose methods it runs
+    jobs: Callable[[dict], list[Job]]
+    tables: tuple[str, ...]        # every table its tables step writes
+    shown: tuple[str, ...]         # the tables its page shows
+    figures: tuple[str, ...]
+    make_tables: str     # "module:function"(experiment, runs, view) -> {table name: DataFrame}
+    draw: str            # "module:function"(experiment, FigureInputs) -> the figure files written
+    view: Callable[[dict], dict] = lambda config: {}  # the config its tables and figures read
+    group_keys: tuple[str, ...] = ()  # the summary table: one row per group...
+    metrics: tuple[str, ...] = ()     # ... with the spread over seeds of these
+    claims: str | None = None         # "module:function"(seeds table, claims section) -> claims
+    claim_arms: tuple[tuple[str, int | None], ...] = ()  # (claims.arms key, k or None: any k) it compares
+    facts: str | None = None          # "module:function"(experiment, results dir, config) -> page facts
+    facts_title: str = "Scale"
+    on_base_model: bool = False       # its numbers come from the (CPU-scale) base model
+
+    @property
+    def seeds_table(self) -> str:
+        return f"{self.stem}_seeds"
+
+    def modules(self, command: str) -> list[str]:
+        """The modules the tables or figures command imports by name for this experiment (its rule's code
+        inputs add them)."""
+        return [{"tables": self.make_tables, "figures": self.draw}[command].split(":")[0]]
+
+
+def load(ref: str):
+    """The function a "module:function" reference names."""
+    module, name = ref.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+# --- jobs --------------------------------------------------------------------------------------------------
+
+def toy_jobs(experiment: str, seeds: list[int], label: str = "") -> list[Job]:
+    return [Job(f"{label}seed {seed}", paths.TOY_RUN["record"].format(experiment=experiment, seed=seed),
+                paths.TOY_RUN["key"].format(experiment=experiment, seed=seed), (".json", ".npz")) for seed in seeds]
+
+
+def recovery_jobs(name: str, settings: list[str], seeds: list[int], label: str = "") -> list[Job]:
+    """The recovery experiment's jobs ("recovery") or the benchmark's own ("benchmark_recovery")."""
+    fields = [{"recovery": name, "setting": setting, "seed": seed} for setting in settings for seed in seeds]
+    return [Job(f"{label}{f['setting']} seed {f['seed']}", paths.RECOVERY_RUN["record"].format(**f),
+                paths.RECOVERY_RUN["key"].format(**f)) for f in fields]
+
+
+def training_jobs(experiment: str, methods: list[dict], seeds: list[int]) -> list[Job]:
+    fields = [{"training": experiment, "method": Arm.of(m).slug, "seed": seed} for m in methods for seed in seeds]
+    return [Job(f"{f['method']} seed {f['seed']}", paths.TRAIN_RUN["record"].format(**f), paths.TRAIN_RUN["key"].format(**f))
+            for f in fields]
+
+
+def benchmark_shakespeare_methods(config: dict) -> list[dict]:
+    """The benchmark's methods that the shakespeare_moe experiment runs (the others show 'not run')."""
+    runs = {Arm.of(m) for m in config["shakespeare_moe"]["methods"]}
+    return [m for m in config["benchmark"]["methods"] if Arm.of(m) in runs]
+
+
+def benchmark_jobs(config: dict) -> list[Job]:
+    bench = config["benchmark"]
+    return (toy_jobs("benchmark", bench["toy"]["seeds"], "toy ")
+            + recovery_jobs("benchmark_recovery", bench["recovery"]["settings"], bench["recovery"]["seeds"], "recovery ")
+            + training_jobs("shakespeare_moe", benchmark_shakespeare_methods(config), config["shakespeare_moe"]["seeds"]))
+
+
+# --- the registry ------------------------------------------------------------------------------------------
+
+# The methods the paper compares on Shakespeare (its claims and curves): label -> (claims.arms key, k).
+SHAKESPEARE_PAPER_METHODS = {"top-1": ("standard", 1), "top-2": ("standard", 2), "EM": ("em", 1), "RPO": ("rpo", 1)}
+TRAINING_METRICS = ("train_loss", "val_loss", "generalization_gap", "mean_train_loss", "max_load_ratio", "entropy",
+                    "unrouted", "misrouting_penalty")
+
+
+def _toy(name: str, title: str, summary: str, figures: tuple[str, ...], group_keys: tuple[str, ...],
+         metrics: tuple[str, ...], claim_arms, extra_tables: tuple[str, ...] = (),
+         make_tables: str = "moe_rpo.tables:seed_tables") -> Experiment:
+    stem = f"toy_{name}"
+    return Experiment(
+        name=name, stem=stem, title=title, summary=summary, section=f"toy.{name}",
+        jobs=lambda config: toy_jobs(name, config["seeds"]),
+        tables=(f"{stem}_seeds", f"{stem}_summary", *extra_tables), shown=(f"{stem}_summary", *extra_tables),
+        figures=figures, make_tables=make_tables, draw=f"moe_rpo.figures.toy:draw_{name}",
+        view=lambda config: {"trajectory_seed": config["report"]["trajectory_seed"]},
+        group_keys=group_keys, metrics=metrics,
+        claims=f"moe_rpo.claims:{name}_claims", claim_arms=claim_arms)
+
+
+def _training(name: str, title: str, short_title: str, summary: str, claim_arms, curve_arms=None) -> Experiment:
+    stem = f"lm_{name}"
+
+    def view(config):  # the curves show the paper's methods where it names them, else every method
+        shown = [] if curve_arms is None else [Arm(arm_router(config, arm), k).slug for arm, k in curve_arms]
+        return {"title": short_title, "curve_methods": shown}
+
+    return Experiment(
+        name=name, stem=stem, title=title, summary=summary, section=name,
+        jobs=lambda config: training_jobs(name, config[name]["methods"], config[name]["seeds"]),
+        tables=(f"{stem}_seeds", f"{stem}_summary"), shown=(f"{stem}_summary",),
+        figures=(f"{stem}_curves", f"{stem}_final"), make_tables="moe_rpo.tables:seed_tables",
+        draw="moe_rpo.figures.training:draw_training", view=view, group_keys=("method", "k"),
+        metrics=TRAINING_METRICS, claims=f"moe_rpo.claims:{name}_claims", claim_arms=claim_arms,
+        facts="moe_rpo.report.render:training_facts")
+
+
+def _recovery_view(config: dict) -> dict:
+    scale = config["claims"]["recovery_sim_scale"]
+    return {"sim_setting": RecoverySetting("sim", scale).name, "sim_scale": scale,
+            "threshold": config["claims"]["recovery_accuracy"]}
+
+
+def _benchmark_view(config: dict) -> dict:
+    known = recovery_settings(config["recovery"])
+    sims = [name for name in config["benchmark"]["recovery"]["settings"] if known[name].mode == "sim"]
+    return {"methods": config["benchmark"]["methods"], "sim_setting": sims[0] if sims else None}
+
+
+EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
+    _toy("routing", "Toy 1: routing trajectories",
+         "Eight fixed 2-D experts and a target (red star). Only the router trains, for every "
+         "method with K=1 and K=2; the figure draws the MoE output after every step (white to blue). "
+         "The exact K-optimum comes from enumerating expert subsets with least-squares weights; "
+         "'standard reachable' is the best point when the weights are the softmax probabilities.",
+         ("toy_routing_trajectories", "toy_routing_final_distance"), ("method", "k"),
+         ("final_distance", "gap_to_optimum", "gap_to_standard_reachable"),
+         (("rpo", 2), ("standard", 1), ("standard", 2), ("jitter", 2), ("rl", 2)),
+         extra_tables=("toy_routing_optima",), make_tables="moe_rpo.tables:routing_tables"),
+    _toy("collapse", "Toy 2: expert collapse",
+         "2-D regression with one input cluster per expert; each expert (a 2-D weight vector) starts "
+         "at its cluster's optimal solution (dashed circle). Router and experts train: jointly "
+         "(standard) or by E/M alternation (RPO), with and without weight decay on the router.",
+         ("toy_collapse_positions", "toy_collapse_metrics"), ("method", "weight_decay"),
+         ("pairwise_distance_ratio", "final_drift", "final_router_norm", "final_routing_accuracy", "final_eval_loss"),
+         (("standard", None), ("rpo", None))),
+    _toy("dilemma", "Toy 3: expert weighting dilemma",
+         "The target needs much of expert A and little of expert B. With weights equal to router "
+         "probabilities, one number decides both selection and contribution, so the weights stay on "
+         "the probability simplex; RPO's separate weight policy is free.",
+         ("toy_dilemma_weights",), ("method",), ("final_distance", "final_weight_0", "final_weight_1"),
+         (("standard", None), ("standard_normalized", None), ("rpo", None))),
+    _toy("barrier", "Toy 4: monotonicity barrier",
+         "Two fixed experts feed a frozen non-linear readout; expert B is optimal, A nearly as good, "
+         "their blends are bad. Gradient routing follows the blend and stops in the local minimum at A; "
+         "RPO optimises the expected loss over discrete selections, which is linear in the routing "
+         "probability.",
+         ("toy_barrier_landscape",), ("method", "k"), ("routes_to_b", "final_prob_b", "final_loss"),
+         (("standard", None), ("rpo", None))),
+    Experiment(
+        name="recovery", stem="lm_recovery", title="GPT-2 optimal routing recovery (DIFF / SIM)",
+        summary=("Every chosen MLP of the dense base model becomes an MoE layer of 4 experts: expert 0 is the "
+                 "pretrained MLP, experts 1-3 are distractors, either randomly initialised (DIFF) or the "
+                 "pretrained weights plus Gaussian noise of relative size 'scale' (SIM). Experts and the rest "
+                 "of the model are frozen; only the routers train. Routing accuracy is the share of validation "
+                 "tokens whose most probable expert is the pretrained one (strictly: ties count as misses), "
+                 "averaged over the MoE layers; the validation loss is compared with the dense base model on "
+                 "the same windows."),
+        section="recovery",
+        jobs=lambda config: recovery_jobs("recovery", list(recovery_settings(config["recovery"])),
+                                          config["recovery"]["seeds"]),
+        tables=("lm_recovery_seeds", "lm_recovery_summary"), shown=("lm_recovery_summary",),
+        figures=("lm_recovery_diff", "lm_recovery_sim", "lm_recovery_sim_sweep"),
+        make_tables="moe_rpo.tables:seed_tables", draw="moe_rpo.figures.lm:draw_recovery", view=_recovery_view,
+        group_keys=("setting", "method", "k"),
+        metrics=("accuracy", "min_layer_accuracy", "val_loss", "gap_to_base", "entropy", "pretrained_load", "max_load"),
+        claims="moe_rpo.claims:recovery_claims", claim_arms=(("standard", 1), ("rpo", None)),
+        facts="moe_rpo.report.render:base_model_facts", facts_title="Base model", on_base_model=True),
+    _training("shakespeare_moe", "Shakespeare MoE: RPO vs top-1 vs top-2 vs EM", "Shakespeare MoE",
+              "nanoGPT-style GPTs whose every MLP is an MoE layer, trained from scratch on Shakespeare "
+              "characters; routers, experts and the rest train together (RPO and EM by E/M alternation). "
+              "The curves show the paper's four methods; the final-loss figure and the table every router "
+              "of the benchmark. Final losses are measured on the same fixed windows of both splits.",
+              tuple(SHAKESPEARE_PAPER_METHODS.values()), curve_arms=SHAKESPEARE_PAPER_METHODS.values()),
+    _training("pretraining", "Pretraining from scratch: dense vs MoE vs MoE + RPO", "Pretraining from scratch",
+              "A dense GPT against MoE GPTs (k=2 of 4 experts per MLP) with the standard router and with "
+              "RPO, at the same active size and on the same batches. The paper trained GPT-2 124M on "
+              "TinyStories (config/paper.yaml); the default config runs a small version on Shakespeare.",
+              ((DENSE, 1), ("standard", 2), ("rpo", 2))),
+    Experiment(
+        name="routerless", stem="lm_routerless", title="Routerless routing: fixed routers against learned ones",
+        summary=("Fixed routers (hashing token ids, or a frozen random projection) with trainable experts, "
+                 "against learned routers at the same budget (the same Shakespeare MoE runs). Does the loss "
+                 "alone reveal whether routing was learned? Next to the loss: the loss increase when every "
+                 "token is sent to other experts with the same weights (how much the model relies on its "
+                 "routing), load balance and router entropy."),
+        section="shakespeare_moe",
+        jobs=lambda config: training_jobs("shakespeare_moe", config["routerless"]["fixed"]
+                                          + config["routerless"]["learned"], config["shakespeare_moe"]["seeds"]),
+        tables=("lm_routerless_seeds", "lm_routerless_summary"), shown=("lm_routerless_summary",),
+        figures=("lm_routerless",), make_tables="moe_rpo.tables:routerless_tables",
+        draw="moe_rpo.figures.training:draw_routerless", view=lambda config: config["routerless"],
+        group_keys=("router_kind", "method", "k"), metrics=TRAINING_METRICS,
+        facts="moe_rpo.report.render:training_facts"),
+    Experiment(
+        name="benchmark", stem="lm_benchmark", title="Router benchmark",
+        summary=("Every router of the survey behind one interface, in three experiments: toy 1's gap to the "
+                 "exact K-optimum (config seeds), routing recovery (DIFF and SIM accuracy; the benchmark's "
+                 "own recovery jobs), and Shakespeare MoE training (train and validation loss, load balance: "
+                 "E x the largest expert's load, 1 = balanced). Cells: median [min, max] over seeds."),
+        section="benchmark", jobs=benchmark_jobs, tables=("lm_benchmark", "lm_benchmark_medians"),
+        shown=("lm_benchmark",), figures=("lm_benchmark",), make_tables="moe_rpo.tables:benchmark_tables",
+        draw="moe_rpo.figures.training:draw_benchmark", view=_benchmark_view,
+        facts="moe_rpo.report.render:benchmark_facts", on_base_model=True),
+]}
+
+
+def experiment_named(name: str) -> Experiment:
+    if name not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {name!r}; the registry has {list(EXPERIMENTS)}")
+    return EXPERIMENTS[name]
+
+
+def all_jobs(config: dict) -> list[Job]:
+    """Every job whose record some experiment reads, once (the routerless and benchmark experiments read
+    Shakespeare runs)."""
+    return sorted({job for experiment in EXPERIMENTS.values() for job in experiment.jobs(config)})
