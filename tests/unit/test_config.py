@@ -199,3 +199,16 @@ def test_claims_name_their_arms_and_a_rename_fails_at_config_time():
     rows = pd.DataFrame({"method": ["standard", "standard_normalized", "my_rpo", "rpo"], "seed": 0,
                          "final_distance": [0.3, 0.3, 0.01, 0.5], "standard_reachable_distance": 0.2})
     assert [c["verdict"] for c in dilemma_claims(rows, claims)] == ["reproduced", "reproduced"]  # my_rpo's row
+
+
+def test_the_profiles_give_every_rule_the_same_memory_and_runtime():
+    """profiles/default and profiles/slurm hold the jobs' resources; they must not drift apart."""
+    def resources(profile):
+        loaded = yaml.safe_load((ROOT / "profiles" / profile / "config.yaml").read_text())
+        per_rule = {rule: {key: value for key, value in res.items() if key in ("mem_mb", "runtime")}
+                    for rule, res in loaded["set-resources"].items()}
+        defaults = {key: loaded["default-resources"][key] for key in ("mem_mb", "runtime")}
+        return defaults, per_rule
+
+    assert resources("default") == resources("slurm")
+    assert resources("default")[1]["recovery_run"] == {"mem_mb": 16000, "runtime": 480}

@@ -1,6 +1,7 @@
 """End to end: the Snakemake workflow on the smoke config, in a copy of the repository."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -63,8 +64,10 @@ def test_report_pages_render_in_chromium(finished):
 
 def test_killed_run_resumes_to_the_same_numbers(finished, tmp_path):
     """Kill -9 a run while an LM job is training (once it has written a checkpoint), resume it: claims and
-    tables equal the uninterrupted run's."""
-    workdir = copy_workflow(tmp_path)
+    tables equal the uninterrupted run's. The recovery runs of a finished pipeline are deleted, so only
+    they and what reads them run again."""
+    workdir = copy_finished(finished, tmp_path / "run")
+    shutil.rmtree(workdir / "results" / "lm" / "recovery")
     run = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/test.yaml"],
                            cwd=workdir, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                            start_new_session=True)
@@ -149,7 +152,8 @@ def dry_run_jobs(workdir, *args: str) -> dict[str, dict]:
 def test_a_code_edit_reruns_exactly_the_jobs_that_import_it(finished, tmp_path):
     workdir = copy_finished(finished, tmp_path / "run")
     every_job = dry_run_jobs(workdir, "--forceall")
-    edited = ["src/moe_rpo/routers/rpo.py", "src/moe_rpo/figures/style.py"]
+    edited = ["src/moe_rpo/routers/rpo.py", "src/moe_rpo/figures/style.py", "src/moe_rpo/experiments.py",
+              "src/moe_rpo/toy/dilemma.py", "src/moe_rpo/figures/toy.py"]
     for name in edited:
         path = workdir / name
         path.write_text(path.read_text() + "\n# edited\n")
@@ -172,3 +176,44 @@ def test_make_clean_keeps_the_lm_runs(finished, tmp_path):
     assert "rule toy_run:" in result.stdout and "rule report:" in result.stdout
     for rule in ("base_model", "recovery_run", "benchmark_recovery_run", "train_run", "corpus_gather"):
         assert f"rule {rule}:" not in result.stdout, rule
+
+
+def readme_blocks(heading: str) -> dict[str, str]:
+    """The python blocks of a README section, by the file their first line (a comment) names."""
+    section = (ROOT / "README.md").read_text().split(f"### {heading}\n", 1)[1].split("\n## ", 1)[0]
+    blocks = [block.split("\n```", 1)[0] for block in section.split("```python\n")[1:]]
+    return {block.splitlines()[0].lstrip("# ").split(",")[0]: block for block in blocks}
+
+
+def test_the_readme_adds_an_experiment_in_one_registry_entry(finished, tmp_path):
+    """The README's walk-through, run on a finished pipeline: the new experiment gets its rules, table,
+    figure and page, and no job trains (its runs exist)."""
+    workdir = copy_finished(finished, tmp_path / "run")
+    blocks = readme_blocks("Adding an experiment")
+    assert set(blocks) == {"src/moe_rpo/experiments.py", "src/moe_rpo/figures/shakespeare_k2.py"}
+    registry = workdir / "src/moe_rpo/experiments.py"
+    registry.write_text(registry.read_text() + "\n\n" + blocks["src/moe_rpo/experiments.py"])
+    (workdir / "src/moe_rpo/figures/shakespeare_k2.py").write_text(blocks["src/moe_rpo/figures/shakespeare_k2.py"])
+    result = snakemake(workdir)
+    assert result.returncode == 0, result.stderr[-4000:]
+    log = result.stdout + result.stderr
+    for rule in ("tables_lm_shakespeare_k2", "figures_lm_shakespeare_k2", "report"):
+        assert f"rule {rule}:" in log, rule
+    for rule in ("train_run", "recovery_run", "toy_run", "base_model"):
+        assert f"rule {rule}:" not in log, rule
+    results = workdir / "results"
+    summary = (results / "tables/lm_shakespeare_k2_summary.csv").read_text()
+    assert "standard,2,2," in summary and "rpo" not in summary  # k=2 only, both seeds
+    assert (results / "figures/lm_shakespeare_k2_val.png").stat().st_size > 1000
+    page = (results / "report/lm_shakespeare_k2.html").read_text()
+    assert "Shakespeare MoE: the k=2 runs" in page and "lm_shakespeare_k2_val.png" in page
+    assert 'href="lm_shakespeare_k2.html"' in (results / "report/index.html").read_text()
+
+
+def test_the_workflow_runs_from_another_directory(tmp_path):
+    """`snakemake --directory`: results in that directory, code inputs and templates found in the checkout."""
+    result = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile",
+                             str(ROOT / "config/test.yaml"), "--directory", str(tmp_path)],
+                            cwd=ROOT, env=ENV, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "src/moe_rpo/cli.py" in result.stdout and "Missing input" not in result.stderr

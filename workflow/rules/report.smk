@@ -12,7 +12,7 @@ rule claims:
         paths.result(paths.CLAIMS),
     params:
         thresholds=json.dumps(config["claims"], sort_keys=True),
-        tables_dir=os.path.dirname(CLAIM_TABLES[0]),
+        tables_dir=lambda wc, input: os.path.dirname(input.tables[0]),
     localrule: True  # seconds of work: not worth a cluster job
     threads: 1
     conda:
@@ -29,7 +29,7 @@ rule claims:
 rule report:
     """Render the report pages (index with the claims checklist, one page per experiment)."""
     input:
-        claims=rules.claims.output,
+        claims=paths.result(paths.CLAIMS),
         figures=[getattr(rules, f"figures_{e.stem}").output for e in EXPERIMENTS.values()],
         tables=[paths.table(name) for e in EXPERIMENTS.values() for name in e.shown],
         runs=records(ALL_JOBS),
@@ -37,15 +37,16 @@ rule report:
         base=rules.base_model.output.record,
         base_benchmark=paths.benchmark(paths.BASE_MODEL["key"]),
         corpora=[corpus_files(corpus)[2] for corpus in CORPORA],
+        base_template=workflow_file("paper", "templates", "base.html.j2"),
         templates=sorted(workflow_file(path) for path in Path(workflow.basedir, "paper").rglob("*.*")),
         code=code_of("report"),
     output:
         REPORT_PAGES,
     params:
         config=json.dumps(config, sort_keys=True),
-        results_dir=paths.RESULTS,
+        results_dir=lambda wc, input: os.path.dirname(input.claims),
         out_dir=lambda wc, output: os.path.dirname(output[0]),
-        templates=workflow_file("paper", "templates"),
+        templates=lambda wc, input: os.path.dirname(input.base_template),
     localrule: True  # seconds of work: not worth a cluster job
     threads: 1
     conda:
