@@ -176,7 +176,7 @@ def test_recovery_run_records_every_method(tiny_setup):
     root, run_settings = tiny_setup
     setting = cfg.recovery_settings({"sim_scales": [0.3]})["sim0.3"].as_dict()
     result = recovery.run(run_settings, setting, 0, root / "base.pt", root / "corpus", root / "work")
-    assert set(result["runs"]) == {"standard/k1", "rpo/k1"} and result["layers"] == [0, 1]
+    assert set(result["runs"]) == {"standard_k1", "rpo_k1"} and result["layers"] == [0, 1]
     rows = recovery.records(result, setting, 0)
     assert [row["method"] for row in rows] == ["standard", "rpo"]
     for row in rows:
