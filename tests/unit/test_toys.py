@@ -69,3 +69,19 @@ def test_dilemma_target_lies_outside_the_standard_reachable_set():
     settings = small_settings("dilemma")
     _, records = dilemma.run(settings, seed=0)
     assert records[0]["optimum_distance"] < 1e-9 < records[0]["standard_reachable_distance"]
+
+
+def test_the_final_distance_figure_is_the_same_file_every_time(tmp_path):
+    """Its strip plot jitters the points at random: drawn twice, the PNG must still be byte-identical."""
+    import pandas as pd
+
+    from moe_rpo.figures.toy import routing_final_distance
+
+    seeds = pd.DataFrame({"method": ["standard", "rpo"] * 4, "k": [1, 1, 2, 2] * 2,
+                          "final_distance": [0.3, 0.01, 0.2, 0.02, 0.31, 0.015, 0.25, 0.03]})
+    optima = pd.DataFrame({"k": [1, 2], "solution": ["optimum"] * 2, "distance": [0.1, 0.0]})
+    drawn = []
+    for run in ("a", "b"):
+        png = routing_final_distance(seeds, optima, tmp_path / run)[0]
+        drawn.append(png.read_bytes())
+    assert drawn[0] == drawn[1]
