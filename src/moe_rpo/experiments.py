@@ -22,6 +22,11 @@ class Job(NamedTuple):
     key: str     # its log (logs/KEY.log) and Snakemake benchmark (benchmarks/KEY.tsv)
     suffixes: tuple[str, ...] = (".json",)  # the files it writes: RECORD + suffix
 
+    @classmethod
+    def of(cls, run: dict, label: str, suffixes: tuple[str, ...] = (".json",), **fields) -> Job:
+        """The job of a paths template (TOY_RUN, RECOVERY_RUN, TRAIN_RUN) with its fields filled."""
+        return cls(label, run["record"].format(**fields), run["key"].format(**fields), suffixes)
+
     def files(self) -> list[str]:
         return [paths.result(self.record + suffix) for suffix in self.suffixes]
 
@@ -75,21 +80,20 @@ def load(ref: str):
 # --- jobs --------------------------------------------------------------------------------------------------
 
 def toy_jobs(experiment: str, seeds: list[int], label: str = "") -> list[Job]:
-    return [Job(f"{label}seed {seed}", paths.TOY_RUN["record"].format(experiment=experiment, seed=seed),
-                paths.TOY_RUN["key"].format(experiment=experiment, seed=seed), (".json", ".npz")) for seed in seeds]
+    return [Job.of(paths.TOY_RUN, f"{label}seed {seed}", (".json", ".npz"), experiment=experiment, seed=seed)
+            for seed in seeds]
 
 
 def recovery_jobs(name: str, settings: list[str], seeds: list[int], label: str = "") -> list[Job]:
     """The recovery experiment's jobs ("recovery") or the benchmark's own ("benchmark_recovery")."""
-    fields = [{"recovery": name, "setting": setting, "seed": seed} for setting in settings for seed in seeds]
-    return [Job(f"{label}{f['setting']} seed {f['seed']}", paths.RECOVERY_RUN["record"].format(**f),
-                paths.RECOVERY_RUN["key"].format(**f)) for f in fields]
+    return [Job.of(paths.RECOVERY_RUN, f"{label}{setting} seed {seed}", recovery=name, setting=setting, seed=seed)
+            for setting in settings for seed in seeds]
 
 
 def training_jobs(experiment: str, methods: list[dict], seeds: list[int]) -> list[Job]:
-    fields = [{"training": experiment, "method": Arm.of(m).slug, "seed": seed} for m in methods for seed in seeds]
-    return [Job(f"{f['method']} seed {f['seed']}", paths.TRAIN_RUN["record"].format(**f), paths.TRAIN_RUN["key"].format(**f))
-            for f in fields]
+    slugs = [Arm.of(m).slug for m in methods]
+    return [Job.of(paths.TRAIN_RUN, f"{slug} seed {seed}", training=experiment, method=slug, seed=seed)
+            for slug in slugs for seed in seeds]
 
 
 def benchmark_shakespeare_methods(config: dict) -> list[dict]:

@@ -4,18 +4,20 @@
 
 
 for experiment in EXPERIMENTS.values():
+    jobs = experiment.jobs(config)
+    view = json.dumps(experiment.view(config), sort_keys=True)
 
     rule:
         name:
             f"tables_{experiment.stem}"
         input:
-            runs=records(experiment.jobs(config)),
+            runs=records(jobs),
             code=code_of("tables", *experiment.modules("tables")),
         output:
             reported([paths.table(name) for name in experiment.tables], experiment.stem),
         params:
             experiment=experiment.name,
-            view=json.dumps(experiment.view(config), sort_keys=True),
+            view=view,
             caption=experiment.summary,
         localrule: True
         threads: 1
@@ -33,15 +35,15 @@ for experiment in EXPERIMENTS.values():
         name:
             f"figures_{experiment.stem}"
         input:
-            runs=records(experiment.jobs(config)),
-            files=job_files(experiment.jobs(config)),
+            runs=records(jobs),
+            files=job_files(jobs),
             tables=getattr(rules, f"tables_{experiment.stem}").output,
             code=code_of("figures", *experiment.modules("figures")),
         output:
             reported([path for name in experiment.figures for path in paths.figures(name)], experiment.stem),
         params:
             experiment=experiment.name,
-            view=json.dumps(experiment.view(config), sort_keys=True),
+            view=view,
             caption=experiment.summary,
         localrule: True
         threads: 1
