@@ -218,7 +218,7 @@ def cmd_claims(args):
     claims = evaluate(args.tables_dir, thresholds)
     write_json(args.out, {"thresholds": thresholds, "claims": claims})
     for claim in claims:
-        print(f"{claim['verdict']:>15}  {claim['id']}: {claim['explanation']}")
+        print(f"{claim['verdict']:>12}  {claim['id']}: {claim['explanation']} ({claim['reason']})")
 
 
 def cmd_report(args):

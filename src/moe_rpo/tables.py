@@ -76,13 +76,15 @@ def routerless_table(shakespeare: pd.DataFrame, routerless: dict) -> pd.DataFram
 
 BENCHMARK_COLUMNS = {  # column: (source, metric, setting)
     "toy_gap_to_optimum": ("toy", "gap_to_optimum", None), "diff_accuracy": ("recovery", "accuracy", "diff"),
-    "sim_accuracy": ("recovery", "accuracy", "sim"), "shakespeare_train_loss": ("shakespeare", "train_loss", None),
+    "sim_accuracy": ("recovery", "accuracy", "sim"), "diff_regret": ("recovery", "regret", "diff"),
+    "sim_regret": ("recovery", "regret", "sim"), "shakespeare_train_loss": ("shakespeare", "train_loss", None),
     "shakespeare_val_loss": ("shakespeare", "val_loss", None), "load_ratio": ("shakespeare", "max_load_ratio", None)}
 
 
 def benchmark_table(sources: dict[str, pd.DataFrame], methods: list[dict], sim_setting: str | None) -> pd.DataFrame:
     """One row per benchmark method (router, k) and column of BENCHMARK_COLUMNS: toy 1 gap to the exact
-    K-optimum, DIFF and SIM routing accuracy, Shakespeare train and validation loss, and load balance
+    K-optimum, DIFF and SIM routing accuracy and route regret (validation loss minus the per-token oracle's),
+    Shakespeare train and validation loss, and load balance
     (E x the largest expert's load on Shakespeare: 1 = balanced). Each cell holds the median, min, max and
     number of seeds (NaN and 0 where the method did not run)."""
     rows = []

@@ -214,7 +214,7 @@ def test_non_finite_numbers_never_reach_a_record_a_table_or_a_verdict(tmp_path):
     for stem in stems:  # empty tables: the first claim read stops on its table
         pd.DataFrame({"method": ["rpo"], "k": [2], "seed": [0], "final_distance": [float("nan")]}).to_csv(
             tables / f"{stem}_seeds.csv", index=False)
-    with pytest.raises(ValueError, match="toy_routing_seeds.csv: non-finite final_distance"):
+    with pytest.raises(ValueError, match="toy_routing_seeds.csv: non-finite values \\[nan\\] for 'RPO K=2 final"):
         evaluate_claims(tables, cfg.validate({})["claims"])
 
 

@@ -196,8 +196,8 @@ def test_claims_name_their_arms_and_a_rename_fails_at_config_time():
         cfg.validate({"claims": {"arms": {"rpo": "nope"}}})
     claims = cfg.validate({})["claims"]
     claims["arms"]["rpo"] = "my_rpo"
-    rows = pd.DataFrame({"method": ["standard", "standard_normalized", "my_rpo", "rpo"], "seed": 0,
-                         "final_distance": [0.3, 0.3, 0.01, 0.5], "standard_reachable_distance": 0.2})
+    rows = pd.DataFrame({"method": ["standard", "standard_normalized", "my_rpo", "rpo"] * 2, "seed": [0] * 4 + [1] * 4,
+                         "final_distance": [0.3, 0.3, 0.01, 0.5] * 2, "standard_reachable_distance": 0.2})
     assert [c["verdict"] for c in dilemma_claims(rows, claims)] == ["reproduced", "reproduced"]  # my_rpo's row
 
 

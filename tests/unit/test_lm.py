@@ -238,23 +238,36 @@ def test_base_model_from_hugging_face(tmp_path, tiny_setup):
 
 # ---- claims ----------------------------------------------------------------------------------
 
-def recovery_table(diff_standard, sim_rpo, sim_standard):
+def recovery_table(diff_standard, sim_rpo, sim_standard, identifiability=1.0):
     rows = []
     for seed in range(3):
-        rows += [{"setting": "diff", "method": "standard", "k": 1, "seed": seed, "accuracy": diff_standard},
+        diff = diff_standard[seed] if isinstance(diff_standard, list) else diff_standard
+        rows += [{"setting": "diff", "method": "standard", "k": 1, "seed": seed, "accuracy": diff},
                  {"setting": "sim0.3", "method": "rpo", "k": 1, "seed": seed, "accuracy": sim_rpo},
                  {"setting": "sim0.3", "method": "standard", "k": 1, "seed": seed, "accuracy": sim_standard}]
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).assign(identifiability=identifiability)
 
 
 @pytest.mark.parametrize("values,verdicts", [
     ((0.95, 0.92, 0.4), ["reproduced", "reproduced"]),
-    ((0.5, 0.92, 0.4), ["not reproduced", "reproduced"]),
-    ((0.95, 0.5, 0.4), ["reproduced", "not reproduced"]),
-    ((0.95, 0.95, 0.93), ["reproduced", "not reproduced"]),  # standard also recovers: "only RPO" fails
+    ((0.5, 0.92, 0.4), ["refuted", "reproduced"]),
+    ((0.95, 0.5, 0.4), ["reproduced", "refuted"]),
+    ((0.95, 0.95, 0.93), ["reproduced", "refuted"]),  # standard also recovers: "only RPO" fails
+    (([0.85, 0.95, 0.9], 0.92, 0.4), ["inconclusive", "reproduced"]),  # the seeds disagree about 0.9
 ])
 def test_recovery_claim_verdicts_follow_the_numbers(values, verdicts):
     thresholds = cfg.validate({})["claims"] | {"recovery_accuracy": 0.9, "recovery_sim_scale": 0.3}
     claims = recovery_claims(recovery_table(*values), thresholds)
     assert [c["verdict"] for c in claims] == verdicts
-    assert claims[1]["measured"]["accuracy"]["rpo k=1"]["median"] == values[1]
+    rpo = claims[1]["comparisons"][0]
+    assert rpo["label"] == "rpo k=1 sim0.3 accuracy" and rpo["value"] == pytest.approx(values[1]) and rpo["n"] == 3
+
+
+def test_a_recovery_claim_is_made_only_where_expert_0_is_identifiable():
+    """Where expert 0 is the per-token best for fewer tokens than the claim asks a router to send it, the claim
+    cannot be answered, whatever the accuracies."""
+    thresholds = cfg.validate({})["claims"] | {"recovery_accuracy": 0.9, "recovery_sim_scale": 0.3}
+    for claim in recovery_claims(recovery_table(0.95, 0.92, 0.4, identifiability=0.6), thresholds):
+        assert claim["verdict"] == "inconclusive"
+        assert claim["reason"].startswith("not identifiable: expert 0 is the per-token best for 60.0% of")
+        assert claim["reason"].endswith("(the intervals alone: reproduced)")

@@ -10,6 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import markupsafe  # noqa: E402
 import pytest  # noqa: E402
 from browser import check_pages, require_chromium  # noqa: E402
 from conftest import ROOT  # noqa: E402
@@ -23,18 +24,24 @@ from moe_rpo.report.render import render_report  # noqa: E402
 TEMPLATES = ROOT / "paper" / "templates"
 SEEDS = [0, 1]
 BENCH_HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
-def spread(median):
-    return {"median": median, "mean": median, "std": 0.01, "min": median / 2, "max": median * 2, "n": len(SEEDS)}
+def synthetic_claims() -> list[dict]:
+    """Claims made by the real claim functions from small tables: one of each verdict, and a page's paper values."""
+    import pandas as pd
+
+    from moe_rpo.claims import dilemma_claims, shakespeare_moe_claims
+
+    thresholds = validate({})["claims"]
+    dilemma = pd.DataFrame([{"method": m, "seed": seed, "final_distance": d, "standard_reachable_distance": 0.2}
+                            for m, d in [("standard", 0.3), ("standard_normalized", 0.3), ("rpo", 0.5)]
+                            for seed in SEEDS])  # standard stalls (reproduced); RPO does not reach it (refuted)
+    shakespeare = pd.DataFrame([{"method": m, "k": k, "seed": seed, "mean_train_loss": 2.0 + seed / 10, "train_loss": 1.5,
+                                 "val_loss": 1.6, "generalization_gap": 0.1, "steps": 200, "tokens": 204800}
+                                for m, k in [("standard", 1), ("standard", 2), ("em", 1), ("rpo", 1)] for seed in SEEDS])
+    return ([{"experiment": "toy_dilemma", **c} for c in dilemma_claims(dilemma, thresholds)]
+            + [{"experiment": "lm_shakespeare_moe", **c} for c in shakespeare_moe_claims(shakespeare, thresholds)])
 
 
-CLAIMS = [
-    {"id": "toy_rpo_k2_reaches_target", "experiment": "toy_routing", "claim": "RPO with K=2 reaches the target.",
-     "metric": "median final distance", "measured": {"rpo k=2": spread(0.0123456)}, "threshold": "median < 0.05",
-     "verdict": "reproduced", "explanation": "RPO ends close to the target."},
-    {"id": "toy_collapse_standard", "experiment": "toy_collapse", "claim": "Standard routing collapses experts.",
-     "metric": "median distance ratio", "measured": {"standard": {"wd=0": spread(0.9), "wd=0.1": spread(0.95)}},
-     "threshold": "median < 0.8", "verdict": "not reproduced", "explanation": "The experts stay apart."},
-]
+CLAIMS = synthetic_claims()
 
 
 @pytest.fixture(scope="module")
@@ -115,22 +122,32 @@ def test_index_lists_every_claim_and_page(rendered):
     index = rendered[0].read_text()
     assert "Synthetic replication report" in index
     for claim in CLAIMS:
-        assert claim["id"] in index and claim["threshold"].replace("<", "&lt;") in index
+        assert claim["id"] in index and str(markupsafe.escape(claim["reason"])) in index
         assert f'href="{claim["experiment"]}.html#{claim["id"]}"' in index
-    assert '<span class="badge ok">reproduced</span>' in index
-    assert '<span class="badge fail">not reproduced</span>' in index
-    assert "1 reproduced" in index and "1 not reproduced" in index
-    assert "rpo k=2: median 0.01235 (range 0.006173–0.02469, n=2)" in index
-    assert "standard / wd=0.1: median 0.95" in index
+    for verdict, count in [("reproduced", 1), ("refuted", 1), ("inconclusive", 2)]:
+        assert f'<span class="badge {verdict}">{verdict}</span>' in index
+        assert f'<span class="badge {verdict}">{count} {verdict}</span>' in index
+    assert "RPO final distance: 0.5 [0.5, 0.5], n=2 (claim: &lt; 0.05)" in index
     for page in PAGES:
         assert f'href="{page.stem}.html"' in index
     assert "<td>tiny</td>" in index and "4,391,006" in index and "594,875" in index  # from meta.json
 
 
+def test_a_claim_shows_its_verdict_reason_and_the_papers_numbers_beside_ours(rendered):
+    page = next(path for path in rendered if path.name == "lm_shakespeare_moe.html").read_text()
+    claim = page[page.index('id="lm_shakespeare_rpo_trains_fastest"'):page.index('id="lm_shakespeare_rpo_overfits_most"')]
+    assert '<span class="badge inconclusive">inconclusive</span>' in claim
+    assert "below the paper&#39;s regime: 200 training steps, the paper&#39;s effect needs 2000" in claim
+    assert "read off the plot" in claim and "not reached by this run" in claim
+    assert "<th>RPO final training loss</th><td>0.11</td><td>1.5</td>" in claim  # the paper's, then ours
+    assert "top-1 minus RPO mean training loss: 0 [0, 0], n=2 (claim: &gt; 0): refuted" in claim
+    assert "(95% interval: paired t over seeds)" in claim
+
+
 def test_experiment_page_shows_files_numbers(rendered):
     page = rendered[1].read_text()  # toy_routing
-    assert PAGES[0].title in page and 'id="toy_rpo_k2_reaches_target"' in page
-    assert "toy_collapse_standard" not in page
+    assert PAGES[0].title in page and "No claim is checked on this page." in page  # its claims are not in CLAIMS
+    assert "toy_dilemma_rpo_free_weights" not in page
     for stem in PAGES[0].figures:
         assert f'src="../figures/{stem}.png"' in page and f'href="../figures/{stem}.pdf"' in page
     assert "0.1235" in page and "0.123456789" not in page  # tables: 4 significant digits

@@ -10,13 +10,14 @@ import torch
 
 from moe_rpo import cli
 from moe_rpo import config as cfg
-from moe_rpo.claims import NOT_REPRODUCED, REPRODUCED, pretraining_claims, shakespeare_moe_claims
+from moe_rpo.claims import pretraining_claims, shakespeare_moe_claims
 from moe_rpo.data.prepare import prepare_corpus
 from moe_rpo.experiments import EXPERIMENTS
 from moe_rpo.lm import scratch
 from moe_rpo.lm.routing_quality import Misrouted
 from moe_rpo.routers import build_router
 from moe_rpo.tables import benchmark_display, benchmark_table, routerless_table
+from moe_rpo.verdicts import INCONCLUSIVE, REFUTED, REPRODUCED
 
 TINY = {"model": {"n_layer": 2, "n_head": 2, "n_embd": 16, "block_size": 16},
         "train": {"steps": 8, "batch_size": 4, "block_size": 16, "eval_every": 4, "eval_batches": 2,
@@ -113,48 +114,76 @@ def test_misrouting_sends_every_token_to_another_expert_with_the_same_weights():
     assert torch.equal(Misrouted(router)(x).experts, moved.experts)  # the same misrouting every time
 
 
-def shakespeare_rows(values: dict[tuple[str, int], tuple[float, float, float]]) -> pd.DataFrame:
-    """Rows for two seeds: (mean_train_loss, train_loss, val_loss) per (method, k)."""
-    return pd.DataFrame([{"method": m, "k": k, "seed": seed, "mean_train_loss": mean, "train_loss": train,
-                          "val_loss": val, "generalization_gap": val - train, "max_load_ratio": 1.5}
-                         for (m, k), (mean, train, val) in values.items() for seed in (0, 1)])
+def shakespeare_rows(values: dict[tuple[str, int], tuple[float, float, float]], steps=5000,
+                     tokens=10**9, noise=0.0) -> pd.DataFrame:
+    """Rows for three seeds: (mean_train_loss, train_loss, val_loss) per (method, k), each seed's numbers shifted
+    by a different multiple of `noise`."""
+    return pd.DataFrame([{"method": m, "k": k, "seed": seed, "mean_train_loss": mean + noise * shift,
+                          "train_loss": train, "val_loss": val + noise * shift, "generalization_gap": val - train + noise * shift,
+                          "max_load_ratio": 1.5, "steps": steps, "tokens": tokens}
+                         for i, ((m, k), (mean, train, val)) in enumerate(values.items())
+                         for seed, shift in zip((0, 1, 2), ((-1, 0, 1), (1, -1, 0), (0, 1, -1), (1, 0, -1))[i % 4])])
 
 
-def test_shakespeare_claims_follow_the_numbers():
-    rpo_best = shakespeare_rows({("standard", 1): (2.0, 1.5, 1.6), ("standard", 2): (2.1, 1.5, 1.6),
-                                 ("em", 1): (2.2, 1.6, 1.7), ("rpo", 1): (1.8, 1.2, 1.6)})
-    assert [c["verdict"] for c in shakespeare_moe_claims(rpo_best, CLAIMS)] == [REPRODUCED, REPRODUCED]
-    rpo_worst = shakespeare_rows({("standard", 1): (2.0, 1.5, 1.9), ("standard", 2): (2.1, 1.5, 1.6),
-                                  ("em", 1): (2.2, 1.6, 1.7), ("rpo", 1): (2.3, 1.7, 1.8)})
-    assert [c["verdict"] for c in shakespeare_moe_claims(rpo_worst, CLAIMS)] == [NOT_REPRODUCED, NOT_REPRODUCED]
+RPO_BEST = {("standard", 1): (2.0, 0.6, 1.6), ("standard", 2): (2.1, 0.5, 1.6), ("em", 1): (2.2, 0.6, 1.7),
+            ("rpo", 1): (1.8, 0.2, 1.6)}
+RPO_WORST = {("standard", 1): (2.0, 0.5, 1.9), ("standard", 2): (2.1, 0.5, 1.6), ("em", 1): (2.2, 0.6, 1.7),
+             ("rpo", 1): (2.3, 0.7, 0.8)}
 
 
-@pytest.mark.parametrize("dense, moe, rpo, verdicts", [
-    (2.0, 1.8, 1.805, [REPRODUCED, REPRODUCED]),
-    (2.0, 1.8, 1.7, [REPRODUCED, NOT_REPRODUCED]),     # RPO gains 0.1 > 0.01
-    (1.7, 1.8, 1.8, [NOT_REPRODUCED, REPRODUCED]),     # dense is best
+def verdicts(claims):
+    return [c["verdict"] for c in claims]
+
+
+def test_shakespeare_claims_take_each_verdict_with_the_numbers():
+    assert verdicts(shakespeare_moe_claims(shakespeare_rows(RPO_BEST), CLAIMS)) == [REPRODUCED, REPRODUCED]
+    assert verdicts(shakespeare_moe_claims(shakespeare_rows(RPO_WORST), CLAIMS)) == [REFUTED, REFUTED]
+    # differences of 0.1-0.2 between methods against per-seed noise of 0.5: the intervals cross zero
+    assert verdicts(shakespeare_moe_claims(shakespeare_rows(RPO_BEST, noise=0.5), CLAIMS)) == [INCONCLUSIVE] * 2
+
+
+@pytest.mark.parametrize("steps, train_loss, shortfall", [
+    (200, None, "200 training steps, the paper's effect needs 2000"),
+    (5000, 2.5, "final training loss up to 2.500, the paper's runs end below 1.1"),
 ])
-def test_pretraining_claims_follow_the_numbers(dense, moe, rpo, verdicts):
-    df = shakespeare_rows({("dense", 1): (0, 0, dense), ("standard", 2): (0, 0, moe), ("rpo", 2): (0, 0, rpo)})
-    assert [c["verdict"] for c in pretraining_claims(df, CLAIMS | {"pretraining_gain": 0.01})] == verdicts
+def test_a_run_below_the_papers_regime_is_inconclusive_whatever_its_numbers(steps, train_loss, shortfall):
+    values = {arm: (mean, train if train_loss is None else train_loss, val)
+              for arm, (mean, train, val) in RPO_BEST.items()}
+    for claim in shakespeare_moe_claims(shakespeare_rows(values, steps=steps), CLAIMS):
+        assert claim["verdict"] == INCONCLUSIVE and claim["reason"].startswith(f"below the paper's regime: {shortfall}")
+        assert claim["paper"]["regime"]["reached"] is False
+        assert {row["quantity"].split()[0] for row in claim["paper"]["values"]} == {"top-1", "top-2", "EM", "RPO"}
+
+
+@pytest.mark.parametrize("dense, moe, rpo, tokens, expected", [
+    (2.0, 1.8, 1.805, 10**9, [REPRODUCED, REPRODUCED]),
+    (2.0, 1.8, 1.7, 10**9, [REPRODUCED, REFUTED]),      # RPO gains 0.1 > 0.01
+    (1.7, 1.8, 1.8, 10**9, [REFUTED, REPRODUCED]),      # dense is best
+    (2.0, 1.8, 1.805, 10**6, [INCONCLUSIVE, INCONCLUSIVE]),  # far fewer tokens than the paper's effect needs
+])
+def test_pretraining_claims_follow_the_numbers(dense, moe, rpo, tokens, expected):
+    df = shakespeare_rows({("dense", 1): (0, 0, dense), ("standard", 2): (0, 0, moe), ("rpo", 2): (0, 0, rpo)},
+                          tokens=tokens, noise=0.001)
+    assert verdicts(pretraining_claims(df, CLAIMS | {"pretraining_gain": 0.01})) == expected
 
 
 def test_routerless_table_labels_fixed_and_learned_runs():
     df = shakespeare_rows({("standard", 1): (2, 1, 1), ("hash", 1): (2, 1, 1), ("rpo", 1): (2, 1, 1)})
     table = routerless_table(df, {"fixed": [{"router": "hash", "k": 1}], "learned": [{"router": "standard", "k": 1}]})
-    assert sorted(zip(table["method"], table["router_kind"])) == [("hash", "fixed")] * 2 + [("standard", "learned")] * 2
+    assert sorted(zip(table["method"], table["router_kind"])) == [("hash", "fixed")] * 3 + [("standard", "learned")] * 3
 
 
 def test_benchmark_table_spreads_and_marks_methods_that_did_not_run():
     toy = pd.DataFrame({"method": ["a", "a", "b"], "k": [1, 1, 1], "seed": [0, 1, 0], "gap_to_optimum": [0.1, 0.3, 0.0]})
     recovery = pd.DataFrame({"method": ["a", "a"], "k": [1, 1], "seed": [0, 1], "setting": ["diff", "sim0.3"],
-                             "accuracy": [0.9, 0.2]})
+                             "accuracy": [0.9, 0.2], "regret": [0.01, 0.5]})
     shakespeare = shakespeare_rows({("a", 1): (2, 1.0, 1.1)})
     table = benchmark_table({"toy": toy, "recovery": recovery, "shakespeare": shakespeare},
                             [{"router": "a", "k": 1}, {"router": "b", "k": 1}], "sim0.3")
     a, b = table.iloc[0], table.iloc[1]
     assert (a["toy_gap_to_optimum_median"], a["toy_gap_to_optimum_min"], a["toy_gap_to_optimum_max"]) == (0.2, 0.1, 0.3)
-    assert a["diff_accuracy_median"] == 0.9 and a["sim_accuracy_median"] == 0.2 and a["load_ratio_seeds"] == 2
+    assert a["diff_accuracy_median"] == 0.9 and a["sim_accuracy_median"] == 0.2 and a["load_ratio_seeds"] == 3
+    assert (a["diff_regret_median"], a["sim_regret_median"]) == (0.01, 0.5)
     assert b["diff_accuracy_seeds"] == 0 and np.isnan(b["diff_accuracy_median"])
     shown = benchmark_display(table)
     assert shown.loc[0, "toy_gap_to_optimum"] == "0.2 [0.1, 0.3] (n=2)"

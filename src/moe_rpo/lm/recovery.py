@@ -17,6 +17,7 @@ from moe_rpo.config import Arm
 from moe_rpo.data.tokens import corpus_identity, open_tokens, sha256_file
 from moe_rpo.io import read_json, write_json
 from moe_rpo.lm.base import check_vocabulary
+from moe_rpo.lm.oracle import oracle
 from moe_rpo.models import load_gpt, recovery_model
 from moe_rpo.training.distributed import is_main
 from moe_rpo.training.lm import evaluate, fit_routers_to_corpus, pick_device, train_lm
@@ -66,6 +67,12 @@ def run(settings: dict, setting: dict, seed: int, base_path: str | Path, corpus_
                          f"block_size {base.config.block_size}")
     layers = layers_of(settings, base.config.n_layer)
     base_loss = evaluate(base, val_tokens, train, pick_device(train["device"]))["val_loss"]
+    # every method sees the same experts (drawn from the seed), so one oracle serves them all; its routers
+    # are replaced by fixed ones, so any method's will do to build it
+    first = settings["methods"][0]
+    probe = recovery_model(base, layers, setting["mode"], setting["scale"], settings["routers"][first["router"]],
+                           k=first["k"], num_experts=settings["num_experts"], seed=seed)
+    best = oracle(probe, val_tokens, train, pick_device(train["device"]))
     base_sha, data = sha256_file(Path(base_path)), corpus_identity(corpus_dir)
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -92,11 +99,14 @@ def run(settings: dict, setting: dict, seed: int, base_path: str | Path, corpus_
         if is_main():  # under torchrun every rank has the same run; rank 0 writes it
             write_json(done_file, {"fingerprint": fingerprint, "run": runs[name]})
         checkpoint.unlink(missing_ok=True)
-    return {"base_val_loss": base_loss, "layers": layers, "runs": runs}
+    return {"base_val_loss": base_loss, "layers": layers, "oracle": best, "runs": runs}
 
 
 def records(result: dict, setting: dict, seed: int) -> list[dict]:
     """One table row per method: the setting, the seed and the final metrics."""
+    best = result["oracle"]
     return [{"setting": setting["name"], "mode": setting["mode"], "scale": setting["scale"], "method": run["router"],
-             "k": run["k"], "seed": seed, "base_val_loss": result["base_val_loss"], **run["final"]}
+             "k": run["k"], "seed": seed, "base_val_loss": result["base_val_loss"], **run["final"],
+             "identifiability": best["identifiability"], "min_layer_identifiability": best["min_layer_identifiability"],
+             "oracle_loss": best["oracle_loss"], "regret": run["final"]["val_loss"] - best["oracle_loss"]}
             for run in result["runs"].values()]

@@ -62,12 +62,14 @@ def run(settings: dict, seed: int, corpus_dir: str | Path, checkpoint: str | Pat
                        desc=f"{Arm.of(method).slug} seed {seed}")
     parameters = sum(p.numel() for p in model.parameters())
     return {"method": Arm.of(method).slug, "router": method["router"], "k": method["k"], "seed": seed,
-            "parameters": parameters, "history": history,
+            "parameters": parameters, "steps": train["steps"],
+            "tokens": train["steps"] * train["batch_size"] * train["block_size"], "history": history,
             "final": final_metrics(model, train_tokens, val_tokens, train)}
 
 
 def records(result: dict) -> list[dict]:
     """The run's table row."""
     return [{"method": result["router"], "k": result["k"], "seed": result["seed"], "parameters": result["parameters"],
+             "steps": result["steps"], "tokens": result["tokens"],  # how far it trained (the claims' regime)
              "mean_train_loss": float(np.mean([row["train_loss"] for row in result["history"][1:]])),
              **result["final"]}]

@@ -10,6 +10,7 @@ from pathlib import Path
 from moe_rpo import paths
 from moe_rpo.experiments import EXPERIMENTS, load
 from moe_rpo.io import read_json
+from moe_rpo.verdicts import VERDICTS
 
 
 def _require(path: Path) -> Path:
@@ -25,18 +26,11 @@ def fmt(value) -> str:
     return str(value)
 
 
-def measured_lines(measured: dict, prefix: str = "") -> list[str]:
-    """One line per measured quantity: median, range and seed count of a spread, or the plain value."""
-    lines = []
-    for name, value in measured.items():
-        if isinstance(value, dict) and "median" in value:
-            lines.append(f"{prefix}{name}: median {fmt(value['median'])} "
-                         f"(range {fmt(value['min'])}–{fmt(value['max'])}, n={value['n']})")
-        elif isinstance(value, dict):
-            lines += measured_lines(value, f"{prefix}{name} / ")
-        else:
-            lines.append(f"{prefix}{name}: {fmt(value)}")
-    return lines
+def comparison_line(comparison: dict) -> str:
+    """One comparison of a claim: the effect with its 95% interval and the side of the threshold the claim needs."""
+    c = comparison
+    interval = f" [{fmt(c['low'])}, {fmt(c['high'])}], n={c['n']}" if c["from_seeds"] else ""
+    return f"{c['label']}: {fmt(c['value'])}{interval} (claim: {c['side']} {fmt(c['threshold'])})"
 
 
 def html_table(path: Path) -> str:
@@ -141,12 +135,12 @@ def render_report(results_dir: Path, out_dir: Path, config: dict, templates_dir:
     for claim in claims:
         if claim["experiment"] not in slugs:
             raise ValueError(f"claim {claim['id']!r} names unknown report page {claim['experiment']!r}")
-        claim["measured_lines"] = measured_lines(claim["measured"])
+        claim["comparison_lines"] = [(comparison_line(c), c["verdict"], c["method"]) for c in claim["comparisons"]]
 
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(templates_dir), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["fmt"] = fmt
-    common = {"title": config["report"]["title"], "pages": pages, "claims": claims}
+    common = {"title": config["report"]["title"], "pages": pages, "claims": claims, "verdicts": VERDICTS}
     out_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(_require(templates_dir.parent / "static" / "style.css"), out_dir / "style.css")
 

@@ -101,6 +101,15 @@ def make_optimizer(params: list[torch.nn.Parameter], settings: dict) -> torch.op
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=settings["lr"], betas=tuple(settings["betas"]))
 
 
+def evaluation_batches(tokens: np.ndarray, settings: dict) -> list[list[int]]:
+    """The start offsets of the fixed evaluation windows, one list per batch: the same for every method and seed."""
+    generator = torch.Generator().manual_seed(EVAL_SEED)
+    count, block = settings["eval_batches"] * settings["batch_size"], settings["block_size"]
+    check_window_fits(tokens, block)
+    starts = torch.randint(len(tokens) - block - 1, (count,), generator=generator).tolist()
+    return [starts[first:first + settings["batch_size"]] for first in range(0, count, settings["batch_size"])]
+
+
 @torch.no_grad()
 def evaluate(model: GPT, tokens: np.ndarray, settings: dict, device: torch.device,
              world: distributed.World | None = None, label: str = "evaluation") -> dict:
@@ -108,16 +117,12 @@ def evaluate(model: GPT, tokens: np.ndarray, settings: dict, device: torch.devic
     With a data-parallel `world` (every rank must call it), the ranks share the evaluation batches and all
     return the numbers of one process."""
     model.eval()
-    generator = torch.Generator().manual_seed(EVAL_SEED)
-    count, block = settings["eval_batches"] * settings["batch_size"], settings["block_size"]
-    check_window_fits(tokens, block)
-    starts = torch.randint(len(tokens) - block - 1, (count,), generator=generator).tolist()
+    batches = evaluation_batches(tokens, settings)
     losses, layers = [], []
-    firsts = range(0, count, settings["batch_size"])
     if world is not None and world.size > 1:
-        firsts = firsts[world.rank::world.size]
-    for first in firsts:
-        x, y = windows(tokens, starts[first:first + settings["batch_size"]], block)
+        batches = batches[world.rank::world.size]
+    for starts in batches:
+        x, y = windows(tokens, starts, settings["block_size"])
         out = model(x.to(device), y.to(device))
         losses.append(out.loss.item())
         layers.append([routing_metrics(routing) for routing in out.routing])
