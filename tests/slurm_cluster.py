@@ -1,7 +1,8 @@
 """A throwaway single-node SLURM cluster on localhost, for the cluster-path test.
 
 Needs root and Debian's `slurmctld slurmd slurm-client munge` (.ci/run installs them). The node has the
-machine's CPUs and one fake GPU (gres on /dev/null) so that GPU-tagged rules schedule. State and logs
+machine's CPUs and two fake GPUs (gres on /dev/null and /dev/zero) so that GPU-tagged rules schedule, two
+at a time. State and logs
 live in a temporary folder. The configuration must sit at the default /etc/slurm/slurm.conf: the SLURM
 executor's job step drops SLURM_CONF before its inner `srun`. It is written only where no other
 configuration exists and removed again by `stop()`, which also ends exactly the daemons `start()` started.
@@ -91,10 +92,11 @@ ReturnToService=2
 MinJobAge=3600
 SchedulerParameters=sched_interval=1
 GresTypes=gpu
-NodeName={self.host} CPUs={os.cpu_count()} RealMemory={_memory_mb()} Gres=gpu:1 State=UNKNOWN
+NodeName={self.host} CPUs={os.cpu_count()} RealMemory={_memory_mb()} Gres=gpu:2 State=UNKNOWN
 PartitionName={PARTITION} Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 """)
-        (self.conf.parent / "gres.conf").write_text(MARKER + f"AutoDetect=off\nNodeName={self.host} Name=gpu File=/dev/null\n")
+        (self.conf.parent / "gres.conf").write_text(MARKER + f"AutoDetect=off\nNodeName={self.host} Name=gpu File=/dev/null\n"
+                                                          f"NodeName={self.host} Name=gpu File=/dev/zero\n")
 
     def start(self) -> None:
         self.write_config()

@@ -18,8 +18,9 @@ from moe_rpo.verdicts import INCONCLUSIVE, Comparison, combine, difference, exac
 
 @dataclass(frozen=True)
 class Regime:
-    """Where the paper showed a claim, read off its figure: a run that trained fewer steps or tokens, or whose
-    training loss stayed above the paper's range, could not have shown it."""
+    """Where the paper showed a claim, read off its figure: a run that trained fewer steps or tokens, or in
+    which even the best method's training loss stayed above the paper's range, could not have shown it. (The
+    best method: a method that lags behind in a run that reached the regime is a finding, not a shortfall.)"""
     figure: str
     description: str
     min_steps: int = 0
@@ -28,11 +29,12 @@ class Regime:
 
     def shortfall(self, df: pd.DataFrame) -> str | None:
         """Why the runs in df fall short of the regime, or None when they reach it."""
-        steps, tokens, loss = int(df["steps"].min()), float(df["tokens"].min()), float(df["train_loss"].max())
+        steps, tokens = int(df["steps"].min()), float(df["tokens"].min())
+        loss = float(df.groupby(["method", "k"])["train_loss"].mean().min())
         short = ([f"{steps} training steps, the paper's effect needs {self.min_steps}"] * (steps < self.min_steps)
                  + [f"{tokens:.3g} training tokens, the paper's effect needs {self.min_tokens:.3g}"]
                  * (tokens < self.min_tokens)
-                 + [f"final training loss up to {loss:.3f}, the paper's runs end below {self.max_train_loss:g}"]
+                 + [f"the lowest final training loss is {loss:.3f}, the paper's runs end below {self.max_train_loss:g}"]
                  * (loss > self.max_train_loss))
         return "; ".join(short) or None
 
@@ -43,7 +45,7 @@ class Regime:
 SHAKESPEARE_REGIME = Regime(
     "shakespeare-moe-loss.png",
     "5000 iterations of nanoGPT on Shakespeare; the four training curves separate only after about 2000 "
-    "iterations, when every method's training loss is below about 1.1, and every method then overfits",
+    "iterations, when the training losses are below about 1.1, and every method then overfits",
     min_steps=2000, max_train_loss=1.1)
 PRETRAINING_REGIME = Regime(
     "tinystories-gpt2-negative-result.png",

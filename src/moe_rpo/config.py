@@ -257,9 +257,10 @@ def check_references(config: dict) -> None:
         if config[where]["corpus"] not in config["corpora"]:
             raise ConfigError(f"{where}.corpus: {config[where]['corpus']!r} is not defined under 'corpora' "
                               f"(defined: {sorted(config['corpora'])})")
-    if config["report"]["trajectory_seed"] not in config["seeds"]:
-        raise ConfigError(f"report.trajectory_seed: {config['report']['trajectory_seed']} is not one of the seeds "
-                          f"{config['seeds']}")
+    for name in TOY_EXPERIMENTS:
+        if config["report"]["trajectory_seed"] not in toy_seeds(config, name):
+            raise ConfigError(f"report.trajectory_seed: {config['report']['trajectory_seed']} is not one of the "
+                              f"seeds of toy.{name} {toy_seeds(config, name)}")
     recovery, base = config["recovery"], config["base_model"]
     if config["claims"]["recovery_sim_scale"] not in recovery["sim_scales"]:
         raise ConfigError(f"claims.recovery_sim_scale: {config['claims']['recovery_sim_scale']} is not one of "
@@ -326,11 +327,17 @@ def load(*paths: str | Path) -> dict:
     return validate(config)
 
 
+def toy_seeds(config: dict, experiment: str) -> list[int]:
+    """The seeds a toy runs: its own, or the global `seeds`."""
+    return config["toy"][experiment]["seeds"] or config["seeds"]
+
+
 def experiment_settings(config: dict, experiment: str) -> dict:
-    """The settings one toy experiment runs with: its section plus the specs of the routers it uses."""
+    """The settings one toy experiment runs with: its section (less its seeds: a run has one) plus the specs
+    of the routers it uses."""
     if experiment not in TOY_EXPERIMENTS:
         raise ConfigError(f"unknown toy experiment {experiment!r}; choose one of {list(TOY_EXPERIMENTS)}")
-    section = dict(config["toy"][experiment])
+    section = {key: value for key, value in config["toy"][experiment].items() if key != "seeds"}
     names = [m["router"] if isinstance(m, dict) else m for m in section["methods"]]
     section["routers"] = {name: config["routers"][name] for name in names}
     return section
@@ -338,7 +345,8 @@ def experiment_settings(config: dict, experiment: str) -> dict:
 
 def benchmark_toy_settings(config: dict) -> dict:
     """Toy 1 (routing) settings that run exactly the benchmark's (router, k) pairs."""
-    section = dict(config["toy"]["routing"], runs=config["benchmark"]["methods"])
+    section = {key: value for key, value in config["toy"]["routing"].items() if key != "seeds"}
+    section["runs"] = config["benchmark"]["methods"]
     section["routers"] = {m["router"]: config["routers"][m["router"]] for m in section["runs"]}
     return section
 

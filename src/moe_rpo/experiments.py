@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable, NamedTuple
 
 from moe_rpo import paths
-from moe_rpo.config import DENSE, Arm, RecoverySetting, arm_router, recovery_settings
+from moe_rpo.config import DENSE, Arm, RecoverySetting, arm_router, recovery_settings, toy_seeds
 
 
 class Job(NamedTuple):
@@ -123,7 +123,7 @@ def _toy(name: str, title: str, summary: str, figures: tuple[str, ...], group_ke
     stem = f"toy_{name}"
     return Experiment(
         name=name, stem=stem, title=title, summary=summary, section=f"toy.{name}",
-        jobs=lambda config: toy_jobs(name, config["seeds"]),
+        jobs=lambda config: toy_jobs(name, toy_seeds(config, name)),
         tables=(f"{stem}_seeds", f"{stem}_summary", *extra_tables), shown=(f"{stem}_summary", *extra_tables),
         figures=figures, make_tables=make_tables, draw=f"moe_rpo.figures.toy:draw_{name}",
         view=lambda config: {"trajectory_seed": config["report"]["trajectory_seed"]},

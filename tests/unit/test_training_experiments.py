@@ -144,7 +144,7 @@ def test_shakespeare_claims_take_each_verdict_with_the_numbers():
 
 @pytest.mark.parametrize("steps, train_loss, shortfall", [
     (200, None, "200 training steps, the paper's effect needs 2000"),
-    (5000, 2.5, "final training loss up to 2.500, the paper's runs end below 1.1"),
+    (5000, 2.5, "the lowest final training loss is 2.500, the paper's runs end below 1.1"),
 ])
 def test_a_run_below_the_papers_regime_is_inconclusive_whatever_its_numbers(steps, train_loss, shortfall):
     values = {arm: (mean, train if train_loss is None else train_loss, val)
