@@ -203,7 +203,8 @@ def barrier_claims(df: pd.DataFrame, t: dict) -> list[dict]:
 def recovery_claims(df: pd.DataFrame, t: dict) -> list[dict]:
     threshold, sim = t["recovery_accuracy"], RecoverySetting("sim", t["recovery_sim_scale"]).name
     arms = t["arms"]
-    diff = mean_effect("standard k=1 DIFF accuracy", by_seed(df, "accuracy", setting="diff", method=arms["standard"], k=1))
+    diff = mean_effect("standard k=1 DIFF accuracy",
+                       by_seed(df, "accuracy", setting="diff", method=arms["standard"], k=1))
     on_sim = {(m, k): mean_effect(f"{m} k={k} {sim} accuracy", by_seed(g, "accuracy"))
               for (m, k), g in df[df["setting"] == sim].groupby(["method", "k"])}
     if not on_sim:
@@ -216,8 +217,10 @@ def recovery_claims(df: pd.DataFrame, t: dict) -> list[dict]:
 
     def unidentifiable(setting):  # a router cannot be asked to send more tokens to expert 0 than it suits
         share = float(df.loc[df["setting"] == setting, "identifiability"].mean())
+        if share >= threshold:
+            return None
         return (f"not identifiable: expert 0 is the per-token best for {share:.1%} of {setting} tokens (mean over "
-                f"layers and seeds), below the {threshold:.0%} the claim asks of a router" if share < threshold else None)
+                f"layers and seeds), below the {threshold:.0%} the claim asks of a router")
 
     return [
         _claim(t, "lm_recovery_diff_unnormalized_finds_routing",

@@ -198,13 +198,18 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
                  "of the model are frozen; only the routers train. Routing accuracy is the share of validation "
                  "tokens whose most probable expert is the pretrained one (strictly: ties count as misses), "
                  "averaged over the MoE layers; the validation loss is compared with the dense base model on "
-                 "the same windows."),
+                 "the same windows. The per-token oracle says whether expert 0 is in fact the best expert: for "
+                 "each MoE layer and expert, every validation token's loss with that layer on that expert (the "
+                 "others on expert 0); identifiability is the share of tokens for which expert 0 is strictly best, "
+                 "and a method's route regret its validation loss minus the oracle's (the regret to expert 0 is "
+                 "its gap to the base model). The claims are made only where expert 0 is identifiable."),
         section="recovery",
         jobs=lambda config: recovery_jobs("recovery", list(recovery_settings(config["recovery"])),
                                           config["recovery"]["seeds"]),
-        tables=("lm_recovery_seeds", "lm_recovery_summary"), shown=("lm_recovery_summary",),
+        tables=("lm_recovery_seeds", "lm_recovery_summary", "lm_recovery_oracle", "lm_recovery_regret"),
+        shown=("lm_recovery_oracle", "lm_recovery_regret", "lm_recovery_summary"),
         figures=("lm_recovery_diff", "lm_recovery_sim", "lm_recovery_sim_sweep"),
-        make_tables="moe_rpo.tables:seed_tables", draw="moe_rpo.figures.lm:draw_recovery", view=_recovery_view,
+        make_tables="moe_rpo.tables:recovery_tables", draw="moe_rpo.figures.lm:draw_recovery", view=_recovery_view,
         group_keys=("setting", "method", "k"),
         metrics=("accuracy", "min_layer_accuracy", "val_loss", "gap_to_base", "regret", "identifiability",
                  "min_layer_identifiability", "oracle_loss", "entropy", "pretrained_load", "max_load"),

@@ -58,6 +58,25 @@ def routing_optima_table(best: dict[int, dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def recovery_tables(experiment, runs: list[str], view: dict) -> dict[str, pd.DataFrame]:
+    """The recovery experiment's tables: per seed and its summary, the per-token oracle per setting and MoE
+    layer, and each method's route regret per setting (means over seeds)."""
+    seeds = per_seed_table(runs)
+    layers = pd.DataFrame([{"setting": record["setting"]["name"], "seed": record["seed"], "layer": layer["layer"],
+                            "identifiability": layer["identifiability"], "oracle_loss": layer["oracle_loss"],
+                            "expert0_loss": record["result"]["oracle"]["expert0_loss"],
+                            "expert0_best_share": layer["best_expert_share"][0]}
+                           for record in map(read_json, runs) for layer in record["result"]["oracle"]["layers"]])
+    oracle = layers.groupby(["setting", "layer"], sort=False).agg(
+        seeds=("seed", "nunique"), identifiability=("identifiability", "mean"),
+        identifiability_min=("identifiability", "min"), identifiability_max=("identifiability", "max"),
+        oracle_loss=("oracle_loss", "mean"), expert0_loss=("expert0_loss", "mean")).reset_index()
+    regret = seeds.groupby(["setting", "method", "k"], sort=False).agg(
+        seeds=("seed", "nunique"), accuracy=("accuracy", "mean"), val_loss=("val_loss", "mean"),
+        regret=("regret", "mean"), regret_to_expert0=("gap_to_base", "mean")).reset_index()
+    return _with_summary(experiment, seeds) | {"lm_recovery_oracle": oracle, "lm_recovery_regret": regret}
+
+
 def routerless_tables(experiment, runs: list[str], view: dict) -> dict[str, pd.DataFrame]:
     """The routerless comparison's rows of the Shakespeare runs (`view`: the routerless section)."""
     return _with_summary(experiment, routerless_table(per_seed_table(runs), view))

@@ -20,7 +20,7 @@ def test_empty_config_gets_every_default():
     assert len(config["toy"]["routing"]["experts"]) == 8
 
 
-@pytest.mark.parametrize("overlay", [None, "test.yaml", "paper.yaml"])
+@pytest.mark.parametrize("overlay", [None, "test.yaml", "paper.yaml", "regime.yaml"])
 def test_shipped_configs_are_valid(overlay):
     """Each overlay as `snakemake --configfile` uses it: merged over config.yaml."""
     cfg.load(ROOT / "config" / "config.yaml", *([ROOT / "config" / overlay] if overlay else []))

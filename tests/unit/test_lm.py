@@ -15,10 +15,12 @@ import torch
 from moe_rpo import config as cfg
 from moe_rpo.claims import recovery_claims
 from moe_rpo.data.prepare import prepare_corpus
-from moe_rpo.io import read_json
+from moe_rpo.experiments import EXPERIMENTS
+from moe_rpo.io import read_json, write_json
 from moe_rpo.lm import recovery
 from moe_rpo.lm.base import build_base, check_vocabulary
 from moe_rpo.models import GPT, GPTConfig, recovery_model, save_gpt
+from moe_rpo.tables import recovery_tables
 from moe_rpo.training import lm
 from moe_rpo.training.lm import Batches, lr_at, pick_device, train_lm
 from conftest import ROOT
@@ -183,6 +185,30 @@ def test_recovery_run_records_every_method(tiny_setup):
         assert 0 <= row["accuracy"] <= 1 and row["gap_to_base"] == pytest.approx(row["val_loss"] - row["base_val_loss"])
     again = recovery.run(run_settings, setting, 0, root / "base.pt", root / "corpus", root / "work")  # finished: reused
     assert again == result
+    best = result["oracle"]
+    assert [layer["layer"] for layer in best["layers"]] == [0, 1] and best["oracle_loss"] <= best["expert0_loss"]
+    assert best["expert0_loss"] == pytest.approx(result["base_val_loss"], abs=1e-5)  # all expert 0 = the base model
+    for row in rows:
+        assert row["regret"] == pytest.approx(row["val_loss"] - best["oracle_loss"])
+        assert row["identifiability"] == best["identifiability"]
+
+
+def test_recovery_tables_hold_the_oracle_per_layer_and_the_regret_per_method(tiny_setup, tmp_path):
+    root, run_settings = tiny_setup
+    records = []
+    for seed in (0, 1):
+        setting = cfg.recovery_settings({"sim_scales": [0.3]})["sim0.3"].as_dict()
+        result = recovery.run(run_settings, setting, seed, root / "base.pt", root / "corpus", tmp_path / f"w{seed}")
+        records.append(tmp_path / f"seed{seed}.json")
+        write_json(records[-1], {"setting": setting, "seed": seed, "result": result,
+                                 "records": recovery.records(result, setting, seed)})
+    tables = recovery_tables(EXPERIMENTS["recovery"], records, {})
+    assert set(tables) == set(EXPERIMENTS["recovery"].tables)
+    oracle, regret = tables["lm_recovery_oracle"], tables["lm_recovery_regret"]
+    assert list(oracle["layer"]) == [0, 1] and (oracle["seeds"] == 2).all()
+    assert ((oracle["identifiability_min"] <= oracle["identifiability"])
+            & (oracle["identifiability"] <= oracle["identifiability_max"])).all()
+    assert sorted(regret["method"]) == ["rpo", "standard"] and (regret["regret"] >= regret["regret_to_expert0"] - 1e-5).all()
 
 
 def test_recovery_refuses_a_corpus_the_model_cannot_embed(tiny_setup, tmp_path):

@@ -119,8 +119,9 @@ def shakespeare_rows(values: dict[tuple[str, int], tuple[float, float, float]], 
     """Rows for three seeds: (mean_train_loss, train_loss, val_loss) per (method, k), each seed's numbers shifted
     by a different multiple of `noise`."""
     return pd.DataFrame([{"method": m, "k": k, "seed": seed, "mean_train_loss": mean + noise * shift,
-                          "train_loss": train, "val_loss": val + noise * shift, "generalization_gap": val - train + noise * shift,
-                          "max_load_ratio": 1.5, "steps": steps, "tokens": tokens}
+                          "train_loss": train, "val_loss": val + noise * shift,
+                          "generalization_gap": val - train + noise * shift, "max_load_ratio": 1.5, "steps": steps,
+                          "tokens": tokens}
                          for i, ((m, k), (mean, train, val)) in enumerate(values.items())
                          for seed, shift in zip((0, 1, 2), ((-1, 0, 1), (1, -1, 0), (0, 1, -1), (1, 0, -1))[i % 4])])
 

@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from moe_rpo.verdicts import INCONCLUSIVE, REFUTED, REPRODUCED, Comparison, combine, difference, exact, mean_effect, share
+from moe_rpo.verdicts import (INCONCLUSIVE, REFUTED, REPRODUCED, Comparison, combine, difference, exact, mean_effect,
+                              share)
 
 
 def seeds(*values, first=0):

@@ -59,8 +59,8 @@ def test_jobs_through_slurm_equal_a_local_run(cluster, finished, tmp_path):
     local = finished  # the shared local run of the same config
     remote = copy_workflow(_mkdir(tmp_path / "slurm"))
     slurm_profile(remote)
-    done = run(remote, *TARGETS, "--workflow-profile", "profiles/slurm", "--jobs", "4",
-               "--slurm-init-seconds-before-status-checks", "2", env={**ENV, "SLURM_CONF": str(cluster.conf)})
+    done = run(remote, "--workflow-profile", "profiles/slurm", "--jobs", "4", "--slurm-init-seconds-before-status-checks",
+               "2", *TARGETS, env={**ENV, "SLURM_CONF": str(cluster.conf)})  # targets last: --configfile takes a list
     assert done.returncode == 0, done.stderr[-5000:]
 
     # every job went through sbatch: the controller still knows them (MinJobAge), with their rule and GPUs
