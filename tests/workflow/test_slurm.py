@@ -59,8 +59,9 @@ def test_jobs_through_slurm_equal_a_local_run(cluster, finished, tmp_path):
     local = finished  # the shared local run of the same config
     remote = copy_workflow(_mkdir(tmp_path / "slurm"))
     slurm_profile(remote)
-    done = run(remote, "--workflow-profile", "profiles/slurm", "--jobs", "4", "--slurm-init-seconds-before-status-checks",
-               "2", *TARGETS, env={**ENV, "SLURM_CONF": str(cluster.conf)})  # targets last: --configfile takes a list
+    done = run(remote, "--workflow-profile", "profiles/slurm", "--jobs", "4", "--seconds-between-status-checks", "1",
+               "--slurm-init-seconds-before-status-checks", "1", *TARGETS,  # targets last: --configfile takes a list
+               env={**ENV, "SLURM_CONF": str(cluster.conf)})
     assert done.returncode == 0, done.stderr[-5000:]
 
     # every job went through sbatch: the controller still knows them (MinJobAge), with their rule and GPUs
