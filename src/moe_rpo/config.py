@@ -332,12 +332,16 @@ def toy_seeds(config: dict, experiment: str) -> list[int]:
     return config["toy"][experiment]["seeds"] or config["seeds"]
 
 
+def _toy_run_section(config: dict, experiment: str) -> dict:
+    """A toy's section less its seeds (a run has one seed)."""
+    return {key: value for key, value in config["toy"][experiment].items() if key != "seeds"}
+
+
 def experiment_settings(config: dict, experiment: str) -> dict:
-    """The settings one toy experiment runs with: its section (less its seeds: a run has one) plus the specs
-    of the routers it uses."""
+    """The settings one toy experiment runs with: its run section plus the specs of the routers it uses."""
     if experiment not in TOY_EXPERIMENTS:
         raise ConfigError(f"unknown toy experiment {experiment!r}; choose one of {list(TOY_EXPERIMENTS)}")
-    section = {key: value for key, value in config["toy"][experiment].items() if key != "seeds"}
+    section = _toy_run_section(config, experiment)
     names = [m["router"] if isinstance(m, dict) else m for m in section["methods"]]
     section["routers"] = {name: config["routers"][name] for name in names}
     return section
@@ -345,7 +349,7 @@ def experiment_settings(config: dict, experiment: str) -> dict:
 
 def benchmark_toy_settings(config: dict) -> dict:
     """Toy 1 (routing) settings that run exactly the benchmark's (router, k) pairs."""
-    section = {key: value for key, value in config["toy"]["routing"].items() if key != "seeds"}
+    section = _toy_run_section(config, "routing")
     section["runs"] = config["benchmark"]["methods"]
     section["routers"] = {m["router"]: config["routers"][m["router"]] for m in section["runs"]}
     return section

@@ -13,12 +13,11 @@ to e (weight 1) and the other MoE layers send every token to expert 0. From thes
 A method's route regret is its validation loss minus the oracle loss (the lowest over layers)."""
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import torch
 
 from moe_rpo.models import GPT
+from moe_rpo.lm.routing_quality import replaced_routers
 from moe_rpo.models.moe import MoE
 from moe_rpo.routers import Router, RouterOutput
 from moe_rpo.training.lm import evaluation_batches, windows
@@ -43,18 +42,9 @@ def moe_layers(model: GPT) -> list[int]:
     return [i for i, block in enumerate(model.transformer.h) if isinstance(block.mlp, MoE)]
 
 
-@contextlib.contextmanager
 def fixed_routing(model: GPT, choice: dict[int, int]):
     """Within the block, MoE layer i sends every token to expert choice.get(i, 0)."""
-    layers = {i: model.transformer.h[i].mlp for i in moe_layers(model)}
-    originals = {i: layer.router for i, layer in layers.items()}
-    try:
-        for i, layer in layers.items():
-            layer.router = FixedExpert(layer.router.dim, layer.router.num_experts, choice.get(i, 0))
-        yield model
-    finally:
-        for i, layer in layers.items():
-            layer.router = originals[i]
+    return replaced_routers(model, lambda i, router: FixedExpert(router.dim, router.num_experts, choice.get(i, 0)))
 
 
 @torch.no_grad()

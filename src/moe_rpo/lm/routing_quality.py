@@ -29,17 +29,22 @@ class Misrouted(Router):
 
 
 @contextlib.contextmanager
-def misrouted(model: GPT, seed: int = 0):
-    """Within the block, every MoE layer of `model` misroutes (see Misrouted)."""
-    layers = [block.mlp for block in model.transformer.h if isinstance(block.mlp, MoE)]
-    originals = [layer.router for layer in layers]
+def replaced_routers(model: GPT, make):
+    """Within the block, MoE layer i routes with make(i, its router); the routers are given back afterwards."""
+    layers = {i: block.mlp for i, block in enumerate(model.transformer.h) if isinstance(block.mlp, MoE)}
+    originals = {i: layer.router for i, layer in layers.items()}
     try:
-        for layer in layers:
-            layer.router = Misrouted(layer.router, seed)
+        for i, layer in layers.items():
+            layer.router = make(i, layer.router)
         yield model
     finally:
-        for layer, router in zip(layers, originals):
-            layer.router = router
+        for i, layer in layers.items():
+            layer.router = originals[i]
+
+
+def misrouted(model: GPT, seed: int = 0):
+    """Within the block, every MoE layer of `model` misroutes (see Misrouted)."""
+    return replaced_routers(model, lambda i, router: Misrouted(router, seed))
 
 
 def summarize_layers(layers: list[dict]) -> dict:
