@@ -71,10 +71,9 @@ def expert_usage(model):
     """A list that gets, per training step, the set of (layer, expert) that some token of this rank chose."""
     usage = []
     moes = [block.mlp for block in model.transformer.h if hasattr(block.mlp, "router")]
-    for layer, moe in enumerate(moes):
-        for e, expert in enumerate(moe.experts):
-            expert.register_forward_pre_hook(
-                lambda module, args, key=(layer, e): usage[-1].add(key) if module.training else None)
+    for layer, moe in enumerate(moes):  # the experts' second argument: the expert of each dispatched row
+        moe.experts.register_forward_pre_hook(lambda module, args, layer=layer: usage[-1].update(
+            (layer, e) for e in args[1].unique().tolist()) if module.training else None)
     return usage
 
 

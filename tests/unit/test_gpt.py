@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from moe_rpo.models import GPT, GPTConfig, MoE, from_hf, load_gpt, recovery_model, routing_metrics, save_gpt
-from moe_rpo.models.gpt import MLP
+from moe_rpo.models.experts import grouped_mm_supported
+from moe_rpo.models.gpt import MLP, init_gpt2_
 from moe_rpo.routers import METHODS, Router, RouterOutput, build_router
 
 VOCAB, N_LAYER, N_EMBD = 101, 2, 32
@@ -81,21 +82,70 @@ def test_moe_routed_to_the_pretrained_expert_gives_the_pretrained_logits(hf_chec
         assert not torch.allclose(model(idx).logits, expected, atol=1e-3)
 
 
-@pytest.mark.parametrize("k", [1, 2, 3])
-def test_sparse_dispatch_matches_a_dense_computation(k):
+KERNELS = ["loop"] + (["grouped_mm"] if grouped_mm_supported("cpu", torch.float32) else [])
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("router, k", [("softmax_topk", 1), ("softmax_topk", 2), ("softmax_topk", 3),
+                                       ("switch", 1), ("expert_choice", 2)])
+def test_sparse_dispatch_matches_a_dense_computation(kernel, router, k):
+    """Every token's output is the weighted sum of its selected experts' outputs over its dispatched slots,
+    with either kernel; gradients reach every parameter; switched-off slots (capacity, expert choice) add 0."""
     torch.manual_seed(0)
     config = GPTConfig(n_embd=16)
     experts = [MLP(config) for _ in range(4)]
-    layer = MoE(experts, build_router({"method": "softmax_topk", "init_std": 1.0}, 16, 4, k))
+    spec = {"method": router, **({"init_std": 1.0} if router == "softmax_topk" else {}),
+            **({"capacity_factor": 1.0} if router == "switch" else {})}
+    layer = MoE(experts, build_router(spec, 16, 4, k)).train()
+    layer.experts.kernel = kernel
     x = torch.randn(2, 50, 16)
     y, routing = layer(x)
     every_expert = torch.stack([expert(x.view(-1, 16)) for expert in experts], 1)  # [N, E, C]
     chosen = every_expert.gather(1, routing.experts[..., None].expand(-1, -1, 16))  # [N, k, C]
-    expected = (routing.weights[..., None] * chosen).sum(1).view(2, 50, 16)
+    expected = ((routing.weights * routing.active())[..., None] * chosen).sum(1).view(2, 50, 16)
     torch.testing.assert_close(y, expected)
-    assert len(set(routing.experts.view(-1).tolist())) == 4, "the test should exercise every expert"
-    y.sum().backward()
-    assert all(p.grad is not None for p in layer.parameters())
+    assert len(set(routing.experts[routing.active()].tolist())) == 4, "the test should exercise every expert"
+    if router != "softmax_topk":
+        assert not routing.active().all(), "the test should switch some slots off"
+    y.square().sum().backward()
+    assert all(p.grad is not None for p in layer.experts.parameters())
+
+
+def test_kernels_agree_and_repeat_bit_for_bit():
+    """grouped_mm and the per-expert loop give the same outputs and gradients; each kernel repeats exactly."""
+    if len(KERNELS) < 2:
+        pytest.skip("grouped_mm is not supported here")
+    torch.manual_seed(0)
+    layer = MoE([MLP(GPTConfig(n_embd=16)) for _ in range(4)], build_router({"method": "softmax_topk"}, 16, 4, 2))
+    x = torch.randn(2, 30, 16)
+    results = {}
+    for kernel in KERNELS * 2:
+        layer.zero_grad()
+        layer.experts.kernel = kernel
+        y, _ = layer(x)
+        y.square().sum().backward()
+        result = [y.detach()] + [p.grad.clone() for p in layer.parameters()]
+        if kernel in results:
+            assert all(torch.equal(a, b) for a, b in zip(results[kernel], result))
+        results[kernel] = result
+    for a, b in zip(*results.values()):
+        torch.testing.assert_close(a, b)
+
+
+def test_the_stacked_experts_keep_the_mlps_weights_and_gpt2_init():
+    """MoE copies its MLPs' weights into the stacked layout (mlp_state gives them back), and a GPT's experts
+    get GPT-2's init drawn as separate MLPs would draw it (the same numbers as before stacking)."""
+    mlps = [MLP(GPTConfig(n_embd=16)) for _ in range(3)]
+    experts = MoE(mlps, build_router(SOFTMAX, 16, 3, 1)).experts
+    for e, mlp in enumerate(mlps):
+        assert all(torch.equal(experts.mlp_state(e)[name], p) for name, p in mlp.state_dict().items())
+    torch.manual_seed(5)
+    init_gpt2_(experts, n_layer=2)
+    torch.manual_seed(5)
+    for mlp in mlps:
+        init_gpt2_(mlp, n_layer=2)
+    for e, mlp in enumerate(mlps):
+        assert all(torch.equal(experts.mlp_state(e)[name], p) for name, p in mlp.state_dict().items())
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))
@@ -124,8 +174,8 @@ def test_gpt2_init_and_router_init():
     assert block.mlp.c_proj.weight.std().item() == pytest.approx(0.02 / math.sqrt(12), rel=0.05)
     assert block.attn.c_proj.weight.std().item() == pytest.approx(0.02 / math.sqrt(12), rel=0.05)
     assert (block.mlp.c_fc.bias == 0).all()
-    expert = model.transformer.h[1].mlp.experts[3]
-    assert expert.c_proj.weight.std().item() == pytest.approx(0.02 / math.sqrt(12), rel=0.05)
+    expert = model.transformer.h[1].mlp.experts.mlp_state(3)
+    assert expert["c_proj.weight"].std().item() == pytest.approx(0.02 / math.sqrt(12), rel=0.05)
     (router,) = model.routers()
     torch.testing.assert_close(router.weight_policy.bias, torch.full((4,), 0.5))  # the router's own init
 
@@ -141,18 +191,18 @@ def test_recovery_experts(base):
         experts = model.transformer.h[1].mlp.experts
         assert len(experts) == 4
         for name, p in pretrained.named_parameters():
-            assert torch.equal(experts[0].get_parameter(name), p)
-    diff_experts = diff.transformer.h[1].mlp.experts
+            assert torch.equal(experts.mlp_state(0)[name], p)
+    diff_experts = [diff.transformer.h[1].mlp.experts.mlp_state(e) for e in range(4)]
     for name in ("c_fc.weight", "c_proj.weight"):
-        fresh = [expert.get_parameter(name) for expert in diff_experts[1:]]
+        fresh = [expert[name] for expert in diff_experts[1:]]
         assert not torch.allclose(fresh[0], pretrained.get_parameter(name), atol=1e-2)
         assert not torch.equal(fresh[0], fresh[1])
-    assert diff_experts[1].c_fc.weight.std().item() == pytest.approx(0.02, rel=0.05)
-    assert diff_experts[1].c_proj.weight.std().item() == pytest.approx(0.02 / math.sqrt(2 * N_LAYER), rel=0.05)
-    assert (diff_experts[1].c_fc.bias == 0).all() and (diff_experts[1].c_proj.bias == 0).all()
-    for expert in sim.transformer.h[1].mlp.experts[1:]:
+    assert diff_experts[1]["c_fc.weight"].std().item() == pytest.approx(0.02, rel=0.05)
+    assert diff_experts[1]["c_proj.weight"].std().item() == pytest.approx(0.02 / math.sqrt(2 * N_LAYER), rel=0.05)
+    assert (diff_experts[1]["c_fc.bias"] == 0).all() and (diff_experts[1]["c_proj.bias"] == 0).all()
+    for expert in (sim.transformer.h[1].mlp.experts.mlp_state(e) for e in range(1, 4)):
         for name, p in pretrained.named_parameters():
-            noise = expert.get_parameter(name) - p
+            noise = expert[name] - p
             assert noise.abs().min() > 0, name
             if name.endswith("weight"):  # 4096 entries: the std is measured to about 1%
                 assert (noise.std() / p.std()).item() == pytest.approx(0.05, rel=0.05), name
@@ -160,8 +210,8 @@ def test_recovery_experts(base):
 
 def test_sim_scale_zero_copies_the_pretrained_mlp(base):
     model = recovery_model(base, [0], "sim", 0.0, SOFTMAX)
-    experts = model.transformer.h[0].mlp.experts
-    assert all(torch.equal(e.c_fc.weight, experts[0].c_fc.weight) for e in experts)
+    c_fc = model.transformer.h[0].mlp.experts.c_fc
+    assert all(torch.equal(w, c_fc[0]) for w in c_fc)
 
 
 @pytest.mark.parametrize("spec", [SOFTMAX, {"method": "rpo", "weight_std": 0.1}])
@@ -187,7 +237,7 @@ def test_recovery_is_deterministic(base):
     c = recovery_model(base, [1], "sim", 0.1, SOFTMAX, seed=4)
     assert torch.equal(torch.get_rng_state(), rng_state), "the global random state must be left alone"
     assert all(torch.equal(a.state_dict()[name], t) for name, t in b.state_dict().items())
-    assert not torch.equal(a.transformer.h[1].mlp.experts[1].c_fc.weight, c.transformer.h[1].mlp.experts[1].c_fc.weight)
+    assert not torch.equal(a.transformer.h[1].mlp.experts.c_fc[1], c.transformer.h[1].mlp.experts.c_fc[1])
     assert not torch.equal(a.routers()[0].gate.weight, c.routers()[0].gate.weight)
     idx = tokens()
     assert torch.equal(a.eval()(idx, targets=idx).loss, b.eval()(idx, targets=idx).loss)

@@ -9,6 +9,7 @@ import torch
 from moe_rpo import config as cfg
 from moe_rpo.lm.oracle import fixed_routing, oracle, token_losses
 from moe_rpo.models import GPT, GPTConfig, recovery_model
+from moe_rpo.models.gpt import MLP
 
 VOCAB = 32
 SETTINGS = cfg.validate_definition({"batch_size": 4, "block_size": 16, "eval_batches": 2, "device": "cpu"}, "lm_train")
@@ -29,7 +30,9 @@ def with_expert(model, layer, expert):
     """The dense model whose MLP in `layer` is that MoE layer's expert (and expert 0 in every other layer)."""
     dense = copy.deepcopy(model)
     for i, block in enumerate(dense.transformer.h):
-        block.mlp = block.mlp.experts[expert if i == layer else 0]
+        mlp = MLP(model.config)
+        mlp.load_state_dict(block.mlp.experts.mlp_state(expert if i == layer else 0))
+        block.mlp = mlp
     return dense
 
 

@@ -8,16 +8,20 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from moe_rpo.models import GPT, GPTConfig, MoE
+from moe_rpo.models.gpt import MLP
 from moe_rpo.routers import METHODS, build_router
 from moe_rpo.routers.base_layers import balanced_assignment
 from moe_rpo.routers.dselect_k import smooth_step
 from moe_rpo.routers.switch import dropped_fraction
 
 
-def linear_experts(num_experts, dim, seed=0):
-    """Experts whose outputs are never zero for a nonzero input."""
+def mlp_experts(num_experts, dim, seed=0):
+    """GPT-2 MLPs whose outputs are never zero (an output bias of 1)."""
     torch.manual_seed(seed)
-    return [torch.nn.Linear(dim, dim, bias=False) for _ in range(num_experts)]
+    mlps = [MLP(GPTConfig(n_embd=dim)) for _ in range(num_experts)]
+    for mlp in mlps:
+        torch.nn.init.ones_(mlp.c_proj.bias)
+    return mlps
 
 
 def one_hot_router(spec, num_experts, k):
@@ -57,13 +61,14 @@ def test_switch_capacity_admits_first_choices_before_second_choices():
 
 def test_switch_dropped_tokens_pass_through_with_zero_moe_output():
     choice = torch.tensor([2, 2, 2, 1, 2, 0])
-    layer = MoE(linear_experts(4, 4), one_hot_router({"method": "switch", "capacity_factor": 1.0}, 4, 1))
+    experts = mlp_experts(4, 4)
+    layer = MoE(experts, one_hot_router({"method": "switch", "capacity_factor": 1.0}, 4, 1))
     x = torch.eye(4)[choice]
     y, out = layer(x[None])
     dropped = ~out.mask[:, 0]
     assert dropped.tolist() == [False, False, True, False, True, False]  # capacity ceil(6 / 4) = 2
     assert (y[0, dropped] == 0).all() and (y[0, ~dropped] != 0).any(-1).all()
-    expected = torch.stack([out.weights[i, 0] * layer.experts[int(choice[i])](x[i]) for i in range(6)])
+    expected = torch.stack([out.weights[i, 0] * experts[int(choice[i])](x[i]) for i in range(6)])
     torch.testing.assert_close(y[0], expected)
 
 
@@ -366,13 +371,14 @@ def test_expert_choice_takes_each_experts_top_tokens(capacity_factor, k, capacit
 
 def test_expert_choice_tokens_no_expert_chose_pass_through():
     torch.manual_seed(6)
-    layer = MoE(linear_experts(4, 6), build_router({"method": "expert_choice", "capacity_factor": 0.5,
+    experts = mlp_experts(4, 6)
+    layer = MoE(experts, build_router({"method": "expert_choice", "capacity_factor": 0.5,
                                                      "init_std": 1.0}, 6, 4, 1))
     x = torch.randn(1, 40, 6)
     y, out = layer(x)
     unrouted = ~out.mask.any(-1)
     assert unrouted.any() and (y[0, unrouted] == 0).all()
-    expected = sum(out.weights[:, e, None] * layer.experts[e](x[0]) for e in range(4))
+    expected = sum(out.weights[:, e, None] * experts[e](x[0]) for e in range(4))
     torch.testing.assert_close(y[0], expected)
 
 
@@ -412,7 +418,7 @@ def test_survey_routers_train_inside_a_gpt(spec, k):
         assert trainable == []
     else:
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in trainable)
-    assert model.transformer.h[0].mlp.experts[0].c_fc.weight.grad is not None
+    assert model.transformer.h[0].mlp.experts.c_fc.grad is not None
     again = build(7)(idx, targets=idx.roll(-1, 1))
     assert torch.equal(out.logits, again.logits), "the same seed must build the same model"
     model.eval()

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from moe_rpo.models.experts import Experts
 from moe_rpo.models.moe import MoE
 from moe_rpo.routers import Router, RouterOutput, build_router
 
@@ -141,6 +142,15 @@ def init_gpt2_(module: nn.Module, n_layer: int, std: float = 0.02) -> None:
     """GPT-2's initialisation, in place: N(0, 0.02) for Linear and Embedding weights, zero biases, and
     N(0, 0.02 / sqrt(2 * n_layer)) for the residual projections (c_proj). Routers keep their own init."""
     if isinstance(module, Router):
+        return
+    if isinstance(module, Experts):  # drawn expert by expert, in the order E separate MLPs would draw them
+        with torch.no_grad():
+            for c_fc, c_proj in zip(module.c_fc, module.c_proj):
+                c_fc.copy_(torch.empty(c_fc.shape[::-1]).normal_(0.0, std).t())
+                c_proj.copy_(torch.empty(c_proj.shape[::-1]).normal_(0.0, 0.02 / math.sqrt(2 * n_layer)).t())
+            for bias in (module.c_fc_bias, module.c_proj_bias):
+                if bias is not None:
+                    bias.zero_()
         return
     if isinstance(module, (nn.Linear, nn.Embedding)):
         nn.init.normal_(module.weight, mean=0.0, std=std)

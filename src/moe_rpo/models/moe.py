@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from moe_rpo.models.experts import Experts
 from moe_rpo.routers import Router, RouterOutput
 
 
@@ -12,14 +13,20 @@ class MoE(nn.Module):
     """y(x) = sum over the k selected experts e of weight_e(x) * expert_e(x), computed sparsely:
     each expert runs only on the tokens routed to it (slots the router switched off are skipped).
 
+    Dispatch without a host sync (for routers that switch no slot off): the (token, slot) pairs are sorted by
+    expert (a stable sort), the tokens gathered once in that order, the experts run as grouped matrix
+    multiplies (models/experts.py), and each token's k outputs are put back in slot order and summed by a
+    reshape, a fixed order of additions (no atomics: the same result on every run, on a GPU too).
+
     The router always computes in float32 (or float64), outside any autocast (the Switch Transformer's selective
     precision): routing decisions and their log-probabilities stay exact under bf16 training."""
 
     def __init__(self, experts: list[nn.Module], router: Router):
+        """experts: GPT-2 MLPs, whose weights are copied into one stacked Experts module."""
         super().__init__()
         if len(experts) != router.num_experts:
             raise ValueError(f"{len(experts)} experts but the router chooses among {router.num_experts}")
-        self.experts = nn.ModuleList(experts)
+        self.experts = Experts(experts)
         self.router = router
 
     def forward(self, x: torch.Tensor, token_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, RouterOutput]:
@@ -29,23 +36,19 @@ class MoE(nn.Module):
         with torch.autocast(x.device.type, enabled=False):
             routing = self.router(tokens.to(torch.promote_types(tokens.dtype, torch.float32)),  # float64 stays
                                   None if token_ids is None else token_ids.reshape(B * T))
-        # one row per dispatched (token, selected expert) slot, grouped by expert
-        slots = routing.active().reshape(-1).nonzero().squeeze(1)
-        expert_of_row = routing.experts.reshape(-1)[slots]
-        order = expert_of_row.argsort(stable=True)
-        expert_of_row = expert_of_row[order]
-        token_of_row = slots[order].div(routing.experts.shape[1], rounding_mode="floor")
-        weight_of_row = routing.weights.reshape(-1)[slots[order], None]
-        rows_per_expert = torch.bincount(expert_of_row, minlength=len(self.experts)).tolist()
-        y = torch.zeros_like(tokens)
-        start = 0
-        for expert, count in zip(self.experts, rows_per_expert):
-            if count:
-                rows = token_of_row[start:start + count]
-                out = weight_of_row[start:start + count] * expert(tokens.index_select(0, rows))
-                y.index_add_(0, rows, out.to(y.dtype))
-            start += count
-        return y.view(B, T, C), routing
+        k, num_experts = routing.experts.shape[1], len(self.experts)
+        expert_of_slot = routing.experts.reshape(-1)
+        if routing.mask is not None:  # switched-off slots sort last, as a group no expert runs
+            expert_of_slot = expert_of_slot.masked_fill(~routing.mask.reshape(-1), num_experts)
+        expert_of_row, slot_of_row = expert_of_slot.sort(stable=True)
+        ends = torch.searchsorted(expert_of_row, torch.arange(1, num_experts + 1, device=x.device))
+        if routing.mask is not None:
+            rows = int(ends[-1])  # the one host sync, for routers that switch slots off
+            expert_of_row, slot_of_row = expert_of_row[:rows], slot_of_row[:rows]
+        out = self.experts(tokens[slot_of_row.div(k, rounding_mode="floor")], expert_of_row, ends)
+        out = out * routing.weights.reshape(-1)[slot_of_row, None]
+        y = out.new_zeros(B * T * k, C).index_copy(0, slot_of_row, out)  # back in slot order; off slots stay 0
+        return y.view(B * T, k, C).sum(1).view(B, T, C).to(x.dtype), routing
 
 
 @torch.no_grad()

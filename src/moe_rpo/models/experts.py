@@ -1,0 +1,127 @@
+"""E GPT-2 MLPs with their weights stacked, run on rows sorted by expert: on a GPU one grouped matrix multiply
+per weight matrix (torch.nn.functional.grouped_mm, where a check finds it correct), otherwise one expert's
+MLP after another."""
+from __future__ import annotations
+
+import functools
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class Experts(nn.Module):
+    """expert_e(x) = c_proj[e]^T gelu(c_fc[e]^T x + c_fc_bias[e]) + c_proj_bias[e], for E experts at once.
+
+    c_fc: [E, C, H], c_proj: [E, H, C] (x @ W, the layout grouped_mm takes), biases [E, H] and [E, C].
+    kernel: "grouped_mm", "loop" (one expert after another), or "auto" (see forward); benchmarks set it."""
+
+    kernel: str = "auto"
+
+    def __init__(self, mlps: list[nn.Module]):
+        """Stack the weights of GPT-2 MLPs (modules with c_fc and c_proj Linear layers and a dropout)."""
+        super().__init__()
+        self.c_fc = nn.Parameter(torch.stack([m.c_fc.weight.detach().t() for m in mlps]))
+        self.c_proj = nn.Parameter(torch.stack([m.c_proj.weight.detach().t() for m in mlps]))
+        bias = mlps[0].c_fc.bias is not None
+        self.c_fc_bias = nn.Parameter(torch.stack([m.c_fc.bias.detach() for m in mlps])) if bias else None
+        self.c_proj_bias = nn.Parameter(torch.stack([m.c_proj.bias.detach() for m in mlps])) if bias else None
+        self.gelu = nn.GELU(approximate="tanh")  # GPT-2's "gelu_new"
+        self.dropout = nn.Dropout(mlps[0].dropout.p)
+
+    def __len__(self) -> int:
+        return self.c_fc.shape[0]
+
+    def mlp_state(self, expert: int) -> dict[str, torch.Tensor]:
+        """Expert `expert`'s weights as a GPT-2 MLP's state_dict (the inverse of the constructor; views)."""
+        state = {"c_fc.weight": self.c_fc[expert].t(), "c_proj.weight": self.c_proj[expert].t()}
+        if self.c_fc_bias is not None:
+            state |= {"c_fc.bias": self.c_fc_bias[expert], "c_proj.bias": self.c_proj_bias[expert]}
+        return state
+
+    def forward(self, x: torch.Tensor, expert_of_row: torch.Tensor, ends: torch.Tensor) -> torch.Tensor:
+        """x: [R, C] rows sorted by expert; expert_of_row: [R]; ends: [E] where each expert's rows end."""
+        kernel = self.kernel
+        if kernel == "auto":  # on the CPU grouped_mm is itself a loop of matmuls, and the loop's per-expert
+            # MLP keeps an expert's rows in cache (benchmarks/moe_layer.py: 1.0-1.2x dense against 1.3-1.4x)
+            kernel = "grouped_mm" if x.device.type == "cuda" and grouped_mm_supported("cuda", _dtype(x)) else "loop"
+        if kernel == "grouped_mm":
+            return self.dropout(self._grouped(x, expert_of_row, ends))
+        if kernel == "loop":
+            return self.dropout(self._per_expert(x, ends))
+        raise ValueError(f"unknown experts kernel {kernel!r}: choose auto, grouped_mm or loop")
+
+    def _grouped(self, x: torch.Tensor, expert_of_row: torch.Tensor, ends: torch.Tensor) -> torch.Tensor:
+        """Two grouped_mm calls over all rows: no host sync (grouped_mm's bias takes no gradient: gathered)."""
+        h = grouped_mm(x, self.c_fc, ends)
+        if self.c_fc_bias is not None:
+            h = h + self.c_fc_bias[expert_of_row]
+        y = grouped_mm(self.gelu(h), self.c_proj, ends)
+        return y if self.c_proj_bias is None else y + self.c_proj_bias[expert_of_row]
+
+    def _per_expert(self, x: torch.Tensor, ends: torch.Tensor) -> torch.Tensor:
+        """Each expert's whole MLP on its rows, one expert after another (reads ends on the host)."""
+        no_bias = [None] * len(self)
+        layers = zip(self.c_fc.unbind(), no_bias if self.c_fc_bias is None else self.c_fc_bias.unbind(),
+                     self.c_proj.unbind(), no_bias if self.c_proj_bias is None else self.c_proj_bias.unbind())
+        parts, start = [], 0
+        for (fc, fc_bias, proj, proj_bias), end in zip(layers, ends.tolist()):
+            if end > start:
+                parts.append(_linear(self.gelu(_linear(x[start:end], fc, fc_bias)), proj, proj_bias))
+            start = end
+        return torch.cat(parts) if parts else x.new_zeros((0, x.shape[1]))
+
+
+def _linear(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    return x @ w if bias is None else torch.addmm(bias, x, w)
+
+
+def _dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype x's matmuls compute in (autocast's, where it is on)."""
+    return torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
+
+
+def grouped_mm(x: torch.Tensor, w: torch.Tensor, ends: torch.Tensor) -> torch.Tensor:
+    """[R, n] rows sorted by group times w [G, n, m] -> [R, m]: rows ends[g-1]:ends[g] times w[g], in one
+    torch.nn.functional.grouped_mm call (no host sync), in the autocast dtype where autocast is on."""
+    dtype = _dtype(x)
+    with torch.autocast(x.device.type, enabled=False):  # grouped_mm has no autocast rule: cast by hand
+        y = F.grouped_mm(x.to(dtype).contiguous(), w.to(dtype), offs=ends.to(torch.int32))
+    return _ContiguousGrad.apply(y)
+
+
+class _ContiguousGrad(torch.autograd.Function):
+    """The identity, whose backward hands on a contiguous gradient: grouped_mm's backward on the CPU raises a
+    stride error on a broadcast one (torch 2.13, e.g. the gradient of y.sum())."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return grad.contiguous()
+
+
+@functools.cache
+def grouped_mm_supported(device_type: str, dtype: torch.dtype) -> bool:
+    """Whether grouped_mm runs here and matches one matmul per group, forward and backward, on a small problem
+    with an empty group and a broadcast incoming gradient (checked once per device type and dtype: it takes
+    no float64, and on CUDA its kernels need a recent GPU)."""
+    if not hasattr(F, "grouped_mm"):
+        return False
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(10, 8, generator=generator).to(device_type, dtype)
+    w = torch.randn(3, 8, 16, generator=generator).to(device_type, dtype)
+    ends = torch.tensor([4, 4, 10], device=device_type)
+    results = []
+    for grouped in (True, False):
+        xk, wk = x.clone().requires_grad_(), w.clone().requires_grad_()
+        try:
+            y = grouped_mm(xk, wk, ends) if grouped else torch.cat([xk[:4] @ wk[0], xk[4:] @ wk[2]])
+            y.sum().backward()  # a broadcast gradient
+        except (RuntimeError, NotImplementedError):
+            return False
+        results.append((y, xk.grad, wk.grad))
+    tolerance = 1e-5 if dtype == torch.float32 else 2e-2
+    return all(torch.allclose(a.float(), b.float(), rtol=tolerance, atol=tolerance) for a, b in zip(*results))
