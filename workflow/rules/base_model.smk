@@ -14,8 +14,11 @@ rule base_model:
         settings=json.dumps(config["base_model"], sort_keys=True),
         corpus_dir=get_corpus_dir,
         launch=launcher(config["base_model"]["train"]),
-    threads: 2
-    priority: 20  # every recovery job waits for it
+    # one thread and the top priority (its corpus jobs have it too): on 2 cores a 2-thread job waits until
+    # both are free at once, which every 1-thread toy job started in between delays, and every recovery job
+    # waits for this one
+    threads: 1
+    priority: 20
     resources:
         gpu=config["base_model"]["train"]["processes"],
     conda:

@@ -12,6 +12,7 @@ rule corpus_inventory:
     params:
         spec=corpus_json,
     threads: 1
+    priority: 20  # upstream of base_model, the critical path
     conda:
         CONDA_ENV
     log:
@@ -35,6 +36,7 @@ rule corpus_shard:
         shards=lambda wc: config["corpora"][wc.corpus]["shards"],
         prefix=lambda wc, output: output.counts.removesuffix(".json"),
     threads: 1
+    priority: 20  # upstream of base_model, the critical path
     conda:
         CONDA_ENV
     log:
@@ -60,6 +62,7 @@ rule corpus_gather:
         prefixes=corpus_shards,
         out_dir=lambda wc, output: os.path.dirname(output.meta),
     threads: 1
+    priority: 20  # upstream of base_model, the critical path
     conda:
         CONDA_ENV
     log:

@@ -13,7 +13,10 @@ def selection_log_prob(log_probs: torch.Tensor, experts: torch.Tensor) -> torch.
     """Log-probability [N] of the ordered sample `experts` [N, k] drawn without replacement
     from the categorical with log-probabilities `log_probs` [N, E]."""
     chosen = log_probs.gather(-1, experts)
-    taken_before = torch.cumsum(chosen.exp(), dim=-1) - chosen.exp()
+    k = experts.shape[-1]
+    # probability mass taken by the earlier picks: an exclusive prefix sum, as a matmul with a strictly upper
+    # triangular matrix because CUDA's floating-point cumsum has no deterministic kernel
+    taken_before = chosen.exp() @ torch.ones(k, k, dtype=chosen.dtype, device=chosen.device).triu(1)
     return (chosen - torch.log1p(-taken_before.clamp(max=1 - 1e-6))).sum(-1)
 
 
