@@ -1,4 +1,5 @@
-"""The GPU-hours benchmark (the source of the README's cost table) runs, and counts the jobs the pipeline runs."""
+"""The GPU-hours benchmark (the source of the README's cost table) runs and counts the jobs the pipeline runs;
+the GPU check script runs (on the CPU here)."""
 import json
 import os
 import subprocess
@@ -27,3 +28,12 @@ def test_gpu_hours_counts_the_pipelines_jobs(tmp_path):
         expected[("train_run", f"pretraining {name}")] = len(training_jobs("pretraining", [method],
                                                                            config["pretraining"]["seeds"]))
     assert jobs == expected  # (timings at this toy scale are noise: not checked)
+
+
+def test_gpu_check_runs_and_finds_training_deterministic_on_the_cpu():
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks/gpu_check.py"), "--small", "--device", "cpu",
+                             "--steps", "3", "--repeats", "1"],
+                            check=True, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert "weights bit-equal: True" in result.stdout, result.stdout
+    assert "op without a deterministic kernel: (none)" in result.stdout, result.stdout
+    assert "k=2: loop" in result.stdout and "iso-active dense" in result.stdout
