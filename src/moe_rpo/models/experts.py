@@ -11,9 +11,11 @@ from torch.nn import functional as F
 
 
 class Experts(nn.Module):
-    """expert_e(x) = c_proj[e]^T gelu(c_fc[e]^T x + c_fc_bias[e]) + c_proj_bias[e], for E experts at once.
+    """expert_e(x) = c_proj[e] gelu(c_fc[e] x + c_fc_bias[e]) + c_proj_bias[e], for E experts at once.
 
-    c_fc: [E, C, H], c_proj: [E, H, C] (x @ W, the layout grouped_mm takes), biases [E, H] and [E, C].
+    c_fc: [E, H, C], c_proj: [E, C, H], biases [E, H] and [E, C]: nn.Linear's (out, in) layout, so that the
+    per-expert kernel makes exactly nn.Linear's calls (results bit-identical to separate MLP modules);
+    grouped_mm takes the transposed views.
     kernel: "grouped_mm", "loop" (one expert after another), or "auto" (see forward); benchmarks set it."""
 
     kernel: str = "auto"
@@ -21,8 +23,8 @@ class Experts(nn.Module):
     def __init__(self, mlps: list[nn.Module]):
         """Stack the weights of GPT-2 MLPs (modules with c_fc and c_proj Linear layers and a dropout)."""
         super().__init__()
-        self.c_fc = nn.Parameter(torch.stack([m.c_fc.weight.detach().t() for m in mlps]))
-        self.c_proj = nn.Parameter(torch.stack([m.c_proj.weight.detach().t() for m in mlps]))
+        self.c_fc = nn.Parameter(torch.stack([m.c_fc.weight.detach() for m in mlps]))
+        self.c_proj = nn.Parameter(torch.stack([m.c_proj.weight.detach() for m in mlps]))
         bias = mlps[0].c_fc.bias is not None
         self.c_fc_bias = nn.Parameter(torch.stack([m.c_fc.bias.detach() for m in mlps])) if bias else None
         self.c_proj_bias = nn.Parameter(torch.stack([m.c_proj.bias.detach() for m in mlps])) if bias else None
@@ -34,7 +36,7 @@ class Experts(nn.Module):
 
     def mlp_state(self, expert: int) -> dict[str, torch.Tensor]:
         """Expert `expert`'s weights as a GPT-2 MLP's state_dict (the inverse of the constructor; views)."""
-        state = {"c_fc.weight": self.c_fc[expert].t(), "c_proj.weight": self.c_proj[expert].t()}
+        state = {"c_fc.weight": self.c_fc[expert], "c_proj.weight": self.c_proj[expert]}
         if self.c_fc_bias is not None:
             state |= {"c_fc.bias": self.c_fc_bias[expert], "c_proj.bias": self.c_proj_bias[expert]}
         return state
@@ -53,10 +55,10 @@ class Experts(nn.Module):
 
     def _grouped(self, x: torch.Tensor, expert_of_row: torch.Tensor, ends: torch.Tensor) -> torch.Tensor:
         """Two grouped_mm calls over all rows: no host sync (grouped_mm's bias takes no gradient: gathered)."""
-        h = grouped_mm(x, self.c_fc, ends)
+        h = grouped_mm(x, self.c_fc.transpose(1, 2), ends)
         if self.c_fc_bias is not None:
             h = h + self.c_fc_bias[expert_of_row]
-        y = grouped_mm(self.gelu(h), self.c_proj, ends)
+        y = grouped_mm(self.gelu(h), self.c_proj.transpose(1, 2), ends)
         return y if self.c_proj_bias is None else y + self.c_proj_bias[expert_of_row]
 
     def _per_expert(self, x: torch.Tensor, ends: torch.Tensor) -> torch.Tensor:
@@ -67,13 +69,9 @@ class Experts(nn.Module):
         parts, start = [], 0
         for (fc, fc_bias, proj, proj_bias), end in zip(layers, ends.tolist()):
             if end > start:
-                parts.append(_linear(self.gelu(_linear(x[start:end], fc, fc_bias)), proj, proj_bias))
+                parts.append(F.linear(self.gelu(F.linear(x[start:end], fc, fc_bias)), proj, proj_bias))
             start = end
         return torch.cat(parts) if parts else x.new_zeros((0, x.shape[1]))
-
-
-def _linear(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    return x @ w if bias is None else torch.addmm(bias, x, w)
 
 
 def _dtype(x: torch.Tensor) -> torch.dtype:

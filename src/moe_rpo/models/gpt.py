@@ -146,8 +146,8 @@ def init_gpt2_(module: nn.Module, n_layer: int, std: float = 0.02) -> None:
     if isinstance(module, Experts):  # drawn expert by expert, in the order E separate MLPs would draw them
         with torch.no_grad():
             for c_fc, c_proj in zip(module.c_fc, module.c_proj):
-                c_fc.copy_(torch.empty(c_fc.shape[::-1]).normal_(0.0, std).t())
-                c_proj.copy_(torch.empty(c_proj.shape[::-1]).normal_(0.0, 0.02 / math.sqrt(2 * n_layer)).t())
+                c_fc.normal_(0.0, std)
+                c_proj.normal_(0.0, 0.02 / math.sqrt(2 * n_layer))
             for bias in (module.c_fc_bias, module.c_proj_bias):
                 if bias is not None:
                     bias.zero_()
