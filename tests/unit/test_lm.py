@@ -57,6 +57,18 @@ def rpo_recovery(seed=0):
     return recovery_model(base, [0, 1], "sim", 0.3, {"method": "rpo", "weight_std": 0.2}, seed=seed)
 
 
+def test_weight_decay_on_weight_matrices_only_the_stacked_experts_included():
+    model = GPT(GPTConfig(vocab_size=20, block_size=8, n_layer=1, n_head=2, n_embd=8, moe_layers=(0,)))
+    params = dict(model.named_parameters())
+    decayed, plain = lm.make_optimizer(params, {"lr": 1e-3, "betas": [0.9, 0.99], "weight_decay": 0.1}).param_groups
+    names = {id(p): name for name, p in params.items()}
+    assert decayed["weight_decay"] == 0.1 and plain["weight_decay"] == 0.0
+    assert {"transformer.h.0.mlp.experts.c_fc", "transformer.h.0.mlp.experts.c_proj"} <= {names[id(p)] for p in decayed["params"]}
+    assert {"transformer.h.0.mlp.experts.c_fc_bias", "transformer.h.0.mlp.experts.c_proj_bias"} <= {
+        names[id(p)] for p in plain["params"]}
+    assert all(p.dim() == 1 or names[id(p)].endswith("bias") for p in plain["params"])
+
+
 def test_lr_schedule_warms_up_then_decays_to_the_floor():
     s = settings(steps=100, warmup_steps=10, lr=0.01, min_lr_ratio=0.1)
     assert lr_at(0, s) == pytest.approx(0.001) and lr_at(9, s) == pytest.approx(0.01)

@@ -96,10 +96,12 @@ def lr_at(step: int, settings: dict) -> float:
     return lr * (settings["min_lr_ratio"] + (1 - settings["min_lr_ratio"]) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def make_optimizer(params: list[torch.nn.Parameter], settings: dict) -> torch.optim.AdamW:
-    """AdamW; weight decay on matrices only (not on biases and LayerNorm gains), as in nanoGPT."""
-    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": settings["weight_decay"]},
-              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+def make_optimizer(params: dict[str, torch.nn.Parameter], settings: dict) -> torch.optim.AdamW:
+    """AdamW; weight decay on matrices only (not on biases and LayerNorm gains), as in nanoGPT. By name as
+    well as shape: the stacked experts' biases ([E, H], models/experts.py) are matrices of biases."""
+    decays = {name: p.dim() >= 2 and not name.endswith("bias") for name, p in params.items()}
+    groups = [{"params": [p for name, p in params.items() if decays[name]], "weight_decay": settings["weight_decay"]},
+              {"params": [p for name, p in params.items() if not decays[name]], "weight_decay": 0.0}]
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=settings["lr"], betas=tuple(settings["betas"]))
 
 
@@ -277,7 +279,7 @@ def train_lm(model: GPT, train_tokens: np.ndarray, val_tokens: np.ndarray, setti
     router_params = [p for p in trainable.values() if id(p) in router_ids]
     other_params = [p for p in trainable.values() if id(p) not in router_ids]
     alternation = routers[0].alternation if routers and router_params and other_params else None
-    optimizer = make_optimizer(list(trainable.values()), settings) if trainable else None
+    optimizer = make_optimizer(trainable, settings) if trainable else None
 
     checkpoint = Path(checkpoint) if checkpoint else None
     state = TrainState.restore(checkpoint, fingerprint, trainable, optimizer, batches, seed, device, world, desc)
