@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import argparse
 import warnings
-from dataclasses import replace
-
 import torch
 
-from moe_layer import WideMLP, median_seconds, training_step
+from moe_layer import iso_active_dense, median_seconds, training_step
 from moe_rpo.models import GPT, GPTConfig, MoE
 from moe_rpo.models.experts import grouped_mm_supported
 from moe_rpo.training.lm import configure_torch
@@ -93,11 +91,7 @@ def check_speed(args, device: torch.device) -> None:
                                                                   else torch.float32) else [])
     for k in (1, 2):
         steps = {kernel: training_step(set_kernel(moe_gpt(args, k), kernel).to(device), idx) for kernel in kernels}
-        dense = replace(moe_gpt(args, k).config, moe_layers=())
-        dense_model = GPT(dense)
-        for block in dense_model.transformer.h:
-            block.mlp = WideMLP(args.n_embd, k * 4 * args.n_embd)
-        steps["iso-active dense"] = training_step(dense_model.to(device), idx)
+        steps["iso-active dense"] = training_step(iso_active_dense(moe_gpt(args, k).config).to(device), idx)
 
         def under_autocast(fn):
             def run():

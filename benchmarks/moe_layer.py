@@ -64,6 +64,14 @@ class WideMLP(nn.Module):
         return self.c_proj(self.gelu(self.c_fc(x)))
 
 
+def iso_active_dense(config: GPTConfig) -> GPT:
+    """The dense GPT with the active parameters of `config`'s MoE GPT: every MLP k * 4 * n_embd wide."""
+    model = GPT(replace(config, moe_layers=()))
+    for block in model.transformer.h:
+        block.mlp = WideMLP(config.n_embd, config.k * 4 * config.n_embd)
+    return model
+
+
 def median_seconds(fns: dict[str, Callable[[], None]], warmup: int, repeats: int,
                    device: torch.device) -> dict[str, float]:
     """Median wall time of each function, its repeats interleaved with the others'."""
@@ -140,11 +148,8 @@ def bench_gpt(args, device: torch.device) -> None:
     dense_config = GPTConfig(vocab_size=args.vocab_size, block_size=args.block_size, n_layer=args.n_layer,
                              n_head=args.n_head, n_embd=args.n_embd, num_experts=num_experts, k=k,
                              router={"method": args.router})
-    moe = GPT(replace(dense_config, moe_layers=tuple(range(args.n_layer))))
-    dense = GPT(dense_config)
-    for block in dense.transformer.h:
-        block.mlp = WideMLP(args.n_embd, k * 4 * args.n_embd)
-    models = {"moe": moe.to(device), "dense": dense.to(device)}
+    moe_config = replace(dense_config, moe_layers=tuple(range(args.n_layer)))
+    models = {"moe": GPT(moe_config).to(device), "dense": iso_active_dense(moe_config).to(device)}
     idx = torch.randint(0, args.vocab_size, (args.batch, args.block_size), device=device)
     fns = {name: training_step(model, idx) for name, model in models.items()}
     for name, model in models.items():

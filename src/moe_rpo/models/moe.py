@@ -14,8 +14,8 @@ class MoE(nn.Module):
     each expert runs only on the tokens routed to it (slots the router switched off are skipped).
 
     Dispatch without a host sync (for routers that switch no slot off): the (token, slot) pairs are sorted by
-    expert (a stable sort), the tokens gathered once in that order, the experts run as grouped matrix
-    multiplies (models/experts.py), and each token's k outputs are put back in slot order and summed by a
+    expert (a stable sort), the tokens gathered once in that order, the experts run on their row groups
+    (models/experts.py: grouped_mm on a GPU, one expert after another on the CPU), and each token's k outputs are put back in slot order and summed by a
     reshape, a fixed order of additions (no atomics: the same result on every run, on a GPU too).
 
     The router always computes in float32 (or float64), outside any autocast (the Switch Transformer's selective
