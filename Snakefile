@@ -31,7 +31,6 @@ include: "workflow/rules/toy.smk"
 include: "workflow/rules/base_model.smk"
 include: "workflow/rules/recovery.smk"
 include: "workflow/rules/training.smk"
-include: "workflow/rules/benchmark.smk"
 include: "workflow/rules/experiments.smk"
 include: "workflow/rules/report.smk"
 

@@ -31,7 +31,7 @@ from moe_rpo.models import GPT, GPTConfig, recovery_model  # noqa: E402
 from moe_rpo.training.lm import fit_routers_to_corpus, train_lm  # noqa: E402
 
 VOCAB = {"gpt2": 50257, "char": 128}  # char: an upper bound of a character vocabulary
-RULES = ("train_run", "recovery_run", "benchmark_recovery_run")
+RULES = ("train_run", "recovery_run")
 
 
 def random_tokens(vocab: int, count: int, seed: int) -> np.ndarray:
@@ -88,27 +88,30 @@ def training_rule(config: dict, steps: tuple[int, int], match: list[str]) -> lis
     return rows
 
 
-def recovery_rule(config: dict, steps: tuple[int, int], benchmark: bool, match: list[str]) -> list[dict]:
-    """recovery_run (every setting and seed) or benchmark_recovery_run: each job trains every method in turn."""
-    settings = cfg.recovery_run_settings(config, benchmark=benchmark)
+def recovery_rule(config: dict, steps: tuple[int, int], match: list[str]) -> list[dict]:
+    """recovery_run: one job per setting and seed, each training its methods in turn (in the benchmark's
+    settings the benchmark's too); one row per method, with the number of jobs that run it."""
+    names = list(cfg.recovery_settings(config["recovery"]))
+    jobs = {}  # method slug -> (method, the jobs that run it)
+    for name in names:
+        for method in cfg.recovery_methods(config, name):
+            slug = cfg.Arm.of(method).slug
+            jobs[slug] = (method, jobs.get(slug, (method, 0))[1] + len(config["recovery"]["seeds"]))
+    settings = cfg.recovery_run_settings(config, names[0])
     vocab = VOCAB[config["corpora"][settings["corpus"]]["tokenizer"]]
     base = GPT(GPTConfig(vocab_size=vocab))  # GPT-2 124M's shape (the defaults of GPTConfig)
     for p in base.parameters():
         p.requires_grad_(False)
     layers = list(range(base.config.n_layer)) if settings["layers"] == "all" else settings["layers"]
-    if benchmark:
-        jobs = len(config["benchmark"]["recovery"]["settings"]) * len(config["benchmark"]["recovery"]["seeds"])
-    else:
-        jobs = len(cfg.recovery_settings(settings)) * len(settings["seeds"])
-    rule, rows = "benchmark_recovery_run" if benchmark else "recovery_run", []
-    for method in settings["methods"]:
-        if not wanted(rule, f"{method['router']}_k{method['k']}", match):
+    rows = []
+    for slug, (method, count) in jobs.items():
+        if not wanted("recovery_run", slug, match):
             continue
-        spec = settings["routers"][method["router"]]
+        spec = config["routers"][method["router"]]
         timing = probe(lambda: recovery_model(base, layers, "diff", 0.0, spec, k=method["k"],
                                               num_experts=settings["num_experts"]),
                        settings["train"], steps, vocab)
-        rows.append({"rule": rule, "job": cfg.Arm.of(method).slug, "jobs": jobs, **timing,
+        rows.append({"rule": "recovery_run", "job": slug, "jobs": count, **timing,
                      "job_h": job_seconds(timing, settings["train"], 0) / 3600})
         print(rows[-1], flush=True)
     return rows
@@ -132,9 +135,8 @@ def main() -> None:
     rows = []
     if "train_run" in args.rules:
         rows += training_rule(config, tuple(args.steps), args.match)
-    for benchmark, rule in ((False, "recovery_run"), (True, "benchmark_recovery_run")):
-        if rule in args.rules:
-            rows += recovery_rule(config, tuple(args.steps), benchmark, args.match)
+    if "recovery_run" in args.rules:
+        rows += recovery_rule(config, tuple(args.steps), args.match)
     by_rule = {}
     print(f"\n{'rule':<24}{'job':<34}{'s/step':>8}{'s/eval':>8}{'jobs':>6}{'GPU-h each':>11}")
     for row in rows:
@@ -142,7 +144,7 @@ def main() -> None:
         count = row["jobs"]
         by_rule[row["rule"]] = by_rule.get(row["rule"], 0.0) + row["job_h"] * count
         print(f"{row['rule']:<24}{row['job']:<34}{row['step_s']:8.3f}{row['eval_s']:8.2f}{count:6d}{row['job_h']:11.2f}")
-    print("(GPU-h each: one train_run job; for the recovery rules one method, and a job runs every method)\n")
+    print("(GPU-h each: one train_run job; for recovery_run one method, and a job runs each of its methods)\n")
     for rule, hours in by_rule.items():
         print(f"{rule}: {hours:.1f} GPU-hours in all")
     if args.json:

@@ -119,14 +119,15 @@ def cmd_base_model(args):
 
 
 def cmd_recovery(args):
-    """Train every router method of the recovery experiment for one setting (diff / sim<scale>) and seed."""
+    """Train every router method of the recovery experiment (and in the benchmark's settings the benchmark's)
+    for one setting (diff / sim<scale>) and seed."""
     import shutil  # noqa: PLC0415
 
     from moe_rpo.lm import recovery  # noqa: PLC0415
     from moe_rpo.training.lm import configure_torch  # noqa: PLC0415
     from moe_rpo.training.distributed import is_main  # noqa: PLC0415
 
-    settings = _settings(args, cfg.recovery_run_settings)
+    settings = _settings(args, lambda c: cfg.recovery_run_settings(c, args.setting))
     known = cfg.recovery_settings(settings)
     if args.setting not in known:
         raise ValueError(f"unknown recovery setting {args.setting!r}; the config has {list(known)}")

@@ -16,6 +16,7 @@ CLI = f"{PACKAGE}.cli"
 IGNORED_EDGES = {(f"{PACKAGE}.config", f"{PACKAGE}.routers"), (f"{PACKAGE}.config", f"{PACKAGE}.experiments")}
 
 
+@cache
 def module_file(module: str) -> Path | None:
     """The source file of a package module (a package's __init__.py), or None when there is none."""
     path = PACKAGE_DIR.joinpath(*module.split(".")[1:])
@@ -77,10 +78,16 @@ def closure(modules, exclude: tuple[str, ...] = ()) -> set[str]:
     return seen
 
 
-def command_modules(command: str) -> set[str]:
+@cache
+def _cli_tree() -> ast.Module:
+    return ast.parse(module_file(CLI).read_text())
+
+
+@cache
+def command_modules(command: str) -> frozenset[str]:
     """The modules the CLI imports to run `command`: those its cmd_ function imports, and those the rest of
     cli.py (the module itself and its helpers, not the other commands) imports."""
-    tree = ast.parse(module_file(CLI).read_text())
+    tree = _cli_tree()
     function = f"cmd_{command.replace('-', '_')}"
     commands = {node.name: node for node in tree.body
                 if isinstance(node, ast.FunctionDef) and node.name.startswith("cmd_")}
@@ -88,13 +95,18 @@ def command_modules(command: str) -> set[str]:
         raise ValueError(f"the CLI has no command {command!r} (commands: {sorted(commands)})")
     other_commands = {id(node) for name, command_node in commands.items() if name != function
                       for node in ast.walk(command_node)}
-    return {CLI} | _imported(node for node in ast.walk(tree) if id(node) not in other_commands)
+    return frozenset({CLI} | _imported(node for node in ast.walk(tree) if id(node) not in other_commands))
 
 
 def command_code(command: str, *extra: str, exclude: tuple[str, ...] = ()) -> list[str]:
     """The source files (relative to the repository) of what `python -m moe_rpo <command>` runs: the import
     closure of the command, plus `extra` modules it imports by name at run time, minus `exclude`."""
+    return list(_command_code(command, extra, exclude))
+
+
+@cache  # the rules ask once per rule, and an input function (the toys' code) once per job
+def _command_code(command: str, extra: tuple[str, ...], exclude: tuple[str, ...]) -> tuple[str, ...]:
     # cli.py imports every command's modules: it counts with only this command's (command_modules)
     modules = closure((command_modules(command) - {CLI}) | set(extra), (*exclude, CLI)) | {CLI, f"{PACKAGE}.__main__"}
     root = PACKAGE_DIR.parents[1]
-    return sorted(str(module_file(m).relative_to(root)) for m in modules)
+    return tuple(sorted(str(module_file(m).relative_to(root)) for m in modules))

@@ -248,7 +248,6 @@ def check_references(config: dict) -> None:
             raise ConfigError(f"routerless.{group}: {missing} are not among the shakespeare_moe.methods, whose runs "
                               f"the routerless comparison reads")
     trains = {f"{name}.train": config[name]["train"] for name in ("base_model", "recovery", *TRAINING_EXPERIMENTS)}
-    trains["benchmark.recovery.train"] = config["benchmark"]["recovery"]["train"]
     for where, train in trains.items():
         if train["batch_size"] % train["processes"]:
             raise ConfigError(f"{where}: batch_size {train['batch_size']} (the global batch) is not divisible by "
@@ -270,8 +269,7 @@ def check_references(config: dict) -> None:
         if recovery["layers"] != "all" and max(recovery["layers"]) >= n_layer:
             raise ConfigError(f"recovery.layers: {recovery['layers']} names a layer the base model "
                               f"(n_layer={n_layer}) does not have")
-        for where, train in (("base_model", base["train"]), ("recovery", recovery["train"]),
-                             ("benchmark.recovery", config["benchmark"]["recovery"]["train"])):
+        for where, train in (("base_model", base["train"]), ("recovery", recovery["train"])):
             if train["block_size"] > base["model"]["block_size"]:
                 raise ConfigError(f"{where}.train.block_size: {train['block_size']} exceeds the base model's "
                                   f"block_size {base['model']['block_size']}")
@@ -376,14 +374,20 @@ def with_router_specs(section: dict, config: dict) -> dict:
     return section
 
 
-def recovery_run_settings(config: dict, benchmark: bool = False) -> dict:
-    """What a recovery job runs with: the recovery section plus the specs of the routers it names; for the
-    benchmark, with the benchmark's methods and training settings."""
-    section = dict(config["recovery"], train_key="recovery.train")
-    if benchmark:
-        section |= {"methods": config["benchmark"]["methods"], "train": config["benchmark"]["recovery"]["train"],
-                    "train_key": "benchmark.recovery.train"}
-    return with_router_specs(section, config)
+def recovery_methods(config: dict, setting: str) -> list[dict]:
+    """The methods a recovery job of `setting` runs: the recovery experiment's, and in the router benchmark's
+    settings also the benchmark's other methods (so the benchmark reads the same runs, never repeats them)."""
+    methods = list(config["recovery"]["methods"])
+    if setting in config["benchmark"]["recovery"]["settings"]:
+        runs = {Arm.of(m) for m in methods}
+        methods += [m for m in config["benchmark"]["methods"] if Arm.of(m) not in runs]
+    return methods
+
+
+def recovery_run_settings(config: dict, setting: str) -> dict:
+    """What the recovery job of one setting runs with: the recovery section, its methods (recovery_methods)
+    and the specs of the routers they name."""
+    return with_router_specs(dict(config["recovery"], methods=recovery_methods(config, setting)), config)
 
 
 def training_run_settings(config: dict, experiment: str, method: str) -> dict:

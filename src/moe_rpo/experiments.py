@@ -84,9 +84,9 @@ def toy_jobs(experiment: str, seeds: list[int], label: str = "") -> list[Job]:
             for seed in seeds]
 
 
-def recovery_jobs(name: str, settings: list[str], seeds: list[int], label: str = "") -> list[Job]:
-    """The recovery experiment's jobs ("recovery") or the benchmark's own ("benchmark_recovery")."""
-    return [Job.of(paths.RECOVERY_RUN, f"{label}{setting} seed {seed}", recovery=name, setting=setting, seed=seed)
+def recovery_jobs(settings: list[str], seeds: list[int]) -> list[Job]:
+    """The recovery experiment's jobs of these settings (the benchmark reads those of its settings)."""
+    return [Job.of(paths.RECOVERY_RUN, f"{setting} seed {seed}", setting=setting, seed=seed)
             for setting in settings for seed in seeds]
 
 
@@ -105,7 +105,7 @@ def benchmark_shakespeare_methods(config: dict) -> list[dict]:
 def benchmark_jobs(config: dict) -> list[Job]:
     bench = config["benchmark"]
     return (toy_jobs("benchmark", bench["toy"]["seeds"], "toy ")
-            + recovery_jobs("benchmark_recovery", bench["recovery"]["settings"], bench["recovery"]["seeds"], "recovery ")
+            + recovery_jobs(bench["recovery"]["settings"], config["recovery"]["seeds"])
             + training_jobs("shakespeare_moe", benchmark_shakespeare_methods(config), config["shakespeare_moe"]["seeds"]))
 
 
@@ -151,7 +151,9 @@ def _training(name: str, title: str, short_title: str, summary: str, claim_arms,
 def _recovery_view(config: dict) -> dict:
     scale = config["claims"]["recovery_sim_scale"]
     return {"sim_setting": RecoverySetting("sim", scale).name, "sim_scale": scale,
-            "threshold": config["claims"]["recovery_accuracy"]}
+            "threshold": config["claims"]["recovery_accuracy"],
+            # its jobs run the benchmark's methods too in the benchmark's settings: its tables show its own
+            "methods": [Arm.of(m).slug for m in config["recovery"]["methods"]]}
 
 
 def _benchmark_view(config: dict) -> dict:
@@ -204,8 +206,7 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
                  "and a method's route regret its validation loss minus the oracle's (the regret to expert 0 is "
                  "its gap to the base model). The claims are made only where expert 0 is identifiable."),
         section="recovery",
-        jobs=lambda config: recovery_jobs("recovery", list(recovery_settings(config["recovery"])),
-                                          config["recovery"]["seeds"]),
+        jobs=lambda config: recovery_jobs(list(recovery_settings(config["recovery"])), config["recovery"]["seeds"]),
         tables=("lm_recovery_seeds", "lm_recovery_summary", "lm_recovery_oracle", "lm_recovery_regret"),
         shown=("lm_recovery_oracle", "lm_recovery_regret", "lm_recovery_summary"),
         figures=("lm_recovery_diff", "lm_recovery_sim", "lm_recovery_sim_sweep"),
@@ -244,9 +245,10 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
     Experiment(
         name="benchmark", stem="lm_benchmark", title="Router benchmark",
         summary=("Every router of the survey behind one interface, in three experiments: toy 1's gap to the "
-                 "exact K-optimum (config seeds), routing recovery (DIFF and SIM accuracy; the benchmark's "
-                 "own recovery jobs), and Shakespeare MoE training (train and validation loss, load balance: "
-                 "E x the largest expert's load, 1 = balanced). Cells: median [min, max] over seeds."),
+                 "exact K-optimum (config seeds), routing recovery (DIFF and SIM accuracy; the recovery "
+                 "experiment's runs, which in the benchmark's settings run every benchmark method), and "
+                 "Shakespeare MoE training (train and validation loss, load balance: E x the largest expert's "
+                 "load, 1 = balanced). Cells: median [min, max] over seeds."),
         section="benchmark", jobs=benchmark_jobs, tables=("lm_benchmark", "lm_benchmark_medians"),
         shown=("lm_benchmark",), figures=("lm_benchmark",), make_tables="moe_rpo.tables:benchmark_tables",
         draw="moe_rpo.figures.training:draw_benchmark", view=_benchmark_view,

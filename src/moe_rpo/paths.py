@@ -8,7 +8,7 @@ RESULTS = "results"
 # A job writes its record at RECORD.json (toys also RECORD.npz); its log and Snakemake benchmark are named by
 # its key: logs/KEY.log, benchmarks/KEY.tsv.
 TOY_RUN = {"record": "toy/{experiment}/seed{seed}", "key": "toy_{experiment}/seed{seed}"}
-RECOVERY_RUN = {"record": "lm/{recovery}/{setting}/seed{seed}", "key": "lm_{recovery}/{setting}/seed{seed}"}
+RECOVERY_RUN = {"record": "lm/recovery/{setting}/seed{seed}", "key": "lm_recovery/{setting}/seed{seed}"}
 TRAIN_RUN = {"record": "lm/{training}/{method}/seed{seed}", "key": "lm_{training}/{method}/seed{seed}"}
 BASE_MODEL = {"record": "lm/base/model", "key": "lm_base/base_model"}  # the model: lm/base/model.pt
 

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from moe_rpo.config import Arm
 from moe_rpo.io import non_finite, read_json
 
 def per_seed_table(run_files: list[str | Path]) -> pd.DataFrame:
@@ -62,6 +63,8 @@ def recovery_tables(experiment, runs: list[str], view: dict) -> dict[str, pd.Dat
     """The recovery experiment's tables: per seed and its summary, the per-token oracle per setting and MoE
     layer, and each method's route regret per setting (means over seeds)."""
     seeds = per_seed_table(runs)
+    # in the benchmark's settings the jobs also run the benchmark's methods: this experiment's own only
+    seeds = seeds[[Arm(*arm).slug in view["methods"] for arm in zip(seeds["method"], seeds["k"])]].reset_index(drop=True)
     layers = pd.DataFrame([{"setting": record["setting"]["name"], "seed": record["seed"], "layer": layer["layer"],
                             "identifiability": layer["identifiability"], "oracle_loss": layer["oracle_loss"],
                             "expert0_loss": record["result"]["oracle"]["expert0_loss"],

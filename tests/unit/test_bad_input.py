@@ -132,20 +132,14 @@ def test_a_router_that_cannot_be_built_fails_the_dry_run_naming_the_key():
     assert "recovery.methods.0: router 'standard' with k=5 over 4 experts" in result.stdout, result.stdout
 
 
-# 4. the benchmark's recovery block size --------------------------------------------------------
+# 4. a recovery job on a base model with a shorter context --------------------------------------
 
-def test_benchmark_recovery_block_size_is_checked_against_the_base_model():
-    refused({"benchmark": {"recovery": {"train": {"block_size": 256}}}},
-            "benchmark.recovery.train.block_size: 256 exceeds the base model's block_size 128")
-
-
-def test_recovery_job_names_the_benchmark_key(corpus, tmp_path):
+def test_recovery_job_names_the_block_size_key(corpus, tmp_path):
     base = tmp_path / "base.pt"
     save_gpt(tiny_gpt(read_meta(corpus)["vocab_size"], block_size=8), base)
-    config = cfg.validate({})
-    settings = cfg.recovery_run_settings(config, benchmark=True)
+    settings = cfg.recovery_run_settings(cfg.validate({}), "diff")
     block = settings["train"]["block_size"]
-    with pytest.raises(ValueError, match=re.escape(f"benchmark.recovery.train.block_size: {block} exceeds the base "
+    with pytest.raises(ValueError, match=re.escape(f"recovery.train.block_size: {block} exceeds the base "
                                                    f"model's block_size 8")):
         recovery.run(settings, cfg.recovery_settings(settings)["diff"], 0, base, corpus, tmp_path / "work")
 
@@ -233,8 +227,7 @@ def test_a_checkpoint_made_on_other_data_is_not_resumed(corpus, tmp_path):
 def test_a_base_model_checkpoint_made_on_other_data_is_not_resumed(corpus, tmp_path):
     other = char_corpus(tmp_path / "other", split_seed=1)
     settings = cfg.validate({"base_model": {"model": dict(TINY_MODEL), "train": dict(TINY_TRAIN)},
-                             "recovery": {"train": {"block_size": 16}},
-                             "benchmark": {"recovery": {"train": {"block_size": 16}}}})["base_model"]
+                             "recovery": {"train": {"block_size": 16}}})["base_model"]
     checkpoint = tmp_path / "base.ckpt"
     build_base(settings, corpus, checkpoint)
     resumed, fresh = build_base(settings, other, checkpoint)[1], build_base(settings, other)[1]

@@ -15,14 +15,17 @@ CONFIGS = [str(ROOT / "config/config.yaml"), str(ROOT / "config/test.yaml")]
 def test_gpu_hours_counts_the_pipelines_jobs(tmp_path):
     out = tmp_path / "hours.json"
     subprocess.run([sys.executable, str(ROOT / "benchmarks/gpu_hours.py"), "--config", *CONFIGS,
-                    "--match", "pretraining", "recovery_run rpo_k1", "--steps", "1", "2", "--json", str(out)],
+                    "--match", "pretraining", "recovery_run rpo_k1", "recovery_run zloss_k1", "--steps", "1", "2",
+                    "--json", str(out)],
                    check=True, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     config = cfg.load(*CONFIGS)
     rows = json.loads(out.read_text())["rows"]
     jobs = {(row["rule"], row["job"]): row["jobs"] for row in rows}
-    benchmark_recovery = [job for job in EXPERIMENTS["benchmark"].jobs(config) if "benchmark_recovery" in job.record]
+    # rpo runs in every recovery job; zloss, a benchmark method only, in the jobs of the benchmark's settings
+    benchmark_settings = config["benchmark"]["recovery"]["settings"]
     expected = {("recovery_run", "rpo_k1"): len(EXPERIMENTS["recovery"].jobs(config)),
-                ("benchmark_recovery_run", "rpo_k1"): len(benchmark_recovery)}
+                ("recovery_run", "zloss_k1"): len([job for job in EXPERIMENTS["recovery"].jobs(config)
+                                                   if job.record.split("/")[-2] in benchmark_settings])}
     for method in config["pretraining"]["methods"]:
         name = cfg.Arm.of(method).slug
         expected[("train_run", f"pretraining {name}")] = len(training_jobs("pretraining", [method],

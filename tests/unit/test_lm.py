@@ -182,7 +182,8 @@ def tiny_setup(tmp_path_factory):
     run_settings = cfg.recovery_run_settings(cfg.validate({
         "recovery": {"layers": [0, 1], "methods": [{"router": "standard", "k": 1}, {"router": "rpo", "k": 1}],
                      "train": {"steps": 12, "batch_size": 4, "block_size": 16, "eval_every": 4, "eval_batches": 2,
-                               "checkpoint_every": 2, "device": "cpu"}}}))
+                               "checkpoint_every": 2, "device": "cpu"}},
+        "benchmark": {"methods": [{"router": "rpo", "k": 1}]}}), "diff")  # no other methods in the benchmark's settings
     return root, run_settings
 
 
@@ -214,13 +215,16 @@ def test_recovery_tables_hold_the_oracle_per_layer_and_the_regret_per_method(tin
         records.append(tmp_path / f"seed{seed}.json")
         write_json(records[-1], {"setting": setting, "seed": seed, "result": result,
                                  "records": recovery.records(result, setting, seed)})
-    tables = recovery_tables(EXPERIMENTS["recovery"], records, {})
+    tables = recovery_tables(EXPERIMENTS["recovery"], records, {"methods": ["standard_k1", "rpo_k1"]})
     assert set(tables) == set(EXPERIMENTS["recovery"].tables)
     oracle, regret = tables["lm_recovery_oracle"], tables["lm_recovery_regret"]
     assert list(oracle["layer"]) == [0, 1] and (oracle["seeds"] == 2).all()
     assert ((oracle["identifiability_min"] <= oracle["identifiability"])
             & (oracle["identifiability"] <= oracle["identifiability_max"])).all()
     assert sorted(regret["method"]) == ["rpo", "standard"] and (regret["regret"] >= regret["regret_to_expert0"] - 1e-5).all()
+    # methods the jobs ran only for the benchmark stay out of the experiment's own tables
+    own = recovery_tables(EXPERIMENTS["recovery"], records, {"methods": ["rpo_k1"]})
+    assert set(own["lm_recovery_seeds"]["method"]) == set(own["lm_recovery_regret"]["method"]) == {"rpo"}
 
 
 def test_recovery_refuses_a_corpus_the_model_cannot_embed(tiny_setup, tmp_path):

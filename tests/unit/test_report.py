@@ -103,7 +103,7 @@ def config() -> dict:
                                                                                   {"router": "standard", "k": 2},
                                                                                   {"router": "rpo", "k": 2}]},
                      "routerless": {"fixed": [{"router": "hash", "k": 1}], "learned": [{"router": "standard", "k": 1}]},
-                     "benchmark": {"recovery": {"seeds": [0], "settings": ["diff"]}}})
+                     "benchmark": {"recovery": {"settings": ["diff"]}}})
 
 
 @pytest.fixture(scope="module")

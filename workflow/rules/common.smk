@@ -104,6 +104,11 @@ def get_training_gpus(wildcards):
     return config[wildcards.training]["train"]["processes"]
 
 
+def get_recovery_settings(wildcards):
+    """A recovery job's settings (a change of the benchmark's methods reruns only its settings' jobs)."""
+    return json.dumps(recovery_run_settings(config, wildcards.setting), sort_keys=True)
+
+
 def get_toy_code(wildcards):
     return code_of("toy", f"moe_rpo.toy.{wildcards.experiment}")  # the command imports it by name
 

@@ -1,17 +1,19 @@
 # GPT-2 optimal routing recovery: one job per setting (diff / sim<scale>) and seed, every router method
-# inside. Its tables and figures: workflow/rules/experiments.smk.
+# inside; in the router benchmark's settings also the benchmark's other methods, whose column reads these
+# runs. Its tables and figures: workflow/rules/experiments.smk.
 
 
 rule recovery_run:
-    """Every router method of the recovery experiment for one setting (diff / sim<scale>) and one seed."""
+    """Every router method of the recovery experiment (and in the benchmark's settings the benchmark's) for
+    one setting (diff / sim<scale>) and one seed."""
     input:
         base=rules.base_model.output.model,
         corpus=corpus_files(config["recovery"]["corpus"]),
         code=code_of("recovery"),
     output:
-        paths.record(paths.RECOVERY_RUN, recovery="recovery"),
+        paths.record(paths.RECOVERY_RUN),
     params:
-        settings=json.dumps(recovery_run_settings(config), sort_keys=True),
+        settings=get_recovery_settings,
         corpus_dir=get_corpus_dir,
         launch=launcher(config["recovery"]["train"]),
     threads: 1
@@ -20,9 +22,9 @@ rule recovery_run:
     conda:
         CONDA_ENV
     log:
-        paths.log(paths.RECOVERY_RUN["key"], recovery="recovery"),
+        paths.log(paths.RECOVERY_RUN["key"]),
     benchmark:
-        paths.benchmark(paths.RECOVERY_RUN["key"], recovery="recovery")
+        paths.benchmark(paths.RECOVERY_RUN["key"])
     shell:
         "{params.launch} recovery {wildcards.setting} --seed {wildcards.seed} --settings {params.settings:q} "
         "--base {input.base} --corpus-dir {params.corpus_dir} --out {output} --threads {threads} > {log} 2>&1"

@@ -14,12 +14,12 @@ def method_label(router: str, k: int) -> str:
     return f"{label(router)}, k={k}"
 
 
-def recovery_curves(records: list[dict]) -> pd.DataFrame:
-    """One row per setting, seed, method and evaluation step: routing accuracy (mean over the MoE layers)
-    and validation loss."""
+def recovery_curves(records: list[dict], methods: list[str]) -> pd.DataFrame:
+    """One row per setting, seed, method (of `methods`, by slug) and evaluation step: routing accuracy (mean
+    over the MoE layers) and validation loss."""
     rows = []
     for record in records:
-        for run in record["result"]["runs"].values():
+        for run in (run for slug, run in record["result"]["runs"].items() if slug in methods):
             for point in run["history"]:
                 rows.append({"setting": record["setting"]["name"], "seed": record["seed"],
                              "method": method_label(run["router"], run["k"]), "step": point["step"],
@@ -89,9 +89,9 @@ def recovery_sweep(seeds: pd.DataFrame, threshold: float, out_dir) -> list:
     return save(fig, out_dir, "lm_recovery_sim_sweep")
 
 
-def recovery_figures(records: list[dict], seeds: pd.DataFrame, sim_setting: str, sim_scale: float, threshold: float,
-                     out_dir) -> list:
-    curves = recovery_curves(records)
+def recovery_figures(records: list[dict], methods: list[str], seeds: pd.DataFrame, sim_setting: str,
+                     sim_scale: float, threshold: float, out_dir) -> list:
+    curves = recovery_curves(records, methods)
     return (recovery_panels(curves, "diff", "DIFF: random distractor experts", threshold, "lm_recovery_diff", out_dir)
             + recovery_panels(curves, sim_setting, f"SIM: perturbed copies (scale {sim_scale:g})", threshold,
                               "lm_recovery_sim", out_dir)
@@ -100,5 +100,6 @@ def recovery_figures(records: list[dict], seeds: pd.DataFrame, sim_setting: str,
 
 def draw_recovery(experiment, inputs) -> list:
     view = inputs.view
-    return recovery_figures([read_json(path) for path in inputs.runs], pd.read_csv(inputs.tables["lm_recovery_seeds"]),
-                            view["sim_setting"], view["sim_scale"], view["threshold"], inputs.out_dir)
+    return recovery_figures([read_json(path) for path in inputs.runs], view["methods"],
+                            pd.read_csv(inputs.tables["lm_recovery_seeds"]), view["sim_setting"], view["sim_scale"],
+                            view["threshold"], inputs.out_dir)

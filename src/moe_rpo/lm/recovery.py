@@ -63,7 +63,7 @@ def run(settings: dict, setting: dict, seed: int, base_path: str | Path, corpus_
     train_tokens, val_tokens = open_tokens(corpus_dir, "train"), open_tokens(corpus_dir, "val")
     train = settings["train"]
     if train["block_size"] > base.config.block_size:
-        raise ValueError(f"{settings['train_key']}.block_size: {train['block_size']} exceeds the base model's "
+        raise ValueError(f"recovery.train.block_size: {train['block_size']} exceeds the base model's "
                          f"block_size {base.config.block_size}")
     layers = layers_of(settings, base.config.n_layer)
     base_loss = evaluate(base, val_tokens, train, pick_device(train["device"]))["val_loss"]

@@ -92,12 +92,12 @@ def scale_facts(section: dict) -> dict:
 
 def benchmark_facts(experiment, results_dir: Path, config: dict) -> dict:
     """The scale of each column of the router benchmark, then the base model its recovery jobs use."""
-    toy, recovery = config["toy"]["routing"], config["benchmark"]["recovery"]
+    toy, recovery = config["toy"]["routing"], config["recovery"]
     shakespeare = scale_facts(config["shakespeare_moe"])
     return {"toy 1": f"{toy['steps']} steps, seeds {', '.join(map(str, config['benchmark']['toy']['seeds']))}",
-            "recovery": f"{', '.join(recovery['settings'])}; {recovery['train']['steps']} steps of "
-                        f"{recovery['train']['batch_size']} x {recovery['train']['block_size']} tokens; seeds "
-                        f"{', '.join(map(str, recovery['seeds']))}",
+            "recovery": f"{', '.join(config['benchmark']['recovery']['settings'])} (the recovery experiment's runs); "
+                        f"{recovery['train']['steps']} steps of {recovery['train']['batch_size']} x "
+                        f"{recovery['train']['block_size']} tokens; seeds {', '.join(map(str, recovery['seeds']))}",
             "Shakespeare": f"{shakespeare['model']}; {shakespeare['training']}; seeds {shakespeare['seeds']}",
             **{f"base model: {key}": value for key, value in base_model_facts(experiment, results_dir, config).items()}}
 
