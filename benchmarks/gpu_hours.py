@@ -99,7 +99,9 @@ def recovery_rule(config: dict, steps: tuple[int, int], match: list[str]) -> lis
             jobs[slug] = (method, jobs.get(slug, (method, 0))[1] + len(config["recovery"]["seeds"]))
     settings = cfg.recovery_run_settings(config, names[0])
     vocab = VOCAB[config["corpora"][settings["corpus"]]["tokenizer"]]
-    base = GPT(GPTConfig(vocab_size=vocab))  # GPT-2 124M's shape (the defaults of GPTConfig)
+    # the base model's shape: GPT-2 124M's (GPTConfig's defaults) when loaded from Hugging Face
+    shape = {} if config["base_model"]["source"] == "huggingface" else config["base_model"]["model"]
+    base = GPT(GPTConfig(vocab_size=vocab, **shape))
     for p in base.parameters():
         p.requires_grad_(False)
     layers = list(range(base.config.n_layer)) if settings["layers"] == "all" else settings["layers"]

@@ -15,7 +15,7 @@ CONFIGS = [str(ROOT / "config/config.yaml"), str(ROOT / "config/test.yaml")]
 def test_gpu_hours_counts_the_pipelines_jobs(tmp_path):
     out = tmp_path / "hours.json"
     subprocess.run([sys.executable, str(ROOT / "benchmarks/gpu_hours.py"), "--config", *CONFIGS,
-                    "--match", "pretraining", "recovery_run rpo_k1", "recovery_run zloss_k1", "--steps", "1", "2",
+                    "--match", "pretraining dense", "recovery_run rpo_k1", "recovery_run zloss_k1", "--steps", "1", "2",
                     "--json", str(out)],
                    check=True, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     config = cfg.load(*CONFIGS)
@@ -26,10 +26,8 @@ def test_gpu_hours_counts_the_pipelines_jobs(tmp_path):
     expected = {("recovery_run", "rpo_k1"): len(EXPERIMENTS["recovery"].jobs(config)),
                 ("recovery_run", "zloss_k1"): len([job for job in EXPERIMENTS["recovery"].jobs(config)
                                                    if job.record.split("/")[-2] in benchmark_settings])}
-    for method in config["pretraining"]["methods"]:
-        name = cfg.Arm.of(method).slug
-        expected[("train_run", f"pretraining {name}")] = len(training_jobs("pretraining", [method],
-                                                                           config["pretraining"]["seeds"]))
+    dense = [m for m in config["pretraining"]["methods"] if m["router"] == cfg.DENSE]
+    expected[("train_run", "pretraining dense")] = len(training_jobs("pretraining", dense, config["pretraining"]["seeds"]))
     assert jobs == expected  # (timings at this toy scale are noise: not checked)
 
 
@@ -40,3 +38,12 @@ def test_gpu_check_runs_and_finds_training_deterministic_on_the_cpu():
     assert "weights bit-equal: True" in result.stdout, result.stdout
     assert "op without a deterministic kernel: (none)" in result.stdout, result.stdout
     assert "k=2: loop" in result.stdout and "iso-active dense" in result.stdout
+
+
+def test_profile_jobs_splits_a_jobs_time():
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks/profile_jobs.py"), "--config", *CONFIGS,
+                             "--methods", "standard_k1", "--profile-steps", "2"],
+                            check=True, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    for part in ("import torch", "recovery: oracle", "recovery standard_k1: 10 steps", "shakespeare standard_k1",
+                 "torch.profiler", "aten::"):
+        assert part in result.stdout, (part, result.stdout)

@@ -40,8 +40,8 @@ def test_a_command_counts_only_its_own_imports():
         command_modules("fly")
 
 
-def dry_run_jobs() -> list[tuple[str, list[str], str]]:
-    """(rule, its code inputs, its shell command) of every job of the smoke config's DAG."""
+def dry_run_jobs() -> list[tuple[str, list[str], str, dict[str, str]]]:
+    """(rule, its code inputs, its shell command, its resources) of every job of the smoke config's DAG."""
     result = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile",
                              "config/test.yaml", "--forceall"], cwd=ROOT, capture_output=True, text=True,
                             env={**os.environ, "HF_HUB_OFFLINE": "1"})
@@ -52,14 +52,17 @@ def dry_run_jobs() -> list[tuple[str, list[str], str]]:
         command = re.search(r"Shell command: (.*)", block)
         if rule and command and "-m moe_rpo" in command.group(1):
             inputs = re.search(r"\n    input: (.*)", block).group(1).split(", ")
-            jobs.append((rule.group(1), sorted(i for i in inputs if i.startswith("src/")), command.group(1)))
+            resources = dict(r.split("=", 1) for r in re.search(r"\n    resources: (.*)", block).group(1).split(", "))
+            jobs.append((rule.group(1), sorted(i for i in inputs if i.startswith("src/")), command.group(1), resources))
     return jobs
 
 
-def test_every_rule_lists_what_its_command_imports():
+def test_every_rule_lists_what_its_command_imports_and_gpu_rules_ask_for_a_gpu():
     jobs = dry_run_jobs()
-    assert len({rule for rule, _, _ in jobs}) >= 20
-    for rule, code, shell in jobs:
+    assert len({rule for rule, *_ in jobs}) >= 20
+    for rule, code, shell, resources in jobs:
+        # what the SLURM profile sends to GPU nodes (tests/workflow/test_slurm.py runs two of them there)
+        assert (resources.get("gpu") == "1") == (rule in ("base_model", "recovery_run", "train_run")), rule
         words = shell.split("-m moe_rpo ")[1].split()
         command, extra = words[0], []
         if command == "toy":  # it imports the toy experiment's module by name

@@ -64,10 +64,10 @@ def test_report_pages_render_in_chromium(finished):
 
 def test_killed_run_resumes_to_the_same_numbers(finished, tmp_path):
     """Kill -9 a run while an LM job is training (once it has written a checkpoint), resume it: claims and
-    tables equal the uninterrupted run's. The recovery runs of a finished pipeline are deleted, so only
-    they and what reads them run again."""
+    tables equal the uninterrupted run's. The recovery runs of one setting of a finished pipeline are deleted,
+    so only they and what reads them run again."""
     workdir = copy_finished(finished, tmp_path / "run")
-    shutil.rmtree(workdir / "results" / "lm" / "recovery")
+    shutil.rmtree(workdir / "results" / "lm" / "recovery" / "sim1")  # not a benchmark setting: fewer methods
     run = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/test.yaml"],
                            cwd=workdir, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                            start_new_session=True)
@@ -126,12 +126,12 @@ def test_every_product_is_a_target(finished, tmp_path):
 def test_a_truncated_record_is_set_aside_and_remade(finished, tmp_path):
     """A corrupt record is named and its job runs again, instead of the tables job failing on every rerun."""
     workdir = copy_finished(finished, tmp_path / "run")
-    record = workdir / "results" / "toy" / "routing" / "seed0.json"
+    record = workdir / "results" / "toy" / "dilemma" / "seed0.json"
     record.write_text(record.read_text()[:100])
     result = snakemake(workdir)
     assert result.returncode == 0, result.stderr[-4000:]
     assert "seed0.json cannot be read" in result.stderr and (record.parent / "seed0.json.corrupt").is_file()
-    for name in ("claims.json", "tables/toy_routing_seeds.csv"):
+    for name in ("claims.json", "tables/toy_dilemma_seeds.csv"):
         assert (workdir / "results" / name).read_text() == (finished / "results" / name).read_text(), name
 
 
