@@ -16,6 +16,7 @@ import argparse
 import json
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,6 +28,7 @@ import torch  # noqa: E402
 from moe_rpo import config as cfg  # noqa: E402
 from moe_rpo.training.lm import configure_torch  # noqa: E402
 from moe_rpo.lm import scratch  # noqa: E402
+from moe_rpo.lm.recovery import layers_of  # noqa: E402
 from moe_rpo.models import GPT, GPTConfig, recovery_model  # noqa: E402
 from moe_rpo.training.lm import fit_routers_to_corpus, train_lm  # noqa: E402
 
@@ -92,11 +94,9 @@ def recovery_rule(config: dict, steps: tuple[int, int], match: list[str]) -> lis
     """recovery_run: one job per setting and seed, each training its methods in turn (in the benchmark's
     settings the benchmark's too); one row per method, with the number of jobs that run it."""
     names = list(cfg.recovery_settings(config["recovery"]))
-    jobs = {}  # method slug -> (method, the jobs that run it)
-    for name in names:
-        for method in cfg.recovery_methods(config, name):
-            slug = cfg.Arm.of(method).slug
-            jobs[slug] = (method, jobs.get(slug, (method, 0))[1] + len(config["recovery"]["seeds"]))
+    methods = {cfg.Arm.of(m).slug: m for name in names for m in cfg.recovery_methods(config, name)}
+    jobs = Counter(cfg.Arm.of(m).slug for name in names for m in cfg.recovery_methods(config, name))
+    jobs = {slug: count * len(config["recovery"]["seeds"]) for slug, count in jobs.items()}  # one job per seed
     settings = cfg.recovery_run_settings(config, names[0])
     vocab = VOCAB[config["corpora"][settings["corpus"]]["tokenizer"]]
     # the base model's shape: GPT-2 124M's (GPTConfig's defaults) when loaded from Hugging Face
@@ -104,9 +104,10 @@ def recovery_rule(config: dict, steps: tuple[int, int], match: list[str]) -> lis
     base = GPT(GPTConfig(vocab_size=vocab, **shape))
     for p in base.parameters():
         p.requires_grad_(False)
-    layers = list(range(base.config.n_layer)) if settings["layers"] == "all" else settings["layers"]
+    layers = layers_of(settings, base.config.n_layer)
     rows = []
-    for slug, (method, count) in jobs.items():
+    for slug, count in jobs.items():
+        method = methods[slug]
         if not wanted("recovery_run", slug, match):
             continue
         spec = config["routers"][method["router"]]

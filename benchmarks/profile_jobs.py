@@ -29,6 +29,7 @@ import torch  # noqa: E402
 from moe_rpo import config as cfg  # noqa: E402
 from moe_rpo.lm import scratch  # noqa: E402
 from moe_rpo.lm.oracle import oracle  # noqa: E402
+from moe_rpo.lm.recovery import layers_of  # noqa: E402
 from moe_rpo.models import GPT, GPTConfig, recovery_model  # noqa: E402
 from moe_rpo.training.lm import configure_torch, evaluate, fit_routers_to_corpus, train_lm  # noqa: E402
 
@@ -67,7 +68,7 @@ def recovery_profile(config: dict, methods: list[str], tokens) -> tuple[list[tup
     base = GPT(GPTConfig(vocab_size=VOCAB, **config["base_model"]["model"])).eval()
     for p in base.parameters():
         p.requires_grad_(False)
-    layers = list(range(base.config.n_layer)) if settings["layers"] == "all" else settings["layers"]
+    layers = layers_of(settings, base.config.n_layer)
     chosen = {cfg.Arm.of(m).slug: m for m in settings["methods"]}
 
     def build(slug):
