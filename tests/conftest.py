@@ -1,5 +1,6 @@
 """Shared test set-up: offline Hugging Face, deterministic torch, and the workflow helpers of the end-to-end
 tests, with one finished smoke-config pipeline run shared by every test that reads it."""
+import fcntl
 import os
 import shutil
 import subprocess
@@ -13,6 +14,17 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW_FILES = ["Snakefile", "Makefile", "workflow", "config", "profiles", "paper", "src"]
 ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "HF_HUB_OFFLINE": "1"}
+
+
+def pytest_collection_modifyitems(items):
+    """`make test` runs two pytest-xdist workers, each taking whole test files (`--dist loadfile`). The shared
+    pipeline run's file goes first (the longest chain: one worker makes the run while the other takes the unit
+    tests), the SLURM test last, so that the worker it lands on finds the run made."""
+    def order(item):
+        if "cluster" in item.fixturenames:
+            return 2
+        return 0 if "finished" in item.fixturenames else 1
+    items.sort(key=order)  # stable: otherwise in collection order
 
 
 @pytest.fixture(autouse=True)
@@ -49,8 +61,17 @@ def copy_finished(finished: Path, dest: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def finished(tmp_path_factory) -> Path:
-    """The whole smoke-config pipeline, run once per test session; tests that change it work on a copy."""
-    workdir = copy_workflow(tmp_path_factory.mktemp("pipeline"))
-    result = snakemake(workdir)
-    assert result.returncode == 0, result.stderr[-4000:]
+    """The whole smoke-config pipeline, run once per test session (the first worker to need it runs it, the
+    other waits for it); tests that change it work on a copy."""
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # the session's directory, above each worker's own
+    workdir = shared / "pipeline"
+    with open(shared / "pipeline.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (shared / "pipeline.done").exists():
+            assert not workdir.exists(), "the shared pipeline run failed in the other worker (see its error)"
+            result = snakemake(copy_workflow(workdir))
+            assert result.returncode == 0, result.stderr[-4000:]
+            (shared / "pipeline.done").touch()
     return workdir
