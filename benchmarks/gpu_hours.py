@@ -94,9 +94,9 @@ def recovery_rule(config: dict, steps: tuple[int, int], match: list[str]) -> lis
     """recovery_run: one job per setting and seed, each training its methods in turn (in the benchmark's
     settings the benchmark's too); one row per method, with the number of jobs that run it."""
     names = list(cfg.recovery_settings(config["recovery"]))
-    methods = {cfg.Arm.of(m).slug: m for name in names for m in cfg.recovery_methods(config, name)}
-    jobs = Counter(cfg.Arm.of(m).slug for name in names for m in cfg.recovery_methods(config, name))
-    jobs = {slug: count * len(config["recovery"]["seeds"]) for slug, count in jobs.items()}  # one job per seed
+    trained = [m for name in names for m in cfg.recovery_methods(config, name)]  # once per setting that trains it
+    methods = {cfg.Arm.of(m).slug: m for m in trained}
+    settings_of = Counter(cfg.Arm.of(m).slug for m in trained)
     settings = cfg.recovery_run_settings(config, names[0])
     vocab = VOCAB[config["corpora"][settings["corpus"]]["tokenizer"]]
     # the base model's shape: GPT-2 124M's (GPTConfig's defaults) when loaded from Hugging Face
@@ -106,15 +106,15 @@ def recovery_rule(config: dict, steps: tuple[int, int], match: list[str]) -> lis
         p.requires_grad_(False)
     layers = layers_of(settings, base.config.n_layer)
     rows = []
-    for slug, count in jobs.items():
-        method = methods[slug]
+    for slug, method in methods.items():
         if not wanted("recovery_run", slug, match):
             continue
         spec = config["routers"][method["router"]]
         timing = probe(lambda: recovery_model(base, layers, "diff", 0.0, spec, k=method["k"],
                                               num_experts=settings["num_experts"]),
                        settings["train"], steps, vocab)
-        rows.append({"rule": "recovery_run", "job": slug, "jobs": count, **timing,
+        jobs = settings_of[slug] * len(config["recovery"]["seeds"])  # one job per setting and seed
+        rows.append({"rule": "recovery_run", "job": slug, "jobs": jobs, **timing,
                      "job_h": job_seconds(timing, settings["train"], 0) / 3600})
         print(rows[-1], flush=True)
     return rows

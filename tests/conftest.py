@@ -21,7 +21,7 @@ def pytest_collection_modifyitems(items):
     pipeline run's file goes first (the longest chain: one worker makes the run while the other takes the unit
     tests), the SLURM test last, so that the worker it lands on finds the run made."""
     def order(item):
-        if "cluster" in item.fixturenames:
+        if item.get_closest_marker("slurm"):
             return 2
         return 0 if "finished" in item.fixturenames else 1
     items.sort(key=order)  # stable: otherwise in collection order
