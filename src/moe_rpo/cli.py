@@ -146,6 +146,21 @@ def cmd_recovery(args):
         print(f"{row['method']:>20} k={row['k']}  accuracy {row['accuracy']:.3f}  val loss {row['val_loss']:.4f}")
 
 
+def cmd_recovery_design(args):
+    """The identifiability sweep of the recovery experiment for one seed: the per-token oracle of every layer
+    of the base model for DIFF and each SIM scale of recovery.design (no router trains)."""
+    from moe_rpo.lm import recovery  # noqa: PLC0415
+    from moe_rpo.training.lm import configure_torch  # noqa: PLC0415
+
+    settings = _settings(args, cfg.recovery_design_settings)
+    configure_torch(settings["train"]["threads"] or args.threads)  # 0: the job's threads
+    rows, prov = _timed(recovery.identifiability_sweep, settings, args.seed, args.base, args.corpus_dir)
+    write_json(Path(args.out), {"experiment": "recovery_design", "seed": args.seed, "settings": settings,
+                                "records": rows, "provenance": prov})
+    for row in rows:
+        print(f"{row['setting']:>8} layer {row['layer']}  identifiability {row['identifiability']:.3f}")
+
+
 def cmd_train(args):
     """Train one method of a from-scratch experiment (shakespeare_moe, pretraining) for one seed."""
     from moe_rpo.lm import scratch  # noqa: PLC0415
@@ -277,6 +292,12 @@ def parser() -> argparse.ArgumentParser:
     rec.add_argument("--base", required=True, help="the base model (.pt, from base-model)")
     _add_training_args(rec, "run record (.json)", "the recovery section with its routers")
     rec.set_defaults(func=cmd_recovery)
+
+    design = sub.add_parser("recovery-design", help=cmd_recovery_design.__doc__)
+    design.add_argument("--seed", type=int, required=True)
+    design.add_argument("--base", required=True, help="the base model (.pt, from base-model)")
+    _add_training_args(design, "sweep record (.json)", "the recovery section with its routers")
+    design.set_defaults(func=cmd_recovery_design)
 
     train = sub.add_parser("train", help=cmd_train.__doc__)
     train.add_argument("experiment", choices=cfg.TRAINING_EXPERIMENTS)

@@ -390,6 +390,15 @@ def recovery_run_settings(config: dict, setting: str) -> dict:
     return with_router_specs(dict(config["recovery"], methods=recovery_methods(config, setting)), config)
 
 
+def recovery_design_settings(config: dict) -> dict:
+    """What the identifiability sweep runs with: the recovery section's design, experts and evaluation
+    windows, and its first method to build the model (the oracle replaces the routers). Only these, so that
+    a change of the methods or the trained settings does not rerun it."""
+    recovery = config["recovery"]
+    section = {key: recovery[key] for key in ("design", "num_experts", "train")} | {"methods": recovery["methods"][:1]}
+    return with_router_specs(section, config)
+
+
 def training_run_settings(config: dict, experiment: str, method: str) -> dict:
     """What one training job runs with: the experiment's section, its one method and that router's spec."""
     if experiment not in TRAINING_EXPERIMENTS:

@@ -90,6 +90,11 @@ def recovery_jobs(settings: list[str], seeds: list[int]) -> list[Job]:
             for setting in settings for seed in seeds]
 
 
+def recovery_design_jobs(seeds: list[int]) -> list[Job]:
+    """The identifiability sweep's jobs (one per seed; no router trains)."""
+    return [Job.of(paths.RECOVERY_DESIGN, f"identifiability sweep seed {seed}", seed=seed) for seed in seeds]
+
+
 def training_jobs(experiment: str, methods: list[dict], seeds: list[int]) -> list[Job]:
     slugs = [Arm.of(m).slug for m in methods]
     return [Job.of(paths.TRAIN_RUN, f"{slug} seed {seed}", training=experiment, method=slug, seed=seed)
@@ -151,7 +156,7 @@ def _training(name: str, title: str, short_title: str, summary: str, claim_arms,
 def _recovery_view(config: dict) -> dict:
     scale = config["claims"]["recovery_sim_scale"]
     return {"sim_setting": RecoverySetting("sim", scale).name, "sim_scale": scale,
-            "threshold": config["claims"]["recovery_accuracy"],
+            "threshold": config["claims"]["recovery_accuracy"], "num_experts": config["recovery"]["num_experts"],
             # its jobs run the benchmark's methods too in the benchmark's settings: its tables show its own
             "methods": [Arm.of(m).slug for m in config["recovery"]["methods"]]}
 
@@ -204,16 +209,23 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
                  "each MoE layer and expert, every validation token's loss with that layer on that expert (the "
                  "others on expert 0); identifiability is the share of tokens for which expert 0 is strictly best, "
                  "and a method's route regret its validation loss minus the oracle's (the regret to expert 0 is "
-                 "its gap to the base model). The claims are made only where expert 0 is identifiable."),
+                 "its gap to the base model). The claims are made only where expert 0 is identifiable. The "
+                 "identifiability sweep trains nothing: it measures the oracle of every layer for DIFF and more SIM "
+                 "scales (recovery.design), so that the page shows for which settings and sets of MoE layers the "
+                 "question can be asked at all. 'Unit weights': each method's routing evaluated with weights 1/k, "
+                 "apart from its learned weights (RPO's are free and may drift from the 1 that expert 0 needs)."),
         section="recovery",
-        jobs=lambda config: recovery_jobs(list(recovery_settings(config["recovery"])), config["recovery"]["seeds"]),
-        tables=("lm_recovery_seeds", "lm_recovery_summary", "lm_recovery_oracle", "lm_recovery_regret"),
-        shown=("lm_recovery_oracle", "lm_recovery_regret", "lm_recovery_summary"),
-        figures=("lm_recovery_diff", "lm_recovery_sim", "lm_recovery_sim_sweep"),
+        jobs=lambda config: (recovery_jobs(list(recovery_settings(config["recovery"])), config["recovery"]["seeds"])
+                             + recovery_design_jobs(config["recovery"]["seeds"])),
+        tables=("lm_recovery_seeds", "lm_recovery_summary", "lm_recovery_oracle", "lm_recovery_regret",
+                "lm_recovery_design"),
+        shown=("lm_recovery_design", "lm_recovery_oracle", "lm_recovery_regret", "lm_recovery_summary"),
+        figures=("lm_recovery_identifiability", "lm_recovery_diff", "lm_recovery_sim", "lm_recovery_sim_sweep"),
         make_tables="moe_rpo.tables:recovery_tables", draw="moe_rpo.figures.lm:draw_recovery", view=_recovery_view,
         group_keys=("setting", "method", "k"),
         metrics=("accuracy", "min_layer_accuracy", "val_loss", "gap_to_base", "regret", "identifiability",
-                 "min_layer_identifiability", "oracle_loss", "entropy", "pretrained_load", "max_load"),
+                 "min_layer_identifiability", "oracle_loss", "val_loss_unit_weights", "mean_weight", "entropy",
+                 "pretrained_load", "max_load"),
         claims="moe_rpo.claims:recovery_claims", claim_arms=(("standard", 1), ("rpo", None)),
         facts="moe_rpo.report.render:base_model_facts", facts_title="Base model", on_base_model=True),
     _training("shakespeare_moe", "Shakespeare MoE: RPO vs top-1 vs top-2 vs EM", "Shakespeare MoE",

@@ -62,22 +62,52 @@ def routing_optima_table(best: dict[int, dict]) -> pd.DataFrame:
 def recovery_tables(experiment, runs: list[str], view: dict) -> dict[str, pd.DataFrame]:
     """The recovery experiment's tables: per seed and its summary, the per-token oracle per setting and MoE
     layer, and each method's route regret per setting (means over seeds)."""
-    seeds = per_seed_table(runs)
+    design = [path for path in runs if read_json(path).get("experiment") == "recovery_design"]
+    seeds = per_seed_table([path for path in runs if path not in design])
     # in the benchmark's settings the jobs also run the benchmark's methods: this experiment's own only
     seeds = seeds[[Arm(*arm).slug in view["methods"] for arm in zip(seeds["method"], seeds["k"])]].reset_index(drop=True)
     layers = pd.DataFrame([{"setting": record["setting"]["name"], "seed": record["seed"], "layer": layer["layer"],
                             "identifiability": layer["identifiability"], "oracle_loss": layer["oracle_loss"],
                             "expert0_loss": record["result"]["oracle"]["expert0_loss"],
                             "expert0_best_share": layer["best_expert_share"][0]}
-                           for record in map(read_json, runs) for layer in record["result"]["oracle"]["layers"]])
+                           for record in map(read_json, runs) if record.get("experiment") != "recovery_design"
+                           for layer in record["result"]["oracle"]["layers"]])
     oracle = layers.groupby(["setting", "layer"], sort=False).agg(
         seeds=("seed", "nunique"), identifiability=("identifiability", "mean"),
         identifiability_min=("identifiability", "min"), identifiability_max=("identifiability", "max"),
         oracle_loss=("oracle_loss", "mean"), expert0_loss=("expert0_loss", "mean")).reset_index()
     regret = seeds.groupby(["setting", "method", "k"], sort=False).agg(
         seeds=("seed", "nunique"), accuracy=("accuracy", "mean"), val_loss=("val_loss", "mean"),
-        regret=("regret", "mean"), regret_to_expert0=("gap_to_base", "mean")).reset_index()
-    return _with_summary(experiment, seeds) | {"lm_recovery_oracle": oracle, "lm_recovery_regret": regret}
+        regret=("regret", "mean"), regret_to_expert0=("gap_to_base", "mean"),
+        val_loss_unit_weights=("val_loss_unit_weights", "mean"), mean_weight=("mean_weight", "mean"),
+        task_gradient=("task_gradient", "first")).reset_index()
+    return _with_summary(experiment, seeds) | {"lm_recovery_oracle": oracle, "lm_recovery_regret": regret,
+                                               "lm_recovery_design": design_table(per_seed_table(design),
+                                                                                  view["threshold"])}
+
+
+def design_table(sweep: pd.DataFrame, threshold: float) -> pd.DataFrame:
+    """The identifiability sweep per setting and set of MoE layers 0..n-1: identifiability as the claims take
+    it (the mean over the set's layers; then mean, min and max over seeds), the oracle loss (the lowest over
+    the set's layers) and whether the set is identifiable (mean >= the claims' accuracy threshold)."""
+    keys = ["setting", "mode", "scale"]
+    n_layer = int(sweep["layer"].max()) + 1
+    parts = []
+    for n in range(1, n_layer + 1):
+        per_seed = sweep[sweep["layer"] < n].groupby([*keys, "seed"], sort=False).agg(
+            identifiability=("identifiability", "mean"), oracle_loss=("oracle_loss", "min"),
+            expert0_loss=("expert0_loss", "first")).reset_index()
+        stats = per_seed.groupby(keys, sort=False).agg(
+            seeds=("seed", "nunique"), identifiability=("identifiability", "mean"),
+            identifiability_min=("identifiability", "min"), identifiability_max=("identifiability", "max"),
+            oracle_loss=("oracle_loss", "mean"), expert0_loss=("expert0_loss", "mean")).reset_index()
+        label = "0" if n == 1 else f"0-{n - 1}"
+        parts.append(stats.assign(moe_layers=n, layers=f"{label} (all)" if n == n_layer else label))
+    table = pd.concat(parts, ignore_index=True)
+    table["identifiable"] = table["identifiability"] >= threshold
+    order = ["setting", "mode", "scale", "moe_layers", "layers"]
+    table = table[order + [c for c in table.columns if c not in order]]
+    return table.sort_values(["mode", "scale", "moe_layers"], kind="stable").reset_index(drop=True)
 
 
 def routerless_tables(experiment, runs: list[str], view: dict) -> dict[str, pd.DataFrame]:
@@ -103,12 +133,18 @@ BENCHMARK_COLUMNS = {  # column: (source, metric, setting)
     "shakespeare_val_loss": ("shakespeare", "val_loss", None), "load_ratio": ("shakespeare", "max_load_ratio", None)}
 
 
+# routers.task_gradient's verdict on an arm, as the benchmark shows it
+TASK_GRADIENT = {True: "yes", False: "no: only its auxiliary terms move it", None: "no router parameters",
+                 "not run": "not run"}
+
+
 def benchmark_table(sources: dict[str, pd.DataFrame], methods: list[dict], sim_setting: str | None) -> pd.DataFrame:
     """One row per benchmark method (router, k) and column of BENCHMARK_COLUMNS: toy 1 gap to the exact
     K-optimum, DIFF and SIM routing accuracy and route regret (validation loss minus the per-token oracle's),
     Shakespeare train and validation loss, and load balance
     (E x the largest expert's load on Shakespeare: 1 = balanced). Each cell holds the median, min, max and
-    number of seeds (NaN and 0 where the method did not run)."""
+    number of seeds (NaN and 0 where the method did not run). Last, whether the task loss gives the router
+    a gradient at all (routers.task_gradient, recorded by the recovery runs)."""
     rows = []
     for m in methods:
         row = {"router": m["router"], "k": m["k"]}
@@ -120,6 +156,9 @@ def benchmark_table(sources: dict[str, pd.DataFrame], methods: list[dict], sim_s
             values = df.loc[mask, metric].astype(float)
             row |= {f"{column}_median": values.median(), f"{column}_min": values.min(), f"{column}_max": values.max(),
                     f"{column}_seeds": int(values.count())}
+        recovery = sources["recovery"]
+        flags = recovery.loc[(recovery["method"] == m["router"]) & (recovery["k"] == m["k"]), "task_gradient"]
+        row["task_gradient"] = TASK_GRADIENT[flags.iloc[0] if len(flags) else "not run"]
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -141,4 +180,5 @@ def benchmark_display(table: pd.DataFrame) -> pd.DataFrame:
     for column in BENCHMARK_COLUMNS:
         out[column] = [("not run" if n == 0 else f"{med:.3g} [{lo:.3g}, {hi:.3g}] (n={int(n)})")
                        for med, lo, hi, n in table[[f"{column}_{s}" for s in ("median", "min", "max", "seeds")]].values]
+    out["task_gradient"] = table["task_gradient"]
     return out

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 from moe_rpo import config as cfg
-from moe_rpo.experiments import EXPERIMENTS, training_jobs
+from moe_rpo.experiments import recovery_jobs, training_jobs
 from conftest import ROOT
 
 CONFIGS = [str(ROOT / "config/config.yaml"), str(ROOT / "config/test.yaml")]
@@ -23,9 +23,9 @@ def test_gpu_hours_counts_the_pipelines_jobs(tmp_path):
     jobs = {(row["rule"], row["job"]): row["jobs"] for row in rows}
     # rpo runs in every recovery job; zloss, a benchmark method only, in the jobs of the benchmark's settings
     benchmark_settings = config["benchmark"]["recovery"]["settings"]
-    expected = {("recovery_run", "rpo_k1"): len(EXPERIMENTS["recovery"].jobs(config)),
-                ("recovery_run", "zloss_k1"): len([job for job in EXPERIMENTS["recovery"].jobs(config)
-                                                   if job.record.split("/")[-2] in benchmark_settings])}
+    runs = recovery_jobs(list(cfg.recovery_settings(config["recovery"])), config["recovery"]["seeds"])
+    expected = {("recovery_run", "rpo_k1"): len(runs),
+                ("recovery_run", "zloss_k1"): len([job for job in runs if job.record.split("/")[-2] in benchmark_settings])}
     dense = [m for m in config["pretraining"]["methods"] if m["router"] == cfg.DENSE]
     expected[("train_run", "pretraining dense")] = len(training_jobs("pretraining", dense, config["pretraining"]["seeds"]))
     assert jobs == expected  # (timings at this toy scale are noise: not checked)

@@ -19,8 +19,10 @@ from moe_rpo.experiments import EXPERIMENTS
 from moe_rpo.io import read_json, write_json
 from moe_rpo.lm import recovery
 from moe_rpo.lm.base import build_base, check_vocabulary
-from moe_rpo.models import GPT, GPTConfig, recovery_model, save_gpt
-from moe_rpo.tables import recovery_tables
+from moe_rpo.data.tokens import open_tokens
+from moe_rpo.lm.oracle import oracle
+from moe_rpo.models import GPT, GPTConfig, load_gpt, recovery_model, save_gpt
+from moe_rpo.tables import design_table, recovery_tables
 from moe_rpo.training import lm
 from moe_rpo.training.lm import Batches, lr_at, pick_device, train_lm
 from conftest import ROOT
@@ -204,18 +206,51 @@ def test_recovery_run_records_every_method(tiny_setup):
     for row in rows:
         assert row["regret"] == pytest.approx(row["val_loss"] - best["oracle_loss"])
         assert row["identifiability"] == best["identifiability"]
+    standard, rpo = rows
+    assert 0 < standard["mean_weight"] < 1  # raw softmax probabilities of the top expert
+    assert rpo["mean_weight"] != 1 and rpo["val_loss_unit_weights"] != rpo["val_loss"]  # its free weights moved
+
+
+def test_identifiability_sweep_gives_each_layer_set_the_oracle_of_its_recovery_model(tiny_setup):
+    root, run_settings = tiny_setup
+    rows = recovery.identifiability_sweep(dict(run_settings, design={"sim_scales": [0.3, 3.0]}), 0,
+                                          root / "base.pt", root / "corpus")
+    assert [(r["setting"], r["layer"]) for r in rows] == [(s, layer) for s in ("diff", "sim0.3", "sim3")
+                                                         for layer in (0, 1)]
+    base = load_gpt(root / "base.pt")
+    spec = run_settings["routers"]["standard"]
+    for mode, scale, name in (("diff", 0.0, "diff"), ("sim", 3.0, "sim3")):
+        alone = oracle(recovery_model(base, [0], mode, scale, spec, seed=0), open_tokens(root / "corpus", "val"),
+                       run_settings["train"], torch.device("cpu"))
+        swept = next(r for r in rows if r["setting"] == name and r["layer"] == 0)
+        assert swept["identifiability"] == alone["identifiability"]
+        assert swept["oracle_loss"] == alone["layers"][0]["oracle_loss"]
+
+
+def test_design_table_takes_each_layer_set_as_the_claims_do():
+    rows = [{"setting": "sim1", "mode": "sim", "scale": 1.0, "seed": seed, "layer": layer,
+             "identifiability": value, "oracle_loss": 2.0 - value, "expert0_loss": 2.0, "expert0_best_share": value}
+            for seed, values in ((0, (0.95, 0.5)), (1, (0.91, 0.7))) for layer, value in enumerate(values)]
+    table = design_table(pd.DataFrame(rows), threshold=0.9)
+    assert list(table["layers"]) == ["0", "0-1 (all)"] and list(table["seeds"]) == [2, 2]
+    assert table["identifiability"].tolist() == pytest.approx([0.93, 0.765])
+    assert table["identifiability_min"].tolist() == pytest.approx([0.91, 0.725])
+    assert table["identifiable"].tolist() == [True, False]
+    assert table["oracle_loss"].tolist() == pytest.approx([1.07, 1.07])  # the best layer of the set
 
 
 def test_recovery_tables_hold_the_oracle_per_layer_and_the_regret_per_method(tiny_setup, tmp_path):
     root, run_settings = tiny_setup
-    records = []
+    records = [tmp_path / "design.json"]
+    write_json(records[0], {"experiment": "recovery_design", "records": recovery.identifiability_sweep(
+        dict(run_settings, design={"sim_scales": [0.3]}), 0, root / "base.pt", root / "corpus")})
     for seed in (0, 1):
         setting = cfg.recovery_settings({"sim_scales": [0.3]})["sim0.3"].as_dict()
         result = recovery.run(run_settings, setting, seed, root / "base.pt", root / "corpus", tmp_path / f"w{seed}")
         records.append(tmp_path / f"seed{seed}.json")
         write_json(records[-1], {"setting": setting, "seed": seed, "result": result,
                                  "records": recovery.records(result, setting, seed)})
-    tables = recovery_tables(EXPERIMENTS["recovery"], records, {"methods": ["standard_k1", "rpo_k1"]})
+    tables = recovery_tables(EXPERIMENTS["recovery"], records, {"methods": ["standard_k1", "rpo_k1"], "threshold": 0.9})
     assert set(tables) == set(EXPERIMENTS["recovery"].tables)
     oracle, regret = tables["lm_recovery_oracle"], tables["lm_recovery_regret"]
     assert list(oracle["layer"]) == [0, 1] and (oracle["seeds"] == 2).all()
@@ -223,7 +258,8 @@ def test_recovery_tables_hold_the_oracle_per_layer_and_the_regret_per_method(tin
             & (oracle["identifiability"] <= oracle["identifiability_max"])).all()
     assert sorted(regret["method"]) == ["rpo", "standard"] and (regret["regret"] >= regret["regret_to_expert0"] - 1e-5).all()
     # methods the jobs ran only for the benchmark stay out of the experiment's own tables
-    own = recovery_tables(EXPERIMENTS["recovery"], records, {"methods": ["rpo_k1"]})
+    own = recovery_tables(EXPERIMENTS["recovery"], records, {"methods": ["rpo_k1"], "threshold": 0.9})
+    assert list(tables["lm_recovery_design"]["setting"]) == ["diff", "diff", "sim0.3", "sim0.3"]
     assert set(own["lm_recovery_seeds"]["method"]) == set(own["lm_recovery_regret"]["method"]) == {"rpo"}
 
 

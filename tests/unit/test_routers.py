@@ -7,6 +7,7 @@ import torch
 
 from moe_rpo.routers import METHODS, RouterOutput, build_router
 from moe_rpo.routers.policy import leave_one_out_baseline, reinforce_surrogate, selection_log_prob
+from moe_rpo.routers.task_gradient import task_gradient
 
 DIM, EXPERTS, TOKENS = 6, 5, 32
 SPECS = {
@@ -274,3 +275,19 @@ def test_switch_balance_loss_is_alpha_when_uniform_and_larger_when_collapsed():
         router.gate.weight[0, 0] = 50.0
     collapsed = router(torch.ones(20, DIM)).aux_losses["balance"]
     assert collapsed > 4 * uniform
+
+
+@pytest.mark.parametrize("spec, k, learns", [
+    ({"method": "softmax_topk", "normalize": True}, 1, False),  # its one weight is always 1
+    ({"method": "noisy_topk"}, 1, False),  # softmax over the kept logits: the same, only its balance terms move it
+    ({"method": "softmax_topk", "normalize": True}, 2, True),
+    ({"method": "softmax_topk", "normalize": False}, 1, True),
+    ({"method": "switch"}, 1, True),
+    ({"method": "reinforce"}, 1, True),  # through the REINFORCE surrogate, whose reward is the task loss
+    ({"method": "rpo"}, 1, True),
+    ({"method": "expert_choice"}, 2, True),
+    ({"method": "hash"}, 1, None),  # nothing to train
+    ({"method": "fixed_random"}, 1, None),
+])
+def test_task_gradient_probe_finds_routers_the_task_cannot_move(spec, k, learns):
+    assert task_gradient(spec, k) is learns

@@ -14,7 +14,7 @@ from moe_rpo.claims import pretraining_claims, shakespeare_moe_claims
 from moe_rpo.data.prepare import prepare_corpus
 from moe_rpo.experiments import EXPERIMENTS
 from moe_rpo.lm import scratch
-from moe_rpo.lm.routing_quality import Misrouted
+from moe_rpo.lm.routing_quality import Misrouted, UnitWeights
 from moe_rpo.routers import build_router
 from moe_rpo.tables import benchmark_display, benchmark_table, routerless_table
 from moe_rpo.verdicts import INCONCLUSIVE, REFUTED, REPRODUCED
@@ -114,6 +114,16 @@ def test_misrouting_sends_every_token_to_another_expert_with_the_same_weights():
     assert torch.equal(Misrouted(router)(x).experts, moved.experts)  # the same misrouting every time
 
 
+def test_unit_weights_keep_the_selection_and_count_the_learned_weights():
+    torch.manual_seed(0)
+    router = build_router({"method": "softmax_topk", "normalize": False}, 8, 4, 2).eval()
+    x = torch.randn(100, 8)
+    original, wrapper = router(x), UnitWeights(router)
+    unit = wrapper(x)
+    assert torch.equal(unit.experts, original.experts) and torch.equal(unit.weights, torch.full((100, 2), 0.5))
+    assert wrapper.mean_weight == pytest.approx(original.weights.sum(-1).mean().item())
+
+
 def shakespeare_rows(values: dict[tuple[str, int], tuple[float, float, float]], steps=5000,
                      tokens=10**9, noise=0.0) -> pd.DataFrame:
     """Rows for three seeds: (mean_train_loss, train_loss, val_loss) per (method, k), each seed's numbers shifted
@@ -177,7 +187,7 @@ def test_routerless_table_labels_fixed_and_learned_runs():
 def test_benchmark_table_spreads_and_marks_methods_that_did_not_run():
     toy = pd.DataFrame({"method": ["a", "a", "b"], "k": [1, 1, 1], "seed": [0, 1, 0], "gap_to_optimum": [0.1, 0.3, 0.0]})
     recovery = pd.DataFrame({"method": ["a", "a"], "k": [1, 1], "seed": [0, 1], "setting": ["diff", "sim0.3"],
-                             "accuracy": [0.9, 0.2], "regret": [0.01, 0.5]})
+                             "accuracy": [0.9, 0.2], "regret": [0.01, 0.5], "task_gradient": [True, True]})
     shakespeare = shakespeare_rows({("a", 1): (2, 1.0, 1.1)})
     table = benchmark_table({"toy": toy, "recovery": recovery, "shakespeare": shakespeare},
                             [{"router": "a", "k": 1}, {"router": "b", "k": 1}], "sim0.3")
@@ -189,6 +199,7 @@ def test_benchmark_table_spreads_and_marks_methods_that_did_not_run():
     shown = benchmark_display(table)
     assert shown.loc[0, "toy_gap_to_optimum"] == "0.2 [0.1, 0.3] (n=2)"
     assert shown.loc[1, "shakespeare_val_loss"] == "not run"
+    assert list(shown["task_gradient"]) == ["yes", "not run"]
 
 
 @pytest.mark.parametrize("sections, message", [

@@ -12,6 +12,7 @@ from moe_rpo.config import (
     TRAINING_EXPERIMENTS,
     benchmark_toy_settings,
     experiment_settings,
+    recovery_design_settings,
     recovery_run_settings,
     recovery_settings,
     training_run_settings,

@@ -28,3 +28,29 @@ rule recovery_run:
     shell:
         "{params.launch} recovery {wildcards.setting} --seed {wildcards.seed} --settings {params.settings:q} "
         "--base {input.base} --corpus-dir {params.corpus_dir} --out {output} --threads {threads} > {log} 2>&1"
+
+
+rule recovery_design:
+    """The identifiability sweep for one seed: the per-token oracle of every base-model layer for DIFF and
+    each SIM scale of recovery.design. Seconds of work: no router trains."""
+    input:
+        base=rules.base_model.output.model,
+        corpus=corpus_files(config["recovery"]["corpus"]),
+        code=code_of("recovery-design"),
+    output:
+        paths.record(paths.RECOVERY_DESIGN),
+    params:
+        settings=json.dumps(recovery_design_settings(config), sort_keys=True),
+        corpus_dir=get_corpus_dir,
+    threads: 1
+    resources:
+        gpu=config["recovery"]["train"]["processes"],
+    conda:
+        CONDA_ENV
+    log:
+        paths.log(paths.RECOVERY_DESIGN["key"]),
+    benchmark:
+        paths.benchmark(paths.RECOVERY_DESIGN["key"])
+    shell:
+        "python -m moe_rpo recovery-design --seed {wildcards.seed} --settings {params.settings:q} "
+        "--base {input.base} --corpus-dir {params.corpus_dir} --out {output} --threads {threads} > {log} 2>&1"

@@ -89,6 +89,41 @@ def recovery_sweep(seeds: pd.DataFrame, threshold: float, out_dir) -> list:
     return save(fig, out_dir, "lm_recovery_sim_sweep")
 
 
+def identifiability_figure(design: pd.DataFrame, threshold: float, num_experts: int, out_dir) -> list:
+    """The identifiability sweep: the share of tokens for which expert 0 is the best expert, per set of MoE
+    layers, for DIFF (left) and against the SIM scale (right). Where a line stays under the threshold, no
+    router can be asked to route that share of tokens to expert 0."""
+    use_style()
+    sets = list(dict.fromkeys(design["layers"]))
+    colors = dict(zip(sets, sns.color_palette("viridis", len(sets))))
+    diff, sim = design[design["mode"] == "diff"], design[design["mode"] == "sim"]
+    fig, (diff_ax, sim_ax) = plt.subplots(1, 2, figsize=(11, 4), width_ratios=[1, 3], sharey=True,
+                                          layout="constrained")
+    for i, layers in enumerate(sets):
+        for ax, data, x in ((diff_ax, diff, lambda d: [i] * len(d)), (sim_ax, sim, lambda d: d["scale"])):
+            d = data[data["layers"] == layers]
+            if len(d):
+                ax.errorbar(x(d), d["identifiability"], yerr=[d["identifiability"] - d["identifiability_min"],
+                                                              d["identifiability_max"] - d["identifiability"]],
+                            marker="o", color=colors[layers], capsize=3, label=f"MoE layers {layers}")
+    for ax in (diff_ax, sim_ax):
+        ax.axhline(threshold, color="#444444", ls=":", lw=1, label=f"claim threshold {threshold:g}")
+    # a small perturbation makes each copy better than expert 0 on about half the tokens, independently
+    sim_ax.axhline(0.5 ** (num_experts - 1), color="#999999", ls="--", lw=1,
+                   label=f"$1/2^{{{num_experts - 1}}}$: small perturbations")
+    diff_ax.set(xticks=range(len(sets)), xlim=(-0.6, len(sets) - 0.4), title="DIFF", ylim=(-0.02, 1.02),
+                ylabel="tokens whose best expert is expert 0")
+    diff_ax.set_xticklabels(sets, rotation=30, fontsize=7)
+    scales = sorted(sim["scale"].unique())
+    sim_ax.set(xscale="log", xlabel="SIM perturbation scale (noise std / weight std)", title="SIM")
+    sim_ax.set_xticks(scales, labels=[f"{scale:g}" for scale in scales])
+    sim_ax.minorticks_off()
+    sim_ax.legend(loc="best", fontsize=6, framealpha=0.9)
+    fig.suptitle(f"Identifiability of expert 0 on the frozen model (mean over layers; mean over "
+                 f"{int(design['seeds'].max())} seeds, bars: range)")
+    return save(fig, out_dir, "lm_recovery_identifiability")
+
+
 def recovery_figures(records: list[dict], methods: list[str], seeds: pd.DataFrame, sim_setting: str,
                      sim_scale: float, threshold: float, out_dir) -> list:
     curves = recovery_curves(records, methods)
@@ -100,6 +135,8 @@ def recovery_figures(records: list[dict], methods: list[str], seeds: pd.DataFram
 
 def draw_recovery(experiment, inputs) -> list:
     view = inputs.view
-    return recovery_figures([read_json(path) for path in inputs.runs], view["methods"],
-                            pd.read_csv(inputs.tables["lm_recovery_seeds"]), view["sim_setting"], view["sim_scale"],
-                            view["threshold"], inputs.out_dir)
+    records = [record for record in map(read_json, inputs.runs) if record.get("experiment") != "recovery_design"]
+    return (identifiability_figure(pd.read_csv(inputs.tables["lm_recovery_design"]), view["threshold"],
+                                   view["num_experts"], inputs.out_dir)
+            + recovery_figures(records, view["methods"], pd.read_csv(inputs.tables["lm_recovery_seeds"]),
+                               view["sim_setting"], view["sim_scale"], view["threshold"], inputs.out_dir))

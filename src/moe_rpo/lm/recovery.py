@@ -13,12 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
-from moe_rpo.config import Arm
+from moe_rpo.config import Arm, recovery_settings
 from moe_rpo.data.tokens import corpus_identity, open_tokens, sha256_file
 from moe_rpo.io import read_json, write_json
 from moe_rpo.lm.base import check_vocabulary
 from moe_rpo.lm.oracle import oracle
+from moe_rpo.lm.routing_quality import unit_weights
 from moe_rpo.models import load_gpt, recovery_model
+from moe_rpo.routers.task_gradient import task_gradient
 from moe_rpo.training.distributed import is_main
 from moe_rpo.training.lm import evaluate, fit_routers_to_corpus, pick_device, train_lm
 
@@ -40,6 +42,16 @@ def final_metrics(history: list[dict], base_loss: float) -> dict:
             "max_load": float(np.mean([max(layer["load"]) for layer in layers]))}
 
 
+def weights_apart(model, val_tokens, train: dict) -> dict:
+    """How much of a trained model's loss is its learned weights rather than its routing: the validation loss
+    with the same selection and weights 1/k, and the tokens' mean summed weight (1 for the pretrained expert
+    alone; RPO's free weights may drift from it)."""
+    with unit_weights(model) as wrappers:
+        loss = evaluate(model, val_tokens, train, pick_device(train["device"]))["val_loss"]
+    return {"val_loss_unit_weights": loss,
+            "mean_weight": float(np.mean([wrapper.mean_weight for wrapper in wrappers.values()]))}
+
+
 def finished_run(done_file: Path, fingerprint: str) -> dict | None:
     """A method's run finished earlier with the same fingerprint, or None (an unreadable file is redone)."""
     if not done_file.is_file():
@@ -52,14 +64,44 @@ def finished_run(done_file: Path, fingerprint: str) -> dict | None:
     return done["run"] if done.get("fingerprint") == fingerprint else None
 
 
-def run(settings: dict, setting: dict, seed: int, base_path: str | Path, corpus_dir: str | Path,
-        work_dir: str | Path) -> dict:
-    """Train every method of `settings['methods']` for one setting {"name", "mode", "scale"} and seed.
-    Finished methods and checkpoints live in work_dir, so a killed job resumes where it stopped."""
+def frozen_base(base_path: str | Path, corpus_dir: str | Path):
+    """The base model in evaluation mode with its parameters frozen, checked against the corpus's vocabulary."""
     base = load_gpt(base_path).eval()
     for p in base.parameters():
         p.requires_grad_(False)
     check_vocabulary(base, corpus_dir)
+    return base
+
+
+def identifiability_sweep(settings: dict, seed: int, base_path: str | Path, corpus_dir: str | Path) -> list[dict]:
+    """The per-token oracle of every layer of the base model, for DIFF and each SIM scale of
+    `settings['design']['sim_scales']`: where can a router be asked to find expert 0? No router trains.
+
+    A layer's oracle puts the other layers on expert 0, and recovery_model draws the distractors layer by
+    layer in order, so layers 0..n-1 of this all-layer model have exactly the experts and oracle of a
+    recovery model of MoE layers 0..n-1: one model gives every such set (tables.design_table)."""
+    base = frozen_base(base_path, corpus_dir)
+    val_tokens = open_tokens(corpus_dir, "val")
+    device = pick_device(settings["train"]["device"])
+    first = settings["methods"][0]  # the oracle replaces the routers, so any method's will do to build the model
+    rows = []
+    for setting in recovery_settings(settings["design"]).values():
+        model = recovery_model(base, list(range(base.config.n_layer)), setting.mode, setting.scale,
+                               settings["routers"][first["router"]], k=first["k"],
+                               num_experts=settings["num_experts"], seed=seed)
+        best = oracle(model, val_tokens, settings["train"], device)
+        rows += [{"setting": setting.name, "mode": setting.mode, "scale": setting.scale, "seed": seed,
+                  "layer": layer["layer"], "identifiability": layer["identifiability"],
+                  "oracle_loss": layer["oracle_loss"], "expert0_loss": best["expert0_loss"],
+                  "expert0_best_share": layer["best_expert_share"][0]} for layer in best["layers"]]
+    return rows
+
+
+def run(settings: dict, setting: dict, seed: int, base_path: str | Path, corpus_dir: str | Path,
+        work_dir: str | Path) -> dict:
+    """Train every method of `settings['methods']` for one setting {"name", "mode", "scale"} and seed.
+    Finished methods and checkpoints live in work_dir, so a killed job resumes where it stopped."""
+    base = frozen_base(base_path, corpus_dir)
     train_tokens, val_tokens = open_tokens(corpus_dir, "train"), open_tokens(corpus_dir, "val")
     train = settings["train"]
     if train["block_size"] > base.config.block_size:
@@ -95,7 +137,8 @@ def run(settings: dict, setting: dict, seed: int, base_path: str | Path, corpus_
         history = train_lm(model, train_tokens, val_tokens, train, seed, checkpoint=checkpoint,
                            fingerprint=fingerprint, desc=f"{setting['name']} seed {seed} {name}")
         runs[name] = {"router": method["router"], "k": method["k"], "history": history,
-                      "final": final_metrics(history, base_loss)}
+                      "final": final_metrics(history, base_loss) | weights_apart(model, val_tokens, train)
+                               | {"task_gradient": task_gradient(spec, method["k"], settings["num_experts"])}}
         if is_main():  # under torchrun every rank has the same run; rank 0 writes it
             write_json(done_file, {"fingerprint": fingerprint, "run": runs[name]})
         checkpoint.unlink(missing_ok=True)

@@ -47,6 +47,43 @@ def misrouted(model: GPT, seed: int = 0):
     return replaced_routers(model, lambda i, router: Misrouted(router, seed))
 
 
+class UnitWeights(Router):
+    """Wraps a trained router and keeps its selection but gives each token's k experts weights 1/k (summing
+    to 1, as the one pretrained expert needs in recovery): the loss of the routing alone, apart from the
+    learned weights. Counts the tokens' summed learned weights (`mean_weight`)."""
+
+    def __init__(self, router: Router):
+        super().__init__(router.dim, router.num_experts, router.k)
+        self.router = router
+        self.weight_sum, self.tokens = 0.0, 0
+
+    def forward(self, x: torch.Tensor, token_ids: torch.Tensor | None = None) -> RouterOutput:
+        out = self.router(x, token_ids)
+        self.weight_sum += out.weights.float().sum().item()
+        self.tokens += len(x)
+        return RouterOutput(experts=out.experts, weights=torch.full_like(out.weights, 1 / out.weights.shape[-1]),
+                            probs=out.probs, mask=out.mask)
+
+    @property
+    def mean_weight(self) -> float:
+        """The mean over the tokens seen of a token's summed learned weights."""
+        return self.weight_sum / self.tokens
+
+
+@contextlib.contextmanager
+def unit_weights(model: GPT):
+    """Within the block, every MoE layer of `model` routes with unit weights (see UnitWeights); yields the
+    wrappers by layer."""
+    wrappers = {}
+
+    def wrap(i, router):
+        wrappers[i] = UnitWeights(router)
+        return wrappers[i]
+
+    with replaced_routers(model, wrap):
+        yield wrappers
+
+
 def summarize_layers(layers: list[dict]) -> dict:
     """Means over MoE layers: load balance (E * the largest expert's load: 1 = balanced, E = one expert
     takes everything), router entropy (nats) and the share of tokens no expert processed; None for a dense
