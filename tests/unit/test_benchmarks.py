@@ -5,8 +5,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from moe_rpo import config as cfg
+from moe_rpo.data.prepare import prepare_corpus
 from moe_rpo.experiments import recovery_jobs, training_jobs
+from moe_rpo.models import GPT, GPTConfig, save_gpt
 from conftest import ROOT
 
 CONFIGS = [str(ROOT / "config/config.yaml"), str(ROOT / "config/test.yaml")]
@@ -47,3 +51,24 @@ def test_profile_jobs_splits_a_jobs_time():
     for part in ("import torch", "recovery: oracle", "recovery standard_k1: 10 steps", "shakespeare standard_k1",
                  "torch.profiler", "aten::"):
         assert part in result.stdout, (part, result.stdout)
+
+
+def test_router_gradients_measures_each_group_against_the_clip(tmp_path):
+    spec = cfg.validate_definition({"source": "shakespeare", "tokenizer": "char", "max_documents": 20,
+                                    "val_fraction": 0.3}, "corpus_spec")
+    meta = prepare_corpus(spec, tmp_path / "corpus", shards=1)
+    save_gpt(GPT(GPTConfig(vocab_size=meta["vocab_size"], n_layer=2, n_head=2, n_embd=16, block_size=32)),
+             tmp_path / "base.pt")
+    out = tmp_path / "gradients.json"
+    subprocess.run([sys.executable, str(ROOT / "benchmarks/router_gradients.py"), "--base", str(tmp_path / "base.pt"),
+                    "--corpus-dir", str(tmp_path / "corpus"), "--config", *CONFIGS, "--methods", "standard_k1",
+                    "rpo_k1", "--settings", "sim0.3", "--layers", "0", "--batches", "1", "--draws", "3",
+                    "--json", str(out)], check=True, capture_output=True, text=True,
+                   env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    rows = {(row["method"], row["baseline"]): row for row in json.loads(out.read_text())["rows"]}
+    assert set(rows) == {("standard_k1", "none"), ("rpo_k1", "batch_mean"), ("rpo_k1", "greedy")}
+    standard, rpo = rows["standard_k1", "none"], rows["rpo_k1", "batch_mean"]
+    assert standard["snr"] == {"gate": None} and standard["advantage_std"] is None  # deterministic: no draw noise
+    assert set(rpo["grad_norm"]) == {"gate", "weight_policy"} and rpo["snr"]["gate"] > 0
+    assert rpo["total_norm"] ** 2 == pytest.approx(sum(n ** 2 for n in rpo["grad_norm"].values()), rel=0.2)
+    assert 0 <= rpo["clipped_share"] <= 1 and rpo["advantage_std"] > 0
