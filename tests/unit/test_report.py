@@ -153,6 +153,8 @@ def test_experiment_page_shows_files_numbers(rendered):
     assert "0.1235" in page and "0.123456789" not in page  # tables: 4 significant digits
     assert "<td>4.71</td>" in page and "<td>5.71</td>" in page and "10.42 s" in page  # benchmark wall times
     assert "<td>399.5</td>" in page  # max_rss, and "-" shown as a dash
+    budget = re.search(r"Budget.</strong> (.*?)</p>", page).group(1)
+    assert budget.startswith("2 jobs, 0.2 minutes of job time") and "2 seeds (0, 1); a claim needs at least 2" in budget
     assert "steps: 200" in page and "methods: [standard, rpo]" in page
     assert "abc123def" in page and "dirty" in page
     assert "numpy" in page and "2.4.6" in page and "Linux-test" in page and "3.11.7" in page

@@ -53,9 +53,21 @@ def page_runs(results_dir: Path, experiment, config: dict) -> list[dict]:
     runs = []
     for job in experiment.jobs(config):
         record = read_json(results_dir / f"{job.record}.json")
-        runs.append({"label": job.label, **_benchmark(results_dir / paths.BENCHMARK.format(key=job.key)),
+        runs.append({"label": job.label, "key": job.key, "seed": record["seed"],
+                     **_benchmark(results_dir / paths.BENCHMARK.format(key=job.key)),
                      "settings": record["settings"], **record["provenance"]})
     return runs
+
+
+def budget_line(runs: list[dict], all_runs: dict[str, float], min_seeds: int) -> str:
+    """What the run's budget gave this page: its jobs' compute, their share of every experiment's jobs, and
+    its seeds against the claims' minimum."""
+    minutes, total = sum(run["wall_s"] for run in runs) / 60, sum(all_runs.values()) / 60
+    seeds = sorted({run["seed"] for run in runs})
+    return (f"{len(runs)} jobs, {minutes:.1f} minutes of job time (wall time summed over its jobs): "
+            f"{minutes / total:.0%} of the {total:.0f} minutes that all experiments' jobs took in this run (some "
+            f"pages share jobs). {len(seeds)} seeds ({', '.join(map(str, seeds))}); a claim "
+            f"needs at least {min_seeds}, and a 95% interval narrows roughly as 1/sqrt(seeds).")
 
 
 def base_model_facts(experiment, results_dir: Path, config: dict) -> dict:
@@ -147,13 +159,15 @@ def render_report(results_dir: Path, out_dir: Path, config: dict, templates_dir:
     written = [out_dir / "index.html"]
     corpora = corpus_rows(results_dir, sorted(config["corpora"]))
     written[0].write_text(env.get_template("index.html.j2").render(current="index", corpora=corpora, **common))
+    page_jobs = {page.stem: page_runs(results_dir, page, config) for page in pages}
+    all_runs = {run["key"]: run["wall_s"] for runs in page_jobs.values() for run in runs}  # pages share some jobs
     for page in pages:
         figures = []
         for stem in page.figures:
             png, pdf = (_require(results_dir / paths.FIGURE.format(figure=stem, ext=ext)) for ext in ("png", "pdf"))
             figures.append({"stem": stem, "png": os.path.relpath(png, out_dir), "pdf": os.path.relpath(pdf, out_dir)})
         tables = [{"stem": stem, "html": html_table(results_dir / paths.TABLE.format(table=stem))} for stem in page.shown]
-        runs = page_runs(results_dir, page, config)
+        runs = page_jobs[page.stem]
         facts = load(page.facts)(page, results_dir, config) if page.facts else None
         html = env.get_template("experiment.html.j2").render(
             facts_title=page.facts_title if facts else None, facts=facts,
@@ -161,6 +175,7 @@ def render_report(results_dir: Path, out_dir: Path, config: dict, templates_dir:
             current=page.stem, page=page, figures=figures, tables=tables, runs=runs,
             page_claims=[c for c in claims if c["experiment"] == page.stem],
             total_wall_s=sum(run["wall_s"] for run in runs), environment=environment(runs),
+            budget=budget_line(runs, all_runs, config["claims"]["min_seeds"]),
             settings_yaml=yaml.safe_dump(runs[0]["settings"], sort_keys=False, default_flow_style=None),
             **common)
         written.append(out_dir / Path(paths.REPORT_PAGE.format(page=page.stem)).name)
