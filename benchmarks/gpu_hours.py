@@ -33,7 +33,7 @@ from moe_rpo.models import GPT, GPTConfig, recovery_model  # noqa: E402
 from moe_rpo.training.lm import fit_routers_to_corpus, train_lm  # noqa: E402
 
 VOCAB = {"gpt2": 50257, "char": 128}  # char: an upper bound of a character vocabulary
-RULES = ("train_run", "recovery_run")
+RULES = ("train_run", "recovery_run", "recovery_layers_run")
 
 
 def random_tokens(vocab: int, count: int, seed: int) -> np.ndarray:
@@ -90,33 +90,55 @@ def training_rule(config: dict, steps: tuple[int, int], match: list[str]) -> lis
     return rows
 
 
-def recovery_rule(config: dict, steps: tuple[int, int], match: list[str]) -> list[dict]:
-    """recovery_run: one job per setting and seed, each training its methods in turn (in the benchmark's
-    settings the benchmark's too); one row per method, with the number of jobs that run it."""
-    names = list(cfg.recovery_settings(config["recovery"]))
-    trained = [m for name in names for m in cfg.recovery_methods(config, name)]  # once per setting that trains it
-    methods = {cfg.Arm.of(m).slug: m for m in trained}
-    settings_of = Counter(cfg.Arm.of(m).slug for m in trained)
-    settings = cfg.recovery_run_settings(config, names[0])
-    vocab = VOCAB[config["corpora"][settings["corpus"]]["tokenizer"]]
-    # the base model's shape: GPT-2 124M's (GPTConfig's defaults) when loaded from Hugging Face
+def recovery_base(config: dict) -> tuple[GPT, int]:
+    """The frozen base model of the recovery jobs, in its shape (GPT-2 124M's, GPTConfig's defaults, when it
+    comes from Hugging Face), and the corpus's vocabulary size."""
+    vocab = VOCAB[config["corpora"][config["recovery"]["corpus"]]["tokenizer"]]
     shape = {} if config["base_model"]["source"] == "huggingface" else config["base_model"]["model"]
     base = GPT(GPTConfig(vocab_size=vocab, **shape))
     for p in base.parameters():
         p.requires_grad_(False)
-    layers = layers_of(settings, base.config.n_layer)
+    return base, vocab
+
+
+def recovery_rows(rule: str, config: dict, layers: list[int], methods: dict[str, dict], jobs: Counter,
+                  steps: tuple[int, int], match: list[str]) -> list[dict]:
+    """One row per method: its probed step and evaluation times with these MoE layers, and its jobs."""
+    recovery = config["recovery"]
+    base, vocab = recovery_base(config)
     rows = []
     for slug, method in methods.items():
-        if not wanted("recovery_run", slug, match):
+        if not wanted(rule, slug, match):
             continue
         spec = config["routers"][method["router"]]
-        timing = probe(lambda: recovery_model(base, layers, "diff", 0.0, spec, k=method["k"],
-                                              num_experts=settings["num_experts"]),
-                       settings["train"], steps, vocab)
-        jobs = settings_of[slug] * len(config["recovery"]["seeds"])  # one job per setting and seed
-        rows.append({"rule": "recovery_run", "job": slug, "jobs": jobs, **timing,
-                     "job_h": job_seconds(timing, settings["train"], 0) / 3600})
+        timing = probe(lambda: recovery_model(base, layers_of({"layers": layers}, base.config.n_layer), "diff", 0.0,
+                                              spec, k=method["k"], num_experts=recovery["num_experts"]),
+                       recovery["train"], steps, vocab)
+        rows.append({"rule": rule, "job": slug, "jobs": jobs[slug], **timing,
+                     "job_h": job_seconds(timing, recovery["train"], 0) / 3600})
         print(rows[-1], flush=True)
+    return rows
+
+
+def recovery_rule(config: dict, steps: tuple[int, int], match: list[str]) -> list[dict]:
+    """recovery_run: one job per setting and seed, each training its methods in turn (in the benchmark's
+    settings the benchmark's too); one row per method, with the number of jobs that run it."""
+    trained = [m for name in cfg.recovery_settings(config["recovery"]) for m in cfg.recovery_methods(config, name)]
+    seeds = len(config["recovery"]["seeds"])  # one job per setting and seed
+    jobs = Counter({slug: n * seeds for slug, n in Counter(cfg.Arm.of(m).slug for m in trained).items()})
+    return recovery_rows("recovery_run", config, config["recovery"]["layers"],
+                         {cfg.Arm.of(m).slug: m for m in trained}, jobs, steps, match)
+
+
+def recovery_layers_rule(config: dict, steps: tuple[int, int], match: list[str]) -> list[dict]:
+    """recovery_layers_run: per set of MoE layers of the layer sweep, one job per sweep setting and seed."""
+    sweep, recovery = config["recovery"]["layer_sweep"], config["recovery"]
+    methods = {cfg.Arm.of(m).slug: m for m in sweep["methods"]}
+    jobs = Counter({slug: len(sweep["settings"]) * len(recovery["seeds"]) for slug in methods})
+    rows = []
+    for label, layers in cfg.layer_sweep_sets(recovery).items():
+        rows += [dict(row, job=f"layers {label} {row['job']}")
+                 for row in recovery_rows("recovery_layers_run", config, layers, methods, jobs, steps, match)]
     return rows
 
 
@@ -140,6 +162,8 @@ def main() -> None:
         rows += training_rule(config, tuple(args.steps), args.match)
     if "recovery_run" in args.rules:
         rows += recovery_rule(config, tuple(args.steps), args.match)
+    if "recovery_layers_run" in args.rules:
+        rows += recovery_layers_rule(config, tuple(args.steps), args.match)
     by_rule = {}
     print(f"\n{'rule':<24}{'job':<34}{'s/step':>8}{'s/eval':>8}{'jobs':>6}{'GPU-h each':>11}")
     for row in rows:
@@ -147,7 +171,7 @@ def main() -> None:
         count = row["jobs"]
         by_rule[row["rule"]] = by_rule.get(row["rule"], 0.0) + row["job_h"] * count
         print(f"{row['rule']:<24}{row['job']:<34}{row['step_s']:8.3f}{row['eval_s']:8.2f}{count:6d}{row['job_h']:11.2f}")
-    print("(GPU-h each: one train_run job; for recovery_run one method, and a job runs each of its methods)\n")
+    print("(GPU-h each: one train_run job; for the recovery rules one method, and a job runs each of its methods)\n")
     for rule, hours in by_rule.items():
         print(f"{rule}: {hours:.1f} GPU-hours in all")
     if args.json:

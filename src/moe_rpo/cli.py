@@ -138,7 +138,7 @@ def cmd_recovery(args):
     result, prov = _timed(recovery.run, settings, setting, args.seed, args.base, args.corpus_dir, work_dir)
     if not is_main():
         return  # another rank of a data-parallel (torchrun) run: rank 0 writes the outputs
-    rows = recovery.records(result, setting, args.seed)
+    rows = recovery.records(result, setting, args.seed, settings["layers"])
     write_json(out, {"experiment": "recovery", "setting": setting, "seed": args.seed, "settings": settings,
                      "records": rows, "result": result, "provenance": prov})
     shutil.rmtree(work_dir)

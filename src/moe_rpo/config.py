@@ -143,6 +143,7 @@ def _method_lists(config: dict) -> dict[str, list]:
     """Every list of methods in the config, by its key."""
     lists = {f"toy.{name}.methods": config["toy"][name]["methods"] for name in TOY_EXPERIMENTS}
     lists["recovery.methods"] = config["recovery"]["methods"]
+    lists["recovery.layer_sweep.methods"] = config["recovery"]["layer_sweep"]["methods"]
     lists["benchmark.methods"] = config["benchmark"]["methods"]
     lists |= {f"{name}.methods": config[name]["methods"] for name in TRAINING_EXPERIMENTS}
     lists |= {f"routerless.{group}": config["routerless"][group] for group in ("fixed", "learned")}
@@ -161,8 +162,11 @@ def _router_uses(config: dict):
     for i, m in enumerate(toy["barrier"]["methods"]):
         yield f"toy.barrier.methods.{i}", m["router"], m["k"], toy_experts["barrier"], 1
     recovery_dim = config["base_model"]["model"]["n_embd"]
-    for i, m in enumerate(config["recovery"]["methods"]):
-        yield f"recovery.methods.{i}", m["router"], m["k"], config["recovery"]["num_experts"], recovery_dim
+    recovery = config["recovery"]
+    for where, methods in (("recovery.methods", recovery["methods"]),
+                           ("recovery.layer_sweep.methods", recovery["layer_sweep"]["methods"])):
+        for i, m in enumerate(methods):
+            yield f"{where}.{i}", m["router"], m["k"], recovery["num_experts"], recovery_dim
     for i, m in enumerate(config["benchmark"]["methods"]):  # the benchmark runs each method in toy 1 and recovery
         yield f"benchmark.methods.{i}", m["router"], m["k"], toy_experts["routing"], 1
         yield f"benchmark.methods.{i}", m["router"], m["k"], config["recovery"]["num_experts"], recovery_dim
@@ -219,11 +223,13 @@ def check_references(config: dict) -> None:
     if len(set(names)) < len(names):
         raise ConfigError(f"recovery.sim_scales: {config['recovery']['sim_scales']} give the settings {names}, "
                           f"some twice (a setting is named by its scale to 6 significant digits)")
-    for setting in config["benchmark"]["recovery"]["settings"]:
-        if setting not in recovery_settings(config["recovery"]):
-            raise ConfigError(f"benchmark.recovery.settings: {setting!r} is not a recovery setting "
-                              f"(diff or sim<scale> with a scale in recovery.sim_scales: "
-                              f"{list(recovery_settings(config['recovery']))})")
+    for where, settings in (("benchmark.recovery.settings", config["benchmark"]["recovery"]["settings"]),
+                            ("recovery.layer_sweep.settings", config["recovery"]["layer_sweep"]["settings"])):
+        for setting in settings:
+            if setting not in recovery_settings(config["recovery"]):
+                raise ConfigError(f"{where}: {setting!r} is not a recovery setting "
+                                  f"(diff or sim<scale> with a scale in recovery.sim_scales: "
+                                  f"{list(recovery_settings(config['recovery']))})")
     for where, ks in [("toy.routing.ks", config["toy"]["routing"]["ks"]), ("toy.dilemma.k", [config["toy"]["dilemma"]["k"]]),
                       *((f"benchmark.methods.{i}.k", [m["k"]]) for i, m in enumerate(config["benchmark"]["methods"]))]:
         if max(ks) > MAX_TOY_K:
@@ -266,9 +272,11 @@ def check_references(config: dict) -> None:
                           f"recovery.sim_scales {recovery['sim_scales']}")
     if base["source"] == "pretrain":
         n_layer = base["model"]["n_layer"]
-        if recovery["layers"] != "all" and max(recovery["layers"]) >= n_layer:
-            raise ConfigError(f"recovery.layers: {recovery['layers']} names a layer the base model "
-                              f"(n_layer={n_layer}) does not have")
+        for where, layers in (("recovery.layers", recovery["layers"]),
+                              *((f"recovery.layer_sweep.layer_sets.{i}", layers)
+                                for i, layers in enumerate(recovery["layer_sweep"]["layer_sets"]))):
+            if layers != "all" and max(layers) >= n_layer:
+                raise ConfigError(f"{where}: {layers} names a layer the base model (n_layer={n_layer}) does not have")
         for where, train in (("base_model", base["train"]), ("recovery", recovery["train"])):
             if train["block_size"] > base["model"]["block_size"]:
                 raise ConfigError(f"{where}.train.block_size: {train['block_size']} exceeds the base model's "
@@ -388,6 +396,27 @@ def recovery_run_settings(config: dict, setting: str) -> dict:
     """What the recovery job of one setting runs with: the recovery section, its methods (recovery_methods)
     and the specs of the routers they name."""
     return with_router_specs(dict(config["recovery"], methods=recovery_methods(config, setting)), config)
+
+
+def layer_set_label(layers) -> str:
+    """A set of MoE layers as in file names and tables: 'all', or its indices joined by '_' (e.g. '0_1')."""
+    return "all" if layers == "all" else "_".join(map(str, layers))
+
+
+def layer_sweep_sets(recovery: dict) -> dict:
+    """The layer sweep's sets of MoE layers by label, but for `layers`, whose runs the sweep reads already."""
+    return {layer_set_label(layers): layers for layers in recovery["layer_sweep"]["layer_sets"]
+            if layers != recovery["layers"]}
+
+
+def recovery_layers_settings(config: dict, label: str) -> dict:
+    """What a layer-sweep job runs with: the recovery section with that set of MoE layers and the sweep's
+    methods."""
+    sets = layer_sweep_sets(config["recovery"])
+    if label not in sets:
+        raise ConfigError(f"recovery.layer_sweep has no layer set {label!r} (it has {list(sets)})")
+    sweep = config["recovery"]["layer_sweep"]
+    return with_router_specs(dict(config["recovery"], layers=sets[label], methods=sweep["methods"]), config)
 
 
 def recovery_design_settings(config: dict) -> dict:

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Callable, NamedTuple
 
 from moe_rpo import paths
-from moe_rpo.config import DENSE, Arm, RecoverySetting, arm_router, recovery_settings, toy_seeds
+from moe_rpo.config import (DENSE, Arm, RecoverySetting, arm_router, layer_set_label, layer_sweep_sets,
+                             recovery_settings, toy_seeds)
 
 
 class Job(NamedTuple):
@@ -90,6 +91,14 @@ def recovery_jobs(settings: list[str], seeds: list[int]) -> list[Job]:
             for setting in settings for seed in seeds]
 
 
+def recovery_layers_jobs(recovery: dict) -> list[Job]:
+    """The layer sweep's jobs: one per set of MoE layers, setting and seed."""
+    sweep = recovery["layer_sweep"]
+    return [Job.of(paths.RECOVERY_LAYERS_RUN, f"layers {label} {setting} seed {seed}", layers=label, setting=setting,
+                   seed=seed)
+            for label in layer_sweep_sets(recovery) for setting in sweep["settings"] for seed in recovery["seeds"]]
+
+
 def recovery_design_jobs(seeds: list[int]) -> list[Job]:
     """The identifiability sweep's jobs (one per seed; no router trains)."""
     return [Job.of(paths.RECOVERY_DESIGN, f"identifiability sweep seed {seed}", seed=seed) for seed in seeds]
@@ -158,7 +167,10 @@ def _recovery_view(config: dict) -> dict:
     return {"sim_setting": RecoverySetting("sim", scale).name, "sim_scale": scale,
             "threshold": config["claims"]["recovery_accuracy"], "num_experts": config["recovery"]["num_experts"],
             # its jobs run the benchmark's methods too in the benchmark's settings: its tables show its own
-            "methods": [Arm.of(m).slug for m in config["recovery"]["methods"]]}
+            "methods": [Arm.of(m).slug for m in config["recovery"]["methods"]],
+            "layers": layer_set_label(config["recovery"]["layers"]),  # the claims' set; the sweep's are others
+            "sweep_methods": [Arm.of(m).slug for m in config["recovery"]["layer_sweep"]["methods"]],
+            "sweep_settings": config["recovery"]["layer_sweep"]["settings"]}
 
 
 def _benchmark_view(config: dict) -> dict:
@@ -216,11 +228,13 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
                  "apart from its learned weights (RPO's are free and may drift from the 1 that expert 0 needs)."),
         section="recovery",
         jobs=lambda config: (recovery_jobs(list(recovery_settings(config["recovery"])), config["recovery"]["seeds"])
-                             + recovery_design_jobs(config["recovery"]["seeds"])),
+                             + recovery_layers_jobs(config["recovery"]) + recovery_design_jobs(config["recovery"]["seeds"])),
         tables=("lm_recovery_seeds", "lm_recovery_summary", "lm_recovery_oracle", "lm_recovery_regret",
-                "lm_recovery_design"),
-        shown=("lm_recovery_design", "lm_recovery_oracle", "lm_recovery_regret", "lm_recovery_summary"),
-        figures=("lm_recovery_identifiability", "lm_recovery_diff", "lm_recovery_sim", "lm_recovery_sim_sweep"),
+                "lm_recovery_layers", "lm_recovery_design"),
+        shown=("lm_recovery_design", "lm_recovery_oracle", "lm_recovery_regret", "lm_recovery_layers",
+               "lm_recovery_summary"),
+        figures=("lm_recovery_identifiability", "lm_recovery_diff", "lm_recovery_sim", "lm_recovery_sim_sweep",
+                 "lm_recovery_layers"),
         make_tables="moe_rpo.tables:recovery_tables", draw="moe_rpo.figures.lm:draw_recovery", view=_recovery_view,
         group_keys=("setting", "method", "k"),
         metrics=("accuracy", "min_layer_accuracy", "val_loss", "gap_to_base", "regret", "identifiability",

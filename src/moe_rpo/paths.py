@@ -9,6 +9,8 @@ RESULTS = "results"
 # its key: logs/KEY.log, benchmarks/KEY.tsv.
 TOY_RUN = {"record": "toy/{experiment}/seed{seed}", "key": "toy_{experiment}/seed{seed}"}
 RECOVERY_RUN = {"record": "lm/recovery/{setting}/seed{seed}", "key": "lm_recovery/{setting}/seed{seed}"}
+RECOVERY_LAYERS_RUN = {"record": "lm/recovery_layers/{layers}/{setting}/seed{seed}",
+                       "key": "lm_recovery_layers/{layers}/{setting}/seed{seed}"}
 RECOVERY_DESIGN = {"record": "lm/recovery_design/seed{seed}", "key": "lm_recovery_design/seed{seed}"}
 TRAIN_RUN = {"record": "lm/{training}/{method}/seed{seed}", "key": "lm_{training}/{method}/seed{seed}"}
 BASE_MODEL = {"record": "lm/base/model", "key": "lm_base/base_model"}  # the model: lm/base/model.pt

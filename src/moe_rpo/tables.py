@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from moe_rpo.config import Arm
+from moe_rpo.config import Arm, layer_set_label
 from moe_rpo.io import non_finite, read_json
 
 def per_seed_table(run_files: list[str | Path]) -> pd.DataFrame:
@@ -60,18 +60,21 @@ def routing_optima_table(best: dict[int, dict]) -> pd.DataFrame:
 
 
 def recovery_tables(experiment, runs: list[str], view: dict) -> dict[str, pd.DataFrame]:
-    """The recovery experiment's tables: per seed and its summary, the per-token oracle per setting and MoE
-    layer, and each method's route regret per setting (means over seeds)."""
-    design = [path for path in runs if read_json(path).get("experiment") == "recovery_design"]
-    seeds = per_seed_table([path for path in runs if path not in design])
+    """The recovery experiment's tables: per seed and its summary (the claims' set of MoE layers), the per-token
+    oracle per setting and MoE layer, each method's route regret per setting (means over seeds), the layer
+    sweep (every set of MoE layers) and the identifiability sweep."""
+    records = {path: read_json(path) for path in runs}
+    design = [path for path, record in records.items() if record.get("experiment") == "recovery_design"]
+    trained = [path for path in runs if path not in design]
+    main = [path for path in trained if layer_set_label(records[path]["settings"]["layers"]) == view["layers"]]
+    all_layers = per_seed_table(trained)
     # in the benchmark's settings the jobs also run the benchmark's methods: this experiment's own only
-    seeds = seeds[[Arm(*arm).slug in view["methods"] for arm in zip(seeds["method"], seeds["k"])]].reset_index(drop=True)
+    seeds = own_methods(all_layers[all_layers["layers"] == view["layers"]], view["methods"])
     layers = pd.DataFrame([{"setting": record["setting"]["name"], "seed": record["seed"], "layer": layer["layer"],
                             "identifiability": layer["identifiability"], "oracle_loss": layer["oracle_loss"],
                             "expert0_loss": record["result"]["oracle"]["expert0_loss"],
                             "expert0_best_share": layer["best_expert_share"][0]}
-                           for record in map(read_json, runs) if record.get("experiment") != "recovery_design"
-                           for layer in record["result"]["oracle"]["layers"]])
+                           for record in map(records.get, main) for layer in record["result"]["oracle"]["layers"]])
     oracle = layers.groupby(["setting", "layer"], sort=False).agg(
         seeds=("seed", "nunique"), identifiability=("identifiability", "mean"),
         identifiability_min=("identifiability", "min"), identifiability_max=("identifiability", "max"),
@@ -81,9 +84,27 @@ def recovery_tables(experiment, runs: list[str], view: dict) -> dict[str, pd.Dat
         regret=("regret", "mean"), regret_to_expert0=("gap_to_base", "mean"),
         val_loss_unit_weights=("val_loss_unit_weights", "mean"), mean_weight=("mean_weight", "mean"),
         task_gradient=("task_gradient", "first")).reset_index()
-    return _with_summary(experiment, seeds) | {"lm_recovery_oracle": oracle, "lm_recovery_regret": regret,
-                                               "lm_recovery_design": design_table(per_seed_table(design),
-                                                                                  view["threshold"])}
+    return _with_summary(experiment, seeds) | {
+        "lm_recovery_oracle": oracle, "lm_recovery_regret": regret,
+        "lm_recovery_layers": layer_sweep_table(all_layers, view),
+        "lm_recovery_design": design_table(per_seed_table(design), view["threshold"])}
+
+
+def own_methods(rows: pd.DataFrame, slugs: list[str]) -> pd.DataFrame:
+    """The rows of the methods named by `slugs` (<router>_k<k>)."""
+    return rows[[Arm(*arm).slug in slugs for arm in zip(rows["method"], rows["k"])]].reset_index(drop=True)
+
+
+def layer_sweep_table(rows: pd.DataFrame, view: dict) -> pd.DataFrame:
+    """The layer sweep: per setting, set of MoE layers and sweep method, routing accuracy, route regret and
+    identifiability (mean, min and max over seeds), the claims' set of layers included."""
+    rows = own_methods(rows[rows["setting"].isin(view["sweep_settings"])], view["sweep_methods"])
+    return rows.groupby(["setting", "layers", "moe_layers", "method", "k"], sort=False).agg(
+        seeds=("seed", "nunique"), accuracy=("accuracy", "mean"), accuracy_min=("accuracy", "min"),
+        accuracy_max=("accuracy", "max"), regret=("regret", "mean"), regret_min=("regret", "min"),
+        regret_max=("regret", "max"), identifiability=("identifiability", "mean"),
+        val_loss=("val_loss", "mean")).reset_index().sort_values(
+        ["setting", "moe_layers", "method"], kind="stable").reset_index(drop=True)
 
 
 def design_table(sweep: pd.DataFrame, threshold: float) -> pd.DataFrame:

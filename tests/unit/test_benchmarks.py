@@ -19,7 +19,7 @@ CONFIGS = [str(ROOT / "config/config.yaml"), str(ROOT / "config/test.yaml")]
 def test_gpu_hours_counts_the_pipelines_jobs(tmp_path):
     out = tmp_path / "hours.json"
     subprocess.run([sys.executable, str(ROOT / "benchmarks/gpu_hours.py"), "--config", *CONFIGS,
-                    "--match", "pretraining dense", "recovery_run rpo_k1", "recovery_run zloss_k1", "--steps", "1", "2",
+                    "--match", "pretraining dense", "recovery_run rpo_k1", "recovery_run zloss_k1", "recovery_layers_run", "--steps", "1", "2",
                     "--json", str(out)],
                    check=True, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     config = cfg.load(*CONFIGS)
@@ -30,6 +30,9 @@ def test_gpu_hours_counts_the_pipelines_jobs(tmp_path):
     runs = recovery_jobs(list(cfg.recovery_settings(config["recovery"])), config["recovery"]["seeds"])
     expected = {("recovery_run", "rpo_k1"): len(runs),
                 ("recovery_run", "zloss_k1"): len([job for job in runs if job.record.split("/")[-2] in benchmark_settings])}
+    sweep = config["recovery"]["layer_sweep"]
+    expected |= {("recovery_layers_run", f"layers {label} {cfg.Arm.of(m).slug}"): len(sweep["settings"]) * len(config["recovery"]["seeds"])
+                 for label in cfg.layer_sweep_sets(config["recovery"]) for m in sweep["methods"]}
     dense = [m for m in config["pretraining"]["methods"] if m["router"] == cfg.DENSE]
     expected[("train_run", "pretraining dense")] = len(training_jobs("pretraining", dense, config["pretraining"]["seeds"]))
     assert jobs == expected  # (timings at this toy scale are noise: not checked)

@@ -194,7 +194,7 @@ def test_recovery_run_records_every_method(tiny_setup):
     setting = cfg.recovery_settings({"sim_scales": [0.3]})["sim0.3"].as_dict()
     result = recovery.run(run_settings, setting, 0, root / "base.pt", root / "corpus", root / "work")
     assert set(result["runs"]) == {"standard_k1", "rpo_k1"} and result["layers"] == [0, 1]
-    rows = recovery.records(result, setting, 0)
+    rows = recovery.records(result, setting, 0, run_settings["layers"])
     assert [row["method"] for row in rows] == ["standard", "rpo"]
     for row in rows:
         assert 0 <= row["accuracy"] <= 1 and row["gap_to_base"] == pytest.approx(row["val_loss"] - row["base_val_loss"])
@@ -239,26 +239,33 @@ def test_design_table_takes_each_layer_set_as_the_claims_do():
     assert table["oracle_loss"].tolist() == pytest.approx([1.07, 1.07])  # the best layer of the set
 
 
-def test_recovery_tables_hold_the_oracle_per_layer_and_the_regret_per_method(tiny_setup, tmp_path):
+def test_recovery_tables_hold_the_oracle_per_layer_the_regret_per_method_and_the_layer_sweep(tiny_setup, tmp_path):
     root, run_settings = tiny_setup
     records = [tmp_path / "design.json"]
     write_json(records[0], {"experiment": "recovery_design", "records": recovery.identifiability_sweep(
         dict(run_settings, design={"sim_scales": [0.3]}), 0, root / "base.pt", root / "corpus")})
-    for seed in (0, 1):
-        setting = cfg.recovery_settings({"sim_scales": [0.3]})["sim0.3"].as_dict()
-        result = recovery.run(run_settings, setting, seed, root / "base.pt", root / "corpus", tmp_path / f"w{seed}")
-        records.append(tmp_path / f"seed{seed}.json")
-        write_json(records[-1], {"setting": setting, "seed": seed, "result": result,
-                                 "records": recovery.records(result, setting, seed)})
-    tables = recovery_tables(EXPERIMENTS["recovery"], records, {"methods": ["standard_k1", "rpo_k1"], "threshold": 0.9})
+    setting = cfg.recovery_settings({"sim_scales": [0.3]})["sim0.3"].as_dict()
+    one_layer = dict(run_settings, layers=[0], methods=[{"router": "rpo", "k": 1}])  # a layer-sweep job's
+    for seed, settings in ((0, run_settings), (1, run_settings), (0, one_layer), (1, one_layer)):
+        result = recovery.run(settings, setting, seed, root / "base.pt", root / "corpus", tmp_path / f"w{len(records)}")
+        records.append(tmp_path / f"run{len(records)}.json")
+        write_json(records[-1], {"setting": setting, "seed": seed, "result": result, "settings": settings,
+                                 "records": recovery.records(result, setting, seed, settings["layers"])})
+    view = {"methods": ["standard_k1", "rpo_k1"], "threshold": 0.9, "layers": "0_1", "sweep_methods": ["rpo_k1"],
+            "sweep_settings": ["sim0.3"]}
+    tables = recovery_tables(EXPERIMENTS["recovery"], records, view)
     assert set(tables) == set(EXPERIMENTS["recovery"].tables)
     oracle, regret = tables["lm_recovery_oracle"], tables["lm_recovery_regret"]
-    assert list(oracle["layer"]) == [0, 1] and (oracle["seeds"] == 2).all()
+    assert list(oracle["layer"]) == [0, 1] and (oracle["seeds"] == 2).all()  # the claims' layers only
     assert ((oracle["identifiability_min"] <= oracle["identifiability"])
             & (oracle["identifiability"] <= oracle["identifiability_max"])).all()
     assert sorted(regret["method"]) == ["rpo", "standard"] and (regret["regret"] >= regret["regret_to_expert0"] - 1e-5).all()
+    assert set(tables["lm_recovery_seeds"]["layers"]) == {"0_1"} and len(tables["lm_recovery_seeds"]) == 4
+    sweep = tables["lm_recovery_layers"]
+    assert list(sweep["layers"]) == ["0", "0_1"] and list(sweep["moe_layers"]) == [1, 2] and set(sweep["method"]) == {"rpo"}
+    assert (sweep["seeds"] == 2).all() and (sweep["regret_min"] <= sweep["regret"]).all()
     # methods the jobs ran only for the benchmark stay out of the experiment's own tables
-    own = recovery_tables(EXPERIMENTS["recovery"], records, {"methods": ["rpo_k1"], "threshold": 0.9})
+    own = recovery_tables(EXPERIMENTS["recovery"], records, dict(view, methods=["rpo_k1"]))
     assert list(tables["lm_recovery_design"]["setting"]) == ["diff", "diff", "sim0.3", "sim0.3"]
     assert set(own["lm_recovery_seeds"]["method"]) == set(own["lm_recovery_regret"]["method"]) == {"rpo"}
 

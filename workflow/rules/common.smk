@@ -12,7 +12,9 @@ from moe_rpo.config import (
     TRAINING_EXPERIMENTS,
     benchmark_toy_settings,
     experiment_settings,
+    layer_sweep_sets,
     recovery_design_settings,
+    recovery_layers_settings,
     recovery_run_settings,
     recovery_settings,
     training_run_settings,
@@ -110,6 +112,11 @@ def get_recovery_settings(wildcards):
     return json.dumps(recovery_run_settings(config, wildcards.setting), sort_keys=True)
 
 
+def get_recovery_layers_settings(wildcards):
+    """A layer-sweep job's settings: the recovery section with that set of MoE layers and the sweep's methods."""
+    return json.dumps(recovery_layers_settings(config, wildcards.layers), sort_keys=True)
+
+
 def get_toy_code(wildcards):
     return code_of("toy", f"moe_rpo.toy.{wildcards.experiment}")  # the command imports it by name
 
@@ -124,4 +131,5 @@ wildcard_constraints:
     experiment="|".join(TOY_EXPERIMENTS),
     seed=r"\d+",
     setting="|".join(RECOVERY_SETTINGS),
+    layers="|".join(layer_sweep_sets(config["recovery"])) or "(?!)",  # (?!): no sweep, matches nothing
     training="|".join(TRAINING_EXPERIMENTS),

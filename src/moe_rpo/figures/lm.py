@@ -6,6 +6,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib import pyplot as plt
 
+from moe_rpo.config import layer_set_label
 from moe_rpo.figures.style import label, save, use_style
 from moe_rpo.io import read_json
 
@@ -133,10 +134,38 @@ def recovery_figures(records: list[dict], methods: list[str], seeds: pd.DataFram
             + recovery_sweep(seeds, threshold, out_dir))
 
 
+def layer_sweep_figure(sweep: pd.DataFrame, threshold: float, out_dir) -> list:
+    """Route regret (top) and routing accuracy (bottom) against the number of MoE layers, per setting (columns)
+    and method; points are means over seeds, bars their range."""
+    use_style()
+    settings = list(dict.fromkeys(sweep["setting"]))
+    sweep = sweep.assign(label=[method_label(r, k) for r, k in zip(sweep["method"], sweep["k"])])
+    colors = _palette(list(dict.fromkeys(sweep["label"])))
+    fig, axes = plt.subplots(2, len(settings), figsize=(5.5 * len(settings), 6.5), squeeze=False, sharex="col",
+                             layout="constrained")
+    for column, setting in enumerate(settings):
+        data = sweep[sweep["setting"] == setting].sort_values("moe_layers")
+        for method, d in data.groupby("label", sort=False):
+            for ax, metric in ((axes[0, column], "regret"), (axes[1, column], "accuracy")):
+                ax.errorbar(d["moe_layers"], d[metric], yerr=[d[metric] - d[f"{metric}_min"], d[f"{metric}_max"] - d[metric]],
+                            marker="o", capsize=3, color=colors[method], label=method)
+        ticks = data.drop_duplicates("moe_layers")
+        axes[0, column].set(title=setting, ylabel="route regret (val. loss - oracle, nats)")
+        axes[1, column].axhline(threshold, color="#444444", ls=":", lw=1, label=f"claim threshold {threshold:g}")
+        axes[1, column].set(xlabel="MoE layers", ylabel="routing accuracy", ylim=(-0.02, 1.02),
+                            xticks=ticks["moe_layers"], xticklabels=ticks["layers"])
+    axes[1, 0].legend(loc="best", fontsize=6, framealpha=0.9)
+    fig.suptitle(f"Recovery with more MoE layers (mean over {int(sweep['seeds'].max())} seeds, bars: range)")
+    return save(fig, out_dir, "lm_recovery_layers")
+
+
 def draw_recovery(experiment, inputs) -> list:
     view = inputs.view
-    records = [record for record in map(read_json, inputs.runs) if record.get("experiment") != "recovery_design"]
+    records = [record for record in map(read_json, inputs.runs) if record.get("experiment") != "recovery_design"
+               and layer_set_label(record["settings"]["layers"]) == view["layers"]]  # the claims' MoE layers
     return (identifiability_figure(pd.read_csv(inputs.tables["lm_recovery_design"]), view["threshold"],
                                    view["num_experts"], inputs.out_dir)
             + recovery_figures(records, view["methods"], pd.read_csv(inputs.tables["lm_recovery_seeds"]),
-                               view["sim_setting"], view["sim_scale"], view["threshold"], inputs.out_dir))
+                               view["sim_setting"], view["sim_scale"], view["threshold"], inputs.out_dir)
+            + layer_sweep_figure(pd.read_csv(inputs.tables["lm_recovery_layers"], dtype={"layers": str}),
+                                 view["threshold"], inputs.out_dir))

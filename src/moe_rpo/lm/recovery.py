@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from moe_rpo.config import Arm, recovery_settings
+from moe_rpo.config import Arm, layer_set_label, recovery_settings
 from moe_rpo.data.tokens import corpus_identity, open_tokens, sha256_file
 from moe_rpo.io import read_json, write_json
 from moe_rpo.lm.base import check_vocabulary
@@ -145,10 +145,12 @@ def run(settings: dict, setting: dict, seed: int, base_path: str | Path, corpus_
     return {"base_val_loss": base_loss, "layers": layers, "oracle": best, "runs": runs}
 
 
-def records(result: dict, setting: dict, seed: int) -> list[dict]:
-    """One table row per method: the setting, the seed and the final metrics."""
+def records(result: dict, setting: dict, seed: int, layers) -> list[dict]:
+    """One table row per method: the setting, the set of MoE layers (`layers` as configured), the seed and the
+    final metrics."""
     best = result["oracle"]
-    return [{"setting": setting["name"], "mode": setting["mode"], "scale": setting["scale"], "method": run["router"],
+    return [{"setting": setting["name"], "mode": setting["mode"], "scale": setting["scale"],
+             "layers": layer_set_label(layers), "moe_layers": len(result["layers"]), "method": run["router"],
              "k": run["k"], "seed": seed, "base_val_loss": result["base_val_loss"], **run["final"],
              "identifiability": best["identifiability"], "min_layer_identifiability": best["min_layer_identifiability"],
              "oracle_loss": best["oracle_loss"], "regret": run["final"]["val_loss"] - best["oracle_loss"]}
