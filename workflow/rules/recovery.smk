@@ -30,30 +30,19 @@ rule recovery_run:
         "--base {input.base} --corpus-dir {params.corpus_dir} --out {output} --threads {threads} > {log} 2>&1"
 
 
-rule recovery_layers_run:
-    """The layer sweep: the sweep's methods for one other set of MoE layers, setting and seed."""
-    input:
-        base=rules.base_model.output.model,
-        corpus=corpus_files(config["recovery"]["corpus"]),
-        code=code_of("recovery"),
+# The layer sweep: the sweep's methods for one other set of MoE layers, setting and seed; the same job as
+# recovery_run (inputs, launcher, GPU) with the sweep's settings and files.
+use rule recovery_run as recovery_layers_run with:
     output:
         paths.record(paths.RECOVERY_LAYERS_RUN),
     params:
         settings=get_recovery_layers_settings,
         corpus_dir=get_corpus_dir,
         launch=launcher(config["recovery"]["train"]),
-    threads: 1
-    resources:
-        gpu=config["recovery"]["train"]["processes"],
-    conda:
-        CONDA_ENV
     log:
         paths.log(paths.RECOVERY_LAYERS_RUN["key"]),
     benchmark:
         paths.benchmark(paths.RECOVERY_LAYERS_RUN["key"])
-    shell:
-        "{params.launch} recovery {wildcards.setting} --seed {wildcards.seed} --settings {params.settings:q} "
-        "--base {input.base} --corpus-dir {params.corpus_dir} --out {output} --threads {threads} > {log} 2>&1"
 
 
 rule recovery_design:
