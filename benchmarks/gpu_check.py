@@ -1,34 +1,69 @@
-"""One short check of the MoE training core on a GPU (runs on the CPU too, which its test does):
+"""One short check of the MoE training core on a GPU, written to a JSON (it runs on the CPU too, which its
+test does, at a tiny size):
 
-1. whether grouped_mm is used there (grouped_mm_supported, per dtype);
-2. the two expert kernels against each other, forward and backward, in float32 and under bf16 autocast;
+1. the device's peak: its datasheet's dense bf16 rate where its name is known, and a measured large matmul;
+2. whether grouped_mm is used there (grouped_mm_supported, per dtype), and the two expert kernels against
+   each other, forward and backward, in float32 and under bf16 autocast;
 3. determinism: a small MoE GPT trained twice with the pipeline's settings (configure_torch: deterministic
-   kernels, warn-only on a GPU) and bf16 autocast on a GPU: are the weights bit-equal, and which ops warned
-   that they have no deterministic kernel;
-4. speed: ms per training step of the Shakespeare MoE at the paper config's size, per kernel, beside a dense
-   GPT with the same active parameters.
+   kernels only) and bf16 autocast on a GPU: are the weights bit-equal (or which op has no such kernel);
+4. where an MoE step's time goes, GPT-2 124M MoE k=1 side by side: as trained, with the pipeline's
+   deterministic kernels off, and with the layer's biases added by indexing (as before the one-hot matmul);
+   the top ops of torch.profiler;
+5. every router of the default config, one training step with deterministic kernels only: runs, or the error;
+6. speed: tokens/s and MFU of training steps (forward, backward, AdamW) in bf16, eager and under
+   torch.compile, for the 10M-parameter Shakespeare MoE of config/paper.yaml and for GPT-2 124M dense, MoE
+   k=1 and MoE k=2, each beside the dense GPT with its active parameters (MLPs k x 4C wide).
 
-    python benchmarks/gpu_check.py              # on the GPU when there is one
-    python benchmarks/gpu_check.py --small      # a tiny size (the test's)
+Each measurement that fails records its error instead of stopping the check; parts that would run past
+--budget-s are skipped and say so. MFU = tokens/s x (6 x active matmul parameters + 12 x layers x n_embd x
+context) / peak, nanoGPT's estimate with an MoE's inactive experts left out.
+
+    python benchmarks/gpu_check.py --json gpu_check.json          # on the GPU when there is one
+    python benchmarks/gpu_check.py --small --device cpu           # a tiny size (the test's)
 """
 from __future__ import annotations
 
 import argparse
-import warnings
+import json
+import time
+from dataclasses import asdict, dataclass, replace
+
+from pathlib import Path
+
 import torch
 
 from moe_layer import iso_active_dense, median_seconds, training_step
+from moe_rpo import config as cfg
 from moe_rpo.models import GPT, GPTConfig, MoE
-from moe_rpo.models.experts import grouped_mm_supported
-from moe_rpo.training.lm import configure_torch
+from moe_rpo.models.experts import Experts, grouped_mm, grouped_mm_supported
+from moe_rpo.training.lm import configure_torch, fit_routers_to_corpus
+
+ROOT = Path(__file__).resolve().parents[1]
+# Dense bf16 tensor-core TFLOP/s from the vendors' datasheets (SXM parts unless named), matched in order
+DATASHEET_BF16_TFLOPS = (("H200", 989.4), ("H100 PCIe", 756.0), ("H100", 989.4), ("A100", 312.0),
+                         ("L40S", 362.1), ("L4", 121.0))
 
 
-def moe_gpt(args, k: int, seed: int = 0) -> GPT:
-    torch.manual_seed(seed)
-    config = GPTConfig(vocab_size=args.vocab_size, block_size=args.block_size, n_layer=args.n_layer,
-                       n_head=args.n_head, n_embd=args.n_embd, num_experts=4, k=k,
-                       moe_layers=tuple(range(args.n_layer)), router={"method": "softmax_topk"})
-    return GPT(config)
+@dataclass(frozen=True)
+class Size:
+    name: str
+    n_layer: int
+    n_head: int
+    n_embd: int
+    block_size: int
+    batch: int
+    vocab_size: int
+
+    def config(self, k: int) -> GPTConfig:
+        """Every block an MoE layer of 4 experts, top-k (the paper config's Shakespeare and pretraining MoEs)."""
+        return GPTConfig(vocab_size=self.vocab_size, block_size=self.block_size, n_layer=self.n_layer,
+                         n_head=self.n_head, n_embd=self.n_embd, num_experts=4, k=k,
+                         moe_layers=tuple(range(self.n_layer)), router={"method": "softmax_topk"})
+
+
+PAPER_SIZES = (Size("shakespeare_moe", 6, 6, 384, 256, 64, 65),  # config/paper.yaml's experiment 4
+               Size("gpt2_124m", 12, 12, 768, 1024, 32, 50257))  # its pretraining (experiment 5)
+SMALL_SIZES = (Size("shakespeare_moe", 1, 2, 16, 16, 4, 65), Size("gpt2_124m", 2, 2, 32, 32, 2, 512))
 
 
 def set_kernel(model: GPT, kernel: str) -> GPT:
@@ -42,84 +77,248 @@ def autocast(device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
-def check_kernels(args, device: torch.device) -> None:
-    print("2. expert kernels, grouped_mm against the per-expert loop (max |difference|)")
-    if not grouped_mm_supported(device.type, torch.float32) and not grouped_mm_supported(device.type, torch.bfloat16):
-        print("   grouped_mm is not supported here: only the loop runs")
-        return
-    idx = torch.randint(0, args.vocab_size, (args.batch, args.block_size), device=device)
+def peak_tflops(device: torch.device, small: bool) -> dict:
+    """The datasheet's dense bf16 peak (None for an unknown device) and a measured matmul's rate."""
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    datasheet = next((tflops for key, tflops in DATASHEET_BF16_TFLOPS if key in name), None)
+    n, dtype = (512 if small else 8192), (torch.bfloat16 if device.type == "cuda" else torch.float32)
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    seconds = median_seconds({"matmul": lambda: a @ b}, 3, 10, device)["matmul"]
+    return {"name": name, "datasheet_bf16": datasheet, "measured_matmul": 2 * n**3 / seconds / 1e12,
+            "measured_dtype": str(dtype).removeprefix("torch."), "measured_n": n}
+
+
+def check_kernels(size: Size, device: torch.device) -> dict:
+    """Max |difference| of logits and gradients, grouped_mm against the per-expert loop, per precision."""
+    supported = {str(d).removeprefix("torch."): grouped_mm_supported(device.type, d)
+                 for d in (torch.float32, torch.bfloat16)}
+    result = {"grouped_mm_supported": supported, "max_abs_difference": {}}
+    if not any(supported.values()):
+        return result
+    idx = torch.randint(0, size.vocab_size, (size.batch, size.block_size), device=device)
     for bf16 in (False, True) if device.type == "cuda" else (False,):  # autocast: GPU only, as in training
-        results = {}
+        grads = {}
         for kernel in ("grouped_mm", "loop"):
-            model = set_kernel(moe_gpt(args, k=2), kernel).to(device)
+            torch.manual_seed(0)
+            model = set_kernel(GPT(size.config(k=2)), kernel).to(device)
             with autocast(device) if bf16 else torch.autocast(device.type, enabled=False):
                 out = model(idx, targets=idx)
             out.loss.backward()
-            results[kernel] = [out.logits.float()] + [p.grad.float() for p in model.parameters()]
-        worst = max((a - b).abs().max().item() for a, b in zip(*results.values()))
-        print(f"   {'bf16 autocast' if bf16 else 'float32':13}  logits and gradients: {worst:.2e}")
+            grads[kernel] = [out.logits.float()] + [p.grad.float() for p in model.parameters()]
+        result["max_abs_difference"]["bf16 autocast" if bf16 else "float32"] = max(
+            (a - b).abs().max().item() for a, b in zip(*grads.values()))
+    return result
 
 
-def train_once(args, device: torch.device) -> tuple[list[torch.Tensor], set[str]]:
-    model = moe_gpt(args, k=2, seed=1).to(device)
-    idx = torch.randint(0, args.vocab_size, (args.batch, args.block_size), device=device,
+def train_once(size: Size, device: torch.device, steps: int) -> list[torch.Tensor]:
+    torch.manual_seed(1)
+    model = GPT(size.config(k=2)).to(device)
+    idx = torch.randint(0, size.vocab_size, (size.batch, size.block_size), device=device,
                         generator=torch.Generator(device).manual_seed(2))
-    step = training_step(model, idx)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        for _ in range(args.steps):
-            with autocast(device):
-                step()
-    nondeterministic = {str(w.message).splitlines()[0][:120] for w in caught if "determinis" in str(w.message)}
-    return [p.detach().cpu() for p in model.parameters()], nondeterministic
+    step = under_autocast(training_step(model, idx), device)
+    for _ in range(steps):
+        step()
+    return [p.detach().cpu() for p in model.parameters()]
 
 
-def check_determinism(args, device: torch.device) -> None:
+def check_determinism(size: Size, device: torch.device, steps: int) -> dict:
+    """Two identical training runs with the pipeline's setting (configure_torch: deterministic kernels only):
+    bit-equal weights, or the error of the op that has no deterministic kernel."""
     configure_torch(torch.get_num_threads())
-    (a, warned), (b, _) = train_once(args, device), train_once(args, device)
-    equal = all(torch.equal(x, y) for x, y in zip(a, b))
-    print(f"3. determinism: {args.steps} training steps twice, weights bit-equal: {equal}")
-    for message in sorted(warned) or ["(none)"]:
-        print(f"   op without a deterministic kernel: {message}")
+    try:
+        a, b = train_once(size, device, steps), train_once(size, device, steps)
+    except RuntimeError as error:
+        return {"steps": steps, "bit_equal": None, "error": str(error).splitlines()[0][:300]}
+    return {"steps": steps, "bit_equal": all(torch.equal(x, y) for x, y in zip(a, b)), "error": None}
 
 
-def check_speed(args, device: torch.device) -> None:
-    print(f"4. training step, {args.n_layer} layers x {args.n_embd}, batch {args.batch} x {args.block_size}, "
-          f"every block an MoE of 4 experts (ms per step, median of {args.repeats})")
-    idx = torch.randint(0, args.vocab_size, (args.batch, args.block_size), device=device)
-    kernels = ["loop"] + (["grouped_mm"] if grouped_mm_supported(device.type, torch.bfloat16 if device.type == "cuda"
-                                                                  else torch.float32) else [])
-    for k in (1, 2):
-        steps = {kernel: training_step(set_kernel(moe_gpt(args, k), kernel).to(device), idx) for kernel in kernels}
-        steps["iso-active dense"] = training_step(iso_active_dense(moe_gpt(args, k).config).to(device), idx)
+class IndexedBiasExperts(Experts):
+    """The grouped kernel as it was: each row's bias gathered by indexing (bias[expert_of_row])."""
 
-        def under_autocast(fn):
-            def run():
-                with autocast(device):
-                    fn()
-            return run
-        seconds = median_seconds({name: under_autocast(fn) for name, fn in steps.items()}, 3, args.repeats, device)
-        print(f"   k={k}: " + ", ".join(f"{name} {s * 1e3:.1f}" for name, s in seconds.items()))
+    def _grouped(self, x, expert_of_row, ends):
+        h = grouped_mm(x, self.c_fc.transpose(1, 2), ends) + self.c_fc_bias[expert_of_row]
+        return grouped_mm(self.gelu(h), self.c_proj.transpose(1, 2), ends) + self.c_proj_bias[expert_of_row]
+
+
+def without_deterministic_kernels(step):
+    def run():
+        torch.use_deterministic_algorithms(False)
+        try:
+            step()
+        finally:
+            configure_torch(torch.get_num_threads())
+    return run
+
+
+def check_time_split(size: Size, device: torch.device, repeats: int) -> dict:
+    """ms per step of one MoE GPT as trained, without deterministic kernels and with indexed biases, beside
+    its iso-active dense GPT; and the top ops of a profiled step."""
+    idx = torch.randint(0, size.vocab_size, (size.batch, size.block_size), device=device)
+    torch.manual_seed(0)
+    moe, indexed = GPT(size.config(1)).to(device), GPT(size.config(1)).to(device)
+    for module in indexed.modules():
+        if isinstance(module, MoE):
+            module.experts.__class__ = IndexedBiasExperts
+    dense = iso_active_dense(size.config(1)).to(device)
+    steps = {"moe k=1": training_step(moe, idx), "moe k=1, deterministic kernels off": None,
+             "moe k=1, biases by indexing": training_step(indexed, idx), "dense iso-active k=1": training_step(dense, idx)}
+    steps["moe k=1, deterministic kernels off"] = without_deterministic_kernels(steps["moe k=1"])
+    seconds = median_seconds({name: under_autocast(step, device) for name, step in steps.items()}, 3, repeats, device)
+    activities = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA]
+                                                          if device.type == "cuda" else [])
+    with torch.profiler.profile(activities=activities) as profiler:
+        for _ in range(3):
+            under_autocast(steps["moe k=1"], device)()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    key = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    events = sorted(profiler.key_averages(), key=lambda e: getattr(e, key), reverse=True)[:12]
+    return {"size": size.name, "ms_per_step": {name: s * 1e3 for name, s in seconds.items()},
+            "top_ops_ms_per_step": [(e.key, getattr(e, key) / 1e3 / 3) for e in events]}
+
+
+def check_routers_strict(size: Size, device: torch.device) -> dict[str, str | None]:
+    """Each router of the default config: one training step (forward, its loss terms, backward, AdamW) with
+    deterministic kernels only; None where it runs, else the error's first line (naming the op)."""
+    routers = cfg.load(str(ROOT / "config/config.yaml"))["routers"]
+    idx = torch.randint(0, size.vocab_size, (size.batch, size.block_size), device=device)
+    configure_torch(torch.get_num_threads())
+    result = {}
+    for name, spec in routers.items():
+        if spec["method"] == cfg.DENSE:
+            continue
+        model = GPT(replace(size.config(k=1), router=spec))
+        fit_routers_to_corpus(model, idx.flatten().cpu().numpy())
+        try:
+            under_autocast(training_step(model.to(device), idx), device)()
+            result[name] = None
+        except RuntimeError as error:
+            result[name] = str(error).splitlines()[0][:300]
+    return result
+
+
+def under_autocast(step, device: torch.device):
+    def run():
+        with autocast(device):
+            step()
+    return run
+
+
+def flops_per_token(model: GPT) -> float:
+    """nanoGPT's 6N + 12 L C T, N the matmul parameters a token uses (no position embedding, k of E experts)."""
+    c = model.config
+    active = sum(p.numel() for p in model.parameters()) - model.transformer.wpe.weight.numel()
+    for module in model.modules():
+        if isinstance(module, MoE):
+            active -= sum(p.numel() for p in module.experts.parameters()) * (len(module.experts) - c.k) / len(module.experts)
+    return 6 * active + 12 * c.n_layer * c.n_embd * c.block_size, active
+
+
+def speed_models(size: Size) -> dict[str, GPT]:
+    """The MoE GPTs of a size beside the dense GPTs with their active parameters (for k=1: the plain GPT)."""
+    models = {}
+    for k in ((1,) if size.name == "shakespeare_moe" else (1, 2)):
+        torch.manual_seed(0)
+        models[f"moe k={k}"] = GPT(size.config(k))
+        models[f"dense iso-active k={k}"] = iso_active_dense(size.config(k))
+    return models
+
+
+def check_speed(size: Size, device: torch.device, compiled: bool, repeats: int, peak: dict) -> list[dict]:
+    idx = torch.randint(0, size.vocab_size, (size.batch, size.block_size), device=device)
+    models = {name: model.to(device) for name, model in speed_models(size).items()}
+    steps = {name: under_autocast(training_step(torch.compile(model) if compiled else model, idx), device)
+             for name, model in models.items()}
+    seconds = median_seconds(steps, 3, repeats, device)  # the warm-up steps compile
+    denominator = peak["datasheet_bf16"] or peak["measured_matmul"]
+    rows = []
+    for name, model in models.items():
+        flops, active = flops_per_token(model)
+        tokens_per_s = idx.numel() / seconds[name]
+        rows.append({"size": size.name, "model": name, "compiled": compiled, "batch": size.batch,
+                     "block_size": size.block_size, "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
+                     "active_params_m": active / 1e6, "ms_per_step": seconds[name] * 1e3,
+                     "tokens_per_s": tokens_per_s, "mfu": tokens_per_s * flops / (denominator * 1e12),
+                     "mfu_of_measured_matmul": tokens_per_s * flops / (peak["measured_matmul"] * 1e12)})
+    for row in rows:
+        if row["model"].startswith("moe"):
+            dense = next(r for r in rows if r["model"] == row["model"].replace("moe", "dense iso-active"))
+            row["tokens_per_s_over_iso_active_dense"] = row["tokens_per_s"] / dense["tokens_per_s"]
+    return rows
+
+
+def print_speed(rows: list[dict]) -> None:
+    for row in rows:
+        ratio = row.get("tokens_per_s_over_iso_active_dense")
+        print(f"   {row['size']:16} {row['model']:22} {'compiled' if row['compiled'] else 'eager':9}"
+              f"{row['ms_per_step']:9.1f} ms {row['tokens_per_s']:11.0f} tokens/s  MFU {row['mfu']:6.1%}"
+              + (f"  x{ratio:.2f} of iso-active dense" if ratio else ""))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--small", action="store_true", help="a tiny model and batch (for the test)")
+    parser.add_argument("--small", action="store_true", help="tiny models and batches (for the test)")
     parser.add_argument("--steps", type=int, default=20, help="training steps of the determinism check")
-    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=10, help="timed training steps per model (median)")
+    parser.add_argument("--no-compile", action="store_true", help="eager steps only")
+    parser.add_argument("--budget-s", type=float, default=420, help="skip the parts that would start after this")
+    parser.add_argument("--json", help="write the results here (after each part)")
     args = parser.parse_args()
-    size = (dict(n_layer=1, n_head=2, n_embd=16, block_size=16, batch=4, vocab_size=65) if args.small else
-            dict(n_layer=6, n_head=6, n_embd=384, block_size=256, batch=64, vocab_size=65))  # config/paper.yaml's
-    vars(args).update(size)
-    device = torch.device(args.device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    print(f"device {device} ({name}), torch {torch.__version__}")
-    print("1. grouped_mm correct here (the layer uses it on CUDA only): " + ", ".join(
-        f"{dtype}: {grouped_mm_supported(device.type, dtype)}" for dtype in (torch.float32, torch.bfloat16)))
-    check_kernels(args, device)
-    check_determinism(args, device)
-    check_speed(args, device)
+    start, device = time.perf_counter(), torch.device(args.device)
+    sizes = SMALL_SIZES if args.small else PAPER_SIZES
+    result = {"torch": torch.__version__, "device": str(device), "small": args.small, "skipped": []}
+
+    def save():
+        result["elapsed_s"] = time.perf_counter() - start
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(result, f, indent=1)
+
+    result["peak_tflops"] = peak = peak_tflops(device, args.small)
+    print(f"1. {peak['name']}, torch {torch.__version__}: datasheet bf16 peak {peak['datasheet_bf16']} TFLOP/s, "
+          f"measured {peak['measured_dtype']} matmul {peak['measured_matmul']:.3g} TFLOP/s")
+    result["kernels"] = check_kernels(sizes[0], device)
+    print(f"2. grouped_mm correct here (the layer uses it on CUDA only): {result['kernels']['grouped_mm_supported']};"
+          f" grouped_mm against the loop, max |difference|: {result['kernels']['max_abs_difference'] or '-'}")
+    save()
+    result["determinism"] = determinism = check_determinism(sizes[0], device, args.steps)
+    print(f"3. determinism: {args.steps} training steps twice, weights bit-equal: {determinism['bit_equal']}"
+          + (f" ({determinism['error']})" if determinism["error"] else ""))
+    save()
+    if time.perf_counter() - start < args.budget_s:
+        result["time_split"] = split = check_time_split(sizes[1], device, args.repeats)
+        print(f"4. {split['size']}, ms per step: " + ", ".join(f"{n} {ms:.1f}" for n, ms in split["ms_per_step"].items()))
+        for op, ms in split["top_ops_ms_per_step"]:
+            print(f"   {ms:8.2f} ms  {op}")
+        save()
+        result["routers_strict"] = strict = check_routers_strict(sizes[0], device)
+        print("5. routers with deterministic kernels only: " + ", ".join(
+            f"{name} {'runs' if error is None else 'FAILS: ' + error}" for name, error in strict.items()))
+        save()
+    else:
+        result["skipped"].append("time split and routers: past --budget-s")
+    print(f"6. training steps in bf16 (fp32 on a CPU), median of {args.repeats}")
+    result["speed"] = []
+    for compiled in (False,) if args.no_compile else (False, True):
+        for size in sizes:
+            label = f"{size.name} {'compiled' if compiled else 'eager'}"
+            if time.perf_counter() - start > args.budget_s:
+                result["skipped"].append(f"{label}: past --budget-s")
+                print(f"   {label}: skipped, past --budget-s {args.budget_s:.0f}")
+                continue
+            try:
+                rows = check_speed(size, device, compiled, args.repeats, peak)
+            except Exception as error:  # one failing configuration (e.g. compile) must not lose the others
+                result["skipped"].append(f"{label}: {type(error).__name__}: {str(error).splitlines()[0][:300]}")
+                print(f"   {label}: failed, {result['skipped'][-1]}")
+                continue
+            print_speed(rows)
+            result["speed"] += rows
+            save()
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+    save()
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import json
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,7 +34,6 @@ from moe_rpo.models import GPT, GPTConfig, recovery_model  # noqa: E402
 from moe_rpo.training.lm import fit_routers_to_corpus, train_lm  # noqa: E402
 
 VOCAB = {"gpt2": 50257, "char": 128}  # char: an upper bound of a character vocabulary
-RULES = ("train_run", "recovery_run", "recovery_layers_run")
 
 
 def random_tokens(vocab: int, count: int, seed: int) -> np.ndarray:
@@ -69,9 +69,8 @@ def wanted(rule: str, job: str, match: list[str]) -> bool:
     return not match or any(text in f"{rule} {job}" for text in match)
 
 
-def training_rule(config: dict, steps: tuple[int, int], match: list[str]) -> list[dict]:
+def training_rule(config: dict, steps: tuple[int, int], match: list[str]) -> Iterator[dict]:
     """train_run: one job per method and seed of shakespeare_moe and pretraining."""
-    rows = []
     for experiment in cfg.TRAINING_EXPERIMENTS:
         section = config[experiment]
         vocab = VOCAB[config["corpora"][section["corpus"]]["tokenizer"]]
@@ -84,10 +83,8 @@ def training_rule(config: dict, steps: tuple[int, int], match: list[str]) -> lis
                            steps, vocab)
             # final metrics: train and val evaluations, and one more with misrouting for MoE models
             per_job = job_seconds(timing, settings["train"], 2 + (method["router"] != cfg.DENSE))
-            rows.append({"rule": "train_run", "job": f"{experiment} {name}", "jobs": len(section["seeds"]),
-                         **timing, "job_h": per_job / 3600})
-            print(rows[-1], flush=True)
-    return rows
+            yield {"rule": "train_run", "job": f"{experiment} {name}", "jobs": len(section["seeds"]), **timing,
+                   "job_h": per_job / 3600}
 
 
 def recovery_base(config: dict) -> tuple[GPT, int]:
@@ -102,11 +99,10 @@ def recovery_base(config: dict) -> tuple[GPT, int]:
 
 
 def recovery_rows(rule: str, config: dict, layers: list[int], methods: dict[str, dict], jobs: Counter,
-                  steps: tuple[int, int], match: list[str]) -> list[dict]:
+                  steps: tuple[int, int], match: list[str]) -> Iterator[dict]:
     """One row per method: its probed step and evaluation times with these MoE layers, and its jobs."""
     recovery = config["recovery"]
     base, vocab = recovery_base(config)
-    rows = []
     for slug, method in methods.items():
         if not wanted(rule, slug, match):
             continue
@@ -114,32 +110,31 @@ def recovery_rows(rule: str, config: dict, layers: list[int], methods: dict[str,
         timing = probe(lambda: recovery_model(base, layers_of({"layers": layers}, base.config.n_layer), "diff", 0.0,
                                               spec, k=method["k"], num_experts=recovery["num_experts"]),
                        recovery["train"], steps, vocab)
-        rows.append({"rule": rule, "job": slug, "jobs": jobs[slug], **timing,
-                     "job_h": job_seconds(timing, recovery["train"], 0) / 3600})
-        print(rows[-1], flush=True)
-    return rows
+        yield {"rule": rule, "job": slug, "jobs": jobs[slug], **timing,
+               "job_h": job_seconds(timing, recovery["train"], 0) / 3600}
 
 
-def recovery_rule(config: dict, steps: tuple[int, int], match: list[str]) -> list[dict]:
+def recovery_rule(config: dict, steps: tuple[int, int], match: list[str]) -> Iterator[dict]:
     """recovery_run: one job per setting and seed, each training its methods in turn (in the benchmark's
     settings the benchmark's too); one row per method, with the number of jobs that run it."""
     trained = [m for name in cfg.recovery_settings(config["recovery"]) for m in cfg.recovery_methods(config, name)]
     seeds = len(config["recovery"]["seeds"])  # one job per setting and seed
     jobs = Counter({slug: n * seeds for slug, n in Counter(cfg.Arm.of(m).slug for m in trained).items()})
-    return recovery_rows("recovery_run", config, config["recovery"]["layers"],
+    yield from recovery_rows("recovery_run", config, config["recovery"]["layers"],
                          {cfg.Arm.of(m).slug: m for m in trained}, jobs, steps, match)
 
 
-def recovery_layers_rule(config: dict, steps: tuple[int, int], match: list[str]) -> list[dict]:
+def recovery_layers_rule(config: dict, steps: tuple[int, int], match: list[str]) -> Iterator[dict]:
     """recovery_layers_run: per set of MoE layers of the layer sweep, one job per sweep setting and seed."""
     sweep, recovery = config["recovery"]["layer_sweep"], config["recovery"]
     methods = {cfg.Arm.of(m).slug: m for m in sweep["methods"]}
     jobs = Counter({slug: len(sweep["settings"]) * len(recovery["seeds"]) for slug in methods})
-    rows = []
     for label, layers in cfg.layer_sweep_sets(recovery).items():
-        rows += [dict(row, job=f"layers {label} {row['job']}")
-                 for row in recovery_rows("recovery_layers_run", config, layers, methods, jobs, steps, match)]
-    return rows
+        for row in recovery_rows("recovery_layers_run", config, layers, methods, jobs, steps, match):
+            yield dict(row, job=f"layers {label} {row['job']}")
+
+
+RULES = {"train_run": training_rule, "recovery_run": recovery_rule, "recovery_layers_run": recovery_layers_rule}
 
 
 def main() -> None:
@@ -157,14 +152,13 @@ def main() -> None:
     config = cfg.load(*args.config)
     configure_torch(torch.get_num_threads())
     print(f"device: {torch.cuda.get_device_name() if torch.cuda.is_available() else 'CPU'}; torch {torch.__version__}")
-    rows = []
-    if "train_run" in args.rules:
-        rows += training_rule(config, tuple(args.steps), args.match)
-    if "recovery_run" in args.rules:
-        rows += recovery_rule(config, tuple(args.steps), args.match)
-    if "recovery_layers_run" in args.rules:
-        rows += recovery_layers_rule(config, tuple(args.steps), args.match)
-    by_rule = {}
+    rows, by_rule = [], {}
+    for rule in args.rules:
+        for row in RULES[rule](config, tuple(args.steps), args.match):
+            rows.append(row)
+            print(row, flush=True)
+            if args.json:  # after every row: a run stopped by a time limit keeps what it measured
+                write_json(args.json, args.steps, rows)
     print(f"\n{'rule':<24}{'job':<34}{'s/step':>8}{'s/eval':>8}{'jobs':>6}{'GPU-h each':>11}")
     for row in rows:
         # a recovery job runs every method: its hours are the sum over the methods' rows
@@ -175,9 +169,13 @@ def main() -> None:
     for rule, hours in by_rule.items():
         print(f"{rule}: {hours:.1f} GPU-hours in all")
     if args.json:
-        Path(args.json).write_text(json.dumps({"device": torch.cuda.get_device_name() if torch.cuda.is_available()
-                                               else "cpu", "steps": args.steps, "rows": rows,
-                                               "hours_by_rule": by_rule}, indent=1))
+        write_json(args.json, args.steps, rows, by_rule)
+
+
+def write_json(path: str, steps: list[int], rows: list[dict], hours_by_rule: dict | None = None) -> None:
+    Path(path).write_text(json.dumps({"device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+                                      "torch": torch.__version__, "steps": steps, "rows": rows,
+                                      "hours_by_rule": hours_by_rule}, indent=1))
 
 
 if __name__ == "__main__":

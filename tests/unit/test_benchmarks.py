@@ -38,13 +38,27 @@ def test_gpu_hours_counts_the_pipelines_jobs(tmp_path):
     assert jobs == expected  # (timings at this toy scale are noise: not checked)
 
 
-def test_gpu_check_runs_and_finds_training_deterministic_on_the_cpu():
+def test_gpu_check_runs_and_finds_training_deterministic_on_the_cpu(tmp_path):
+    out = tmp_path / "gpu_check.json"
     result = subprocess.run([sys.executable, str(ROOT / "benchmarks/gpu_check.py"), "--small", "--device", "cpu",
-                             "--steps", "3", "--repeats", "1"],
+                             "--steps", "3", "--repeats", "1", "--no-compile", "--json", str(out)],
                             check=True, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert "weights bit-equal: True" in result.stdout, result.stdout
-    assert "op without a deterministic kernel: (none)" in result.stdout, result.stdout
-    assert "k=2: loop" in result.stdout and "iso-active dense" in result.stdout
+    check = json.loads(out.read_text())
+    assert check["determinism"] == {"steps": 3, "bit_equal": True, "error": None}
+    assert check["routers_strict"] and set(check["routers_strict"].values()) == {None}
+    assert set(check["time_split"]["ms_per_step"]) == {"moe k=1", "moe k=1, deterministic kernels off",
+                                                       "moe k=1, biases by indexing", "dense iso-active k=1"}
+    assert check["peak_tflops"]["datasheet_bf16"] is None and check["peak_tflops"]["measured_matmul"] > 0
+    models = {(row["size"], row["model"]) for row in check["speed"]}
+    assert models == {("shakespeare_moe", "moe k=1"), ("shakespeare_moe", "dense iso-active k=1"),
+                      *{("gpt2_124m", f"{kind} k={k}") for kind in ("moe", "dense iso-active") for k in (1, 2)}}
+    for row in check["speed"]:
+        assert 0 < row["mfu"] < 1 and row["tokens_per_s"] > 0 and row["active_params_m"] <= row["params_m"]
+        if row["model"].startswith("moe"):  # the dense model of equal active parameters: the router's more
+            assert row["active_params_m"] > dict(((r["size"], r["model"]), r) for r in check["speed"])[
+                (row["size"], row["model"].replace("moe", "dense iso-active"))]["active_params_m"]
+    assert check["skipped"] == []
 
 
 def test_profile_jobs_splits_a_jobs_time():

@@ -54,12 +54,13 @@ class Experts(nn.Module):
         raise ValueError(f"unknown experts kernel {kernel!r}: choose auto, grouped_mm or loop")
 
     def _grouped(self, x: torch.Tensor, expert_of_row: torch.Tensor, ends: torch.Tensor) -> torch.Tensor:
-        """Two grouped_mm calls over all rows: no host sync (grouped_mm's bias takes no gradient: gathered)."""
+        """Two grouped_mm calls over all rows: no host sync (grouped_mm's bias takes no gradient: added here)."""
+        one_hot = None if self.c_fc_bias is None else F.one_hot(expert_of_row, len(self)).to(_dtype(x))
         h = grouped_mm(x, self.c_fc.transpose(1, 2), ends)
-        if self.c_fc_bias is not None:
-            h = h + self.c_fc_bias[expert_of_row]
+        if one_hot is not None:
+            h = h + bias_of_rows(one_hot, self.c_fc_bias)
         y = grouped_mm(self.gelu(h), self.c_proj.transpose(1, 2), ends)
-        return y if self.c_proj_bias is None else y + self.c_proj_bias[expert_of_row]
+        return y if one_hot is None else y + bias_of_rows(one_hot, self.c_proj_bias)
 
     def _per_expert(self, x: torch.Tensor, ends: torch.Tensor) -> torch.Tensor:
         """Each expert's whole MLP on its rows, one expert after another (reads ends on the host)."""
@@ -73,6 +74,13 @@ class Experts(nn.Module):
                 parts.append(F.linear(self.gelu(F.linear(x[start:end], fc, fc_bias)), proj, proj_bias))
             start = end
         return torch.cat(parts) if parts else x.new_zeros((0, x.shape[1]))
+
+
+def bias_of_rows(one_hot: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """Each row's expert's bias, [R, E] one-hot times [E, H]: its gradient is one matmul. Indexing (bias[expert])
+    would be as exact, but its backward accumulates R rows into E under deterministic kernels, which CUDA does
+    one duplicate index after another (benchmarks/gpu_check.py measured it on an H200)."""
+    return one_hot @ bias.to(one_hot.dtype)
 
 
 def _dtype(x: torch.Tensor) -> torch.dtype:

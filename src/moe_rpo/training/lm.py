@@ -33,12 +33,11 @@ EVAL_SEED = 1234  # the evaluation windows are the same for every method and see
 
 
 def configure_torch(threads: int) -> None:
-    """CPU threads, and deterministic kernels: strictly on the CPU; on a GPU where PyTorch has them, a warning
-    where it has none. The MoE layer needs none of those (sorted dispatch, no atomics); what remains is
-    attention's backward (scaled_dot_product_attention's fused CUDA kernels): benchmarks/gpu_check.py lists
-    the ops that warn and checks whether two runs repeat bit for bit."""
+    """CPU threads, and deterministic kernels only, on a GPU as on the CPU: an op without a deterministic
+    kernel raises. On an H200 (torch 2.11) every router's training step runs so and two runs repeat bit for
+    bit (benchmarks/gpu_check.py checks both); attention then avoids cuDNN's non-deterministic backward."""
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # needed for deterministic cuBLAS
-    torch.use_deterministic_algorithms(True, warn_only=torch.cuda.is_available())
+    torch.use_deterministic_algorithms(True)
     torch.set_num_threads(threads)
 
 
