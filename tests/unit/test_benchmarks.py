@@ -89,3 +89,12 @@ def test_router_gradients_measures_each_group_against_the_clip(tmp_path):
     assert set(rpo["grad_norm"]) == {"gate", "weight_policy"} and rpo["snr"]["gate"] > 0
     assert rpo["total_norm"] ** 2 == pytest.approx(sum(n ** 2 for n in rpo["grad_norm"].values()), rel=0.2)
     assert 0 <= rpo["clipped_share"] <= 1 and rpo["advantage_std"] > 0
+
+
+def test_readme_gpu_table_is_rendered_from_the_measured_json():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import gpu_table
+
+    source = "benchmarks/measured/gpu_check_h200.json"
+    block = gpu_table.readme_block((ROOT / "README.md").read_text(), source)
+    assert block.group(1).strip() == gpu_table.render(json.loads((ROOT / source).read_text()))
