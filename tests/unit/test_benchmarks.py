@@ -19,17 +19,17 @@ CONFIGS = [str(ROOT / "config/config.yaml"), str(ROOT / "config/test.yaml")]
 def test_gpu_hours_counts_the_pipelines_jobs(tmp_path):
     out = tmp_path / "hours.json"
     subprocess.run([sys.executable, str(ROOT / "benchmarks/gpu_hours.py"), "--config", *CONFIGS,
-                    "--match", "pretraining dense", "recovery_run rpo_k1", "recovery_run zloss_k1", "recovery_layers_run", "--steps", "1", "2",
+                    "--match", "pretraining dense", "recovery_run rpo_k1", "recovery_run hash_k1", "recovery_layers_run", "--steps", "1", "2",
                     "--json", str(out)],
                    check=True, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     config = cfg.load(*CONFIGS)
     rows = json.loads(out.read_text())["rows"]
     jobs = {(row["rule"], row["job"]): row["jobs"] for row in rows}
-    # rpo runs in every recovery job; zloss, a benchmark method only, in the jobs of the benchmark's settings
+    # rpo runs in every recovery job; hash, a benchmark method only, in the jobs of the benchmark's settings
     benchmark_settings = config["benchmark"]["recovery"]["settings"]
     runs = recovery_jobs(list(cfg.recovery_settings(config["recovery"])), config["recovery"]["seeds"])
     expected = {("recovery_run", "rpo_k1"): len(runs),
-                ("recovery_run", "zloss_k1"): len([job for job in runs if job.record.split("/")[-2] in benchmark_settings])}
+                ("recovery_run", "hash_k1"): len([job for job in runs if job.record.split("/")[-2] in benchmark_settings])}
     sweep = config["recovery"]["layer_sweep"]
     expected |= {("recovery_layers_run", f"layers {label} {cfg.Arm.of(m).slug}"): len(sweep["settings"]) * len(config["recovery"]["seeds"])
                  for label in cfg.layer_sweep_sets(config["recovery"]) for m in sweep["methods"]}
@@ -98,3 +98,18 @@ def test_readme_gpu_table_is_rendered_from_the_measured_json():
     source = "benchmarks/measured/gpu_check_h200.json"
     block = gpu_table.readme_block((ROOT / "README.md").read_text(), source)
     assert block.group(1).strip() == gpu_table.render(json.loads((ROOT / source).read_text()))
+
+
+def test_run_times_reads_each_rules_jobs_from_a_snakemake_log():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import run_times
+
+    log = "\n".join(["[Fri Dec  4 18:00:00 2026]", "rule base_model:", "    jobid: 3", "",
+                     "[Fri Dec  4 18:00:30 2026]", "localrule toy_run:", "    jobid: 4", "",
+                     "[Fri Dec  4 18:01:30 2026]", "Finished jobid: 4 (Rule: toy_run)",
+                     "[Fri Dec  4 18:03:00 2026]", "Finished jobid: 3 (Rule: base_model)",
+                     "[Fri Dec  4 18:03:00 2026]", "localrule toy_run:", "    jobid: 5"])
+    table = run_times.table(run_times.job_times(log))
+    assert "| `base_model` | 1 | 3.0 | 0.0 | 3.0 |" in table
+    assert "| `toy_run` | 2 | 1.0 | 0.5 | 1.5 |" in table  # one job still running: counted, not timed
+    assert "| all | 3 | 4.0 | 0.0 | 3.0 |" in table and "1 jobs did not finish." in table

@@ -15,15 +15,23 @@ from conftest import ROOT
 
 def test_empty_config_gets_every_default():
     config = cfg.validate({})
-    assert config["seeds"] == [0, 1, 2, 3, 4]
+    assert config["seeds"] == [0, 1, 2]
     assert config["toy"]["routing"]["steps"] == 2000
     assert len(config["toy"]["routing"]["experts"]) == 8
 
 
-@pytest.mark.parametrize("overlay", [None, "test.yaml", "paper.yaml", "regime.yaml"])
+@pytest.mark.parametrize("overlay", [None, "test.yaml", "full.yaml", "paper.yaml", "regime.yaml"])
 def test_shipped_configs_are_valid(overlay):
     """Each overlay as `snakemake --configfile` uses it: merged over config.yaml."""
     cfg.load(ROOT / "config" / "config.yaml", *([ROOT / "config" / overlay] if overlay else []))
+
+
+def test_the_full_configs_benchmark_every_router_alike():
+    """config/full.yaml, paper.yaml and the smoke test.yaml benchmark the same 15 routers (YAML has no includes)."""
+    lists = [yaml.safe_load((ROOT / "config" / name).read_text())["benchmark"]["methods"]
+             for name in ("full.yaml", "paper.yaml", "test.yaml")]
+    assert lists[0] == lists[1] == lists[2] and len(lists[0]) == 15
+    assert yaml.safe_load((ROOT / "config/full.yaml").read_text())["shakespeare_moe"]["methods"] == lists[0]
 
 
 def test_overlay_merges_mappings_and_replaces_lists(tmp_path):
