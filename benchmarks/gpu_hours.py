@@ -1,6 +1,6 @@
 """GPU-hours of the paper config's GPU rules, measured on the machine it runs on.
 
-Each training job of the paper config (config/config.yaml merged with config/paper.yaml) is built at paper
+Each training job of the paper config (config/config.yaml, config/full.yaml and config/paper.yaml merged) is built at paper
 scale and train_lm is timed twice on random tokens, for S1 and S2 steps; both runs evaluate twice (step 0
 and the end), so the difference gives the time of one training step and the rest that of one evaluation.
 A job's estimate is then steps x step + evaluations x evaluation (final metrics included), and a rule's the
@@ -139,8 +139,8 @@ RULES = {"train_run": training_rule, "recovery_run": recovery_rule, "recovery_la
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", nargs="+", default=[str(ROOT / "config/config.yaml"),
-                                                        str(ROOT / "config/paper.yaml")])
+    parser.add_argument("--config", nargs="+", default=[str(ROOT / "config" / name)
+                                                        for name in ("config.yaml", "full.yaml", "paper.yaml")])
     parser.add_argument("--rules", nargs="+", choices=RULES, default=list(RULES))
     parser.add_argument("--steps", nargs=2, type=int, default=[3, 13], metavar=("S1", "S2"))
     parser.add_argument("--match", nargs="+", default=[], metavar="TEXT",

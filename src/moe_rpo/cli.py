@@ -26,7 +26,7 @@ def _add_settings_args(parser, what):
     group.add_argument("--settings", help=f"{what} as JSON (what the Snakemake rules pass)")
     group.add_argument("--config", nargs="+", default=["config/config.yaml"], metavar="YAML",
                        help="pipeline config files, each merged over the ones before as in `snakemake --configfile` "
-                            "(default: %(default)s; e.g. config/config.yaml config/paper.yaml)")
+                            "(default: %(default)s; e.g. config/config.yaml config/full.yaml config/paper.yaml)")
 
 
 def _add_training_args(parser, out_help, settings_what):

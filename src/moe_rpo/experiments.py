@@ -251,7 +251,7 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
     _training("pretraining", "Pretraining from scratch: dense vs MoE vs MoE + RPO", "Pretraining from scratch",
               "A dense GPT against MoE GPTs (k=2 of 4 experts per MLP) with the standard router and with "
               "RPO, at the same active size and on the same batches. The paper trained GPT-2 124M on "
-              "TinyStories (config/paper.yaml); the default config runs a small version on Shakespeare.",
+              "TinyStories (config/paper.yaml over full.yaml); the default config runs a small version on Shakespeare.",
               ((DENSE, 1), ("standard", 2), ("rpo", 2))),
     Experiment(
         name="routerless", stem="lm_routerless", title="Routerless routing: fixed routers against learned ones",
