@@ -285,7 +285,7 @@ def test_killed_recovery_job_resumes_to_the_same_record(tiny_setup, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "HF_HUB_OFFLINE": "1"}
 
     def command(out):
-        return [sys.executable, "-m", "moe_rpo", "recovery", "sim1", "--seed", "0", "--settings",
+        return [sys.executable, "-m", "moe_rpo", "recovery", "sim0.3", "--seed", "0", "--settings",
                 json.dumps(run_settings), "--base", str(root / "base.pt"), "--corpus-dir", str(root / "corpus"),
                 "--out", str(out)]
 
