@@ -66,11 +66,18 @@ PAPER_SIZES = (Size("shakespeare_moe", 6, 6, 384, 256, 64, 65),  # config/paper.
 SMALL_SIZES = (Size("shakespeare_moe", 1, 2, 16, 16, 4, 65), Size("gpt2_124m", 2, 2, 32, 32, 2, 512))
 
 
+def experts_of(model: GPT) -> list[Experts]:
+    return [module.experts for module in model.modules() if isinstance(module, MoE)]
+
+
 def set_kernel(model: GPT, kernel: str) -> GPT:
-    for module in model.modules():
-        if isinstance(module, MoE):
-            module.experts.kernel = kernel
+    for experts in experts_of(model):
+        experts.kernel = kernel
     return model
+
+
+def first_line(error: Exception) -> str:
+    return str(error).splitlines()[0][:300]
 
 
 def autocast(device: torch.device):
@@ -128,7 +135,7 @@ def check_determinism(size: Size, device: torch.device, steps: int) -> dict:
     try:
         a, b = train_once(size, device, steps), train_once(size, device, steps)
     except RuntimeError as error:
-        return {"steps": steps, "bit_equal": None, "error": str(error).splitlines()[0][:300]}
+        return {"steps": steps, "bit_equal": None, "error": first_line(error)}
     return {"steps": steps, "bit_equal": all(torch.equal(x, y) for x, y in zip(a, b)), "error": None}
 
 
@@ -156,13 +163,12 @@ def check_time_split(size: Size, device: torch.device, repeats: int) -> dict:
     idx = torch.randint(0, size.vocab_size, (size.batch, size.block_size), device=device)
     torch.manual_seed(0)
     moe, indexed = GPT(size.config(1)).to(device), GPT(size.config(1)).to(device)
-    for module in indexed.modules():
-        if isinstance(module, MoE):
-            module.experts.__class__ = IndexedBiasExperts
+    for experts in experts_of(indexed):
+        experts.__class__ = IndexedBiasExperts
     dense = iso_active_dense(size.config(1)).to(device)
-    steps = {"moe k=1": training_step(moe, idx), "moe k=1, deterministic kernels off": None,
+    moe_step = training_step(moe, idx)
+    steps = {"moe k=1": moe_step, "moe k=1, deterministic kernels off": without_deterministic_kernels(moe_step),
              "moe k=1, biases by indexing": training_step(indexed, idx), "dense iso-active k=1": training_step(dense, idx)}
-    steps["moe k=1, deterministic kernels off"] = without_deterministic_kernels(steps["moe k=1"])
     seconds = median_seconds({name: under_autocast(step, device) for name, step in steps.items()}, 3, repeats, device)
     activities = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA]
                                                           if device.type == "cuda" else [])
@@ -193,7 +199,7 @@ def check_routers_strict(size: Size, device: torch.device) -> dict[str, str | No
             under_autocast(training_step(model.to(device), idx), device)()
             result[name] = None
         except RuntimeError as error:
-            result[name] = str(error).splitlines()[0][:300]
+            result[name] = first_line(error)
     return result
 
 
@@ -204,13 +210,12 @@ def under_autocast(step, device: torch.device):
     return run
 
 
-def flops_per_token(model: GPT) -> float:
-    """nanoGPT's 6N + 12 L C T, N the matmul parameters a token uses (no position embedding, k of E experts)."""
+def flops_per_token(model: GPT) -> tuple[float, float]:
+    """nanoGPT's 6N + 12 L C T, and N: the matmul parameters a token uses (no position embedding, k of E experts)."""
     c = model.config
     active = sum(p.numel() for p in model.parameters()) - model.transformer.wpe.weight.numel()
-    for module in model.modules():
-        if isinstance(module, MoE):
-            active -= sum(p.numel() for p in module.experts.parameters()) * (len(module.experts) - c.k) / len(module.experts)
+    for experts in experts_of(model):
+        active -= sum(p.numel() for p in experts.parameters()) * (len(experts) - c.k) / len(experts)
     return 6 * active + 12 * c.n_layer * c.n_embd * c.block_size, active
 
 
@@ -310,7 +315,7 @@ def main() -> None:
             try:
                 rows = check_speed(size, device, compiled, args.repeats, peak)
             except Exception as error:  # one failing configuration (e.g. compile) must not lose the others
-                result["skipped"].append(f"{label}: {type(error).__name__}: {str(error).splitlines()[0][:300]}")
+                result["skipped"].append(f"{label}: {type(error).__name__}: {first_line(error)}")
                 print(f"   {label}: failed, {result['skipped'][-1]}")
                 continue
             print_speed(rows)
