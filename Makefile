@@ -12,11 +12,13 @@ export PATH := $(abspath $(BIN)):$(PATH)
 setup: $(STAMP)
 
 # torch first: `torch==2.13.0` takes the local CPU wheel; letting pip pick torch pulls CUDA packages.
-$(STAMP): pyproject.toml
+# The example plugin router (examples/custom_router) is installed too: the smoke config benchmarks it.
+$(STAMP): pyproject.toml examples/custom_router/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet --no-deps -e examples/custom_router
 	touch $@
 
 run: setup

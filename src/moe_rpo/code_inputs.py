@@ -4,6 +4,7 @@ command imports it. The rules in workflow/rules/ call `command_code` for their `
 from __future__ import annotations
 
 import ast
+import importlib.util
 from functools import cache
 from pathlib import Path
 
@@ -13,6 +14,7 @@ CLI = f"{PACKAGE}.cli"
 
 # Import edges no pipeline job follows: config.py builds routers and reads the experiment registry only to
 # check a config, and every job gets its settings already checked (--settings).
+PLUGIN = "plugin"  # the router method whose class comes from another package (moe_rpo.routers.plugin)
 IGNORED_EDGES = {(f"{PACKAGE}.config", f"{PACKAGE}.routers"), (f"{PACKAGE}.config", f"{PACKAGE}.experiments")}
 
 
@@ -110,3 +112,37 @@ def _command_code(command: str, extra: tuple[str, ...], exclude: tuple[str, ...]
     modules = closure((command_modules(command) - {CLI}) | set(extra), (*exclude, CLI)) | {CLI, f"{PACKAGE}.__main__"}
     root = PACKAGE_DIR.parents[1]
     return tuple(sorted(str(module_file(m).relative_to(root)) for m in modules))
+
+
+def plugin_module(target) -> tuple[str, str]:
+    """(module, class name) of a plugin router's target "package.module:ClassName"."""
+    module, sep, name = str(target).partition(":")
+    if not (sep and module and name.isidentifier()):
+        raise ValueError(f"plugin target {target!r} must read 'package.module:ClassName'")
+    return module, name
+
+
+def module_sources(module: str) -> set[str]:
+    """The source files of an importable module, found without importing it: a package's every .py file (the
+    class a plugin names may live in any of them), or the module's one file; none when it cannot be found."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.has_location:
+        return set()
+    folders = spec.submodule_search_locations or []
+    return {str(path) for folder in folders for path in Path(folder).rglob("*.py")} or {spec.origin}
+
+
+def plugin_sources(settings) -> list[str]:
+    """The source files of the plugin routers in a job's settings (router specs anywhere in nested dicts and
+    lists), found without importing them: the job's code inputs beside the package's, so that editing a plugin
+    reruns exactly the jobs that build it."""
+    found, todo = set(), [settings]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, dict):
+            if item.get("method") == PLUGIN:
+                found |= module_sources(plugin_module(item.get("target"))[0])
+            todo += list(item.values())
+        elif isinstance(item, list):
+            todo += item
+    return sorted(found)

@@ -182,12 +182,21 @@ def check_routers_build(config: dict) -> None:
     router refuses (k above the number of experts, BASE with k > 1, ...) fails now, naming the key."""
     import torch  # noqa: PLC0415  (only here: the rest of the config check needs no torch)
 
-    from moe_rpo.routers import METHODS, build_router  # noqa: PLC0415
+    from moe_rpo.routers import build_router, router_class  # noqa: PLC0415
+    from moe_rpo.routers.plugin import PLUGIN, check_interface  # noqa: PLC0415
+
+    for name, spec in config["routers"].items():  # a plugin: importable, a Router, keeps the interface
+        if spec["method"] == PLUGIN:
+            with torch.random.fork_rng(devices=[]):
+                try:
+                    check_interface(build_router(spec, 8, 4, 1))
+                except ValueError as error:
+                    raise ConfigError(f"routers.{name}: {error}") from None
 
     for group, trainable in (("fixed", False), ("learned", True)):  # what the routerless comparison compares
         for i, m in enumerate(config["routerless"][group]):
             method = config["routers"][m["router"]]["method"]
-            if METHODS[method].trainable != trainable:
+            if router_class(config["routers"][m["router"]]).trainable != trainable:
                 raise ConfigError(f"routerless.{group}.{i}: router {m['router']!r} ({method}) "
                                   f"{'trains' if not trainable else 'has nothing to train'}; the {group} group "
                                   f"takes {'fixed' if not trainable else 'learned'} routers only")

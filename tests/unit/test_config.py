@@ -27,11 +27,15 @@ def test_shipped_configs_are_valid(overlays):
 
 
 def test_the_full_configs_benchmark_every_router_alike():
-    """config/full.yaml and the smoke test.yaml benchmark the same 15 routers (YAML has no includes)."""
-    lists = [yaml.safe_load((ROOT / "config" / name).read_text())["benchmark"]["methods"]
-             for name in ("full.yaml", "test.yaml")]
-    assert lists[0] == lists[1] and len(lists[0]) == 15
-    assert yaml.safe_load((ROOT / "config/full.yaml").read_text())["shakespeare_moe"]["methods"] == lists[0]
+    """config/full.yaml benchmarks every built-in router; the smoke test.yaml the same ones (YAML has no includes)
+    and the example plugin router, in every column."""
+    full, smoke = (yaml.safe_load((ROOT / "config" / name).read_text()) for name in ("full.yaml", "test.yaml"))
+    built_in = cfg.validate({})["routers"]
+    assert {m["router"] for m in full["benchmark"]["methods"]} == set(built_in) and len(full["benchmark"]["methods"]) == 22
+    assert full["shakespeare_moe"]["methods"] == full["benchmark"]["methods"]
+    assert smoke["benchmark"]["methods"] == full["benchmark"]["methods"] + [{"router": "cosine", "k": 1}]
+    assert smoke["routers"]["cosine"]["method"] == "plugin"
+    assert {"router": "cosine", "k": 1} in smoke["shakespeare_moe"]["methods"]
 
 
 def test_overlay_merges_mappings_and_replaces_lists(tmp_path):
@@ -82,7 +86,8 @@ def test_router_specs_come_from_the_constructors():
     with pytest.raises(TypeError, match="option 'beta' has no entry in Mine.options"):
         spec_schema({"mine": Mine})
     Mine.options = {**Mine.options, "beta": Option("a count", minimum=1)}
-    (branch,) = spec_schema({"mine": Mine})["allOf"]
+    branch, plugin = spec_schema({"mine": Mine})["allOf"]
+    assert plugin["then"]["required"] == ["target"]
     assert branch["then"]["propertyNames"]["enum"] == ["method", "alpha", "beta"]
     assert branch["then"]["properties"]["beta"] == {"type": "integer", "description": "a count (default 2)",
                                                     "minimum": 1}

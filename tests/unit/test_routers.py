@@ -24,18 +24,24 @@ SPECS = {
     "dselect_k": {"method": "dselect_k"},
     "base": {"method": "base"},
     "expert_choice": {"method": "expert_choice"},
+    "loss_free": {"method": "loss_free"},
+    "deepseek_v3": {"method": "deepseek_v3"},
+    "remoe": {"method": "remoe"},
+    "top2": {"method": "top2"},
 }
 # Methods that differ from "k experts per token, the top k of probs" by design, by their class traits
 # (tests/test_survey_routers.py checks their own rules):
 ONE_SLOT_PER_EXPERT = {name for name, cls in METHODS.items() if cls.slot_per_expert}  # the mask picks the experts
 TOP_1_ONLY = {name for name, cls in METHODS.items() if cls.max_k == 1}
+RANDOM_SELECTION = {name for name, cls in METHODS.items() if cls.random_selection}  # drawn beyond the top k
 BATCH_ASSIGNMENT = {name for name, cls in METHODS.items() if cls.batch_assignment}  # assigned over the batch
 VOCAB = 50
 
 
 def test_every_method_has_a_spec():
     assert set(SPECS) == set(METHODS)
-    assert ONE_SLOT_PER_EXPERT == {"dselect_k", "expert_choice"} and TOP_1_ONLY == BATCH_ASSIGNMENT == {"base"}
+    assert ONE_SLOT_PER_EXPERT == {"dselect_k", "expert_choice", "remoe"} and TOP_1_ONLY == BATCH_ASSIGNMENT == {"base"}
+    assert RANDOM_SELECTION == {"top2"}
     assert {name for name, cls in METHODS.items() if not cls.trainable} == {"hash", "fixed_random"}
     assert {name for name, cls in METHODS.items() if cls.samples} == {"reinforce", "rpo"}
 
@@ -44,8 +50,9 @@ def test_every_method_has_a_spec():
 @pytest.mark.parametrize("k", [1, 2, 3])
 @pytest.mark.parametrize("training", [True, False])
 def test_output_shapes_and_selection(method, k, training):
-    if method in TOP_1_ONLY and k > 1:
-        with pytest.raises(ValueError, match="k must be 1"):
+    max_k = METHODS[method].max_k
+    if max_k is not None and k > max_k:
+        with pytest.raises(ValueError, match=f"k must be {max_k}"):
             build_router(SPECS[method], DIM, EXPERTS, k)
         return
     router = build_router(SPECS[method], DIM, EXPERTS, k).train(training)
@@ -64,6 +71,8 @@ def test_output_shapes_and_selection(method, k, training):
         assert out.log_prob.shape == (TOKENS,)
     elif method in ONE_SLOT_PER_EXPERT:
         assert torch.equal(out.experts, torch.arange(EXPERTS).expand(TOKENS, -1))
+    elif method in RANDOM_SELECTION and training:
+        assert (out.experts[:, 0] == out.probs.argmax(-1)).all()  # the first expert is the top one
     elif method in BATCH_ASSIGNMENT and training:
         assert torch.bincount(out.experts[:, 0], minlength=EXPERTS).max() <= math.ceil(TOKENS / EXPERTS)
     else:  # deterministic routers and evaluation mode select the top-k experts

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from moe_rpo import paths
-from moe_rpo.code_inputs import command_code  # a rule's code inputs: its command's imports
+from moe_rpo.code_inputs import command_code, plugin_sources  # a rule's code inputs: its command's imports
 from moe_rpo.config import (
     TOY_EXPERIMENTS,
     TRAINING_EXPERIMENTS,
@@ -119,6 +119,12 @@ def get_recovery_layers_settings(wildcards):
 
 def get_toy_code(wildcards):
     return code_of("toy", f"moe_rpo.toy.{wildcards.experiment}")  # the command imports it by name
+
+
+def plugin_code(settings_of):
+    """An input function: the source files of the plugin routers (routers: {method: plugin}) in the settings
+    that `settings_of(wildcards)` gives a job as JSON, so that editing a plugin reruns the jobs that build it."""
+    return lambda wildcards: plugin_sources(json.loads(settings_of(wildcards)))
 
 
 def get_corpus_dir(wildcards, input):

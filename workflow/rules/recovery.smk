@@ -10,6 +10,7 @@ rule recovery_run:
         base=rules.base_model.output.model,
         corpus=corpus_files(config["recovery"]["corpus"]),
         code=code_of("recovery"),
+        plugins=plugin_code(get_recovery_settings),
     output:
         paths.record(paths.RECOVERY_RUN),
     params:
@@ -31,8 +32,13 @@ rule recovery_run:
 
 
 # The layer sweep: the sweep's methods for one other set of MoE layers, setting and seed; the same job as
-# recovery_run (inputs, launcher, GPU) with the sweep's settings and files.
+# recovery_run (launcher, GPU) with the sweep's settings, files and plugin inputs.
 use rule recovery_run as recovery_layers_run with:
+    input:
+        base=rules.base_model.output.model,
+        corpus=corpus_files(config["recovery"]["corpus"]),
+        code=code_of("recovery"),
+        plugins=plugin_code(get_recovery_layers_settings),
     output:
         paths.record(paths.RECOVERY_LAYERS_RUN),
     params:

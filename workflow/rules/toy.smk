@@ -6,6 +6,7 @@ rule toy_run:
     """Train every method of one toy experiment for one seed."""
     input:
         code=get_toy_code,
+        plugins=plugin_code(lambda wc: settings_json(wc.experiment)),
     output:
         record=paths.record(paths.TOY_RUN),
         arrays=paths.record(paths.TOY_RUN, ".npz"),
@@ -28,6 +29,7 @@ rule toy_run:
 use rule toy_run as toy_benchmark_run with:
     input:
         code=code_of("toy", "moe_rpo.toy.routing"),
+        plugins=plugin_sources(benchmark_toy_settings(config)),
     output:
         record=paths.record(paths.TOY_RUN, experiment="benchmark"),
         arrays=paths.record(paths.TOY_RUN, ".npz", experiment="benchmark"),

@@ -7,6 +7,7 @@ rule train_run:
     input:
         corpus=get_training_corpus,
         code=code_of("train"),
+        plugins=plugin_code(get_training_settings),
     output:
         paths.record(paths.TRAIN_RUN),
     params:

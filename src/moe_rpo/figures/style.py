@@ -14,7 +14,9 @@ METHOD_LABELS = {"standard": "standard", "standard_normalized": "standard (norma
                  "rl": "RL", "rpo": "RPO", "em": "EM", "noisy_topk": "noisy top-k", "switch": "Switch",
                  "switch_capacity": "Switch + capacity", "zloss": "router z-loss", "hash": "hash (random)",
                  "hash_balanced": "hash (balanced)", "fixed_random": "fixed random", "dselect_k": "DSelect-k",
-                 "base": "BASE", "expert_choice": "Expert Choice"}
+                 "base": "BASE", "expert_choice": "Expert Choice", "loss_free": "loss-free balancing",
+                 "deepseek_v3": "DeepSeek-V3 gate", "remoe": "ReMoE", "gshard_top2": "GShard top-2",
+                 "gumbel_top2": "Gumbel top-2"}
 
 
 def use_style() -> None:

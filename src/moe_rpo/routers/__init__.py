@@ -5,17 +5,22 @@ import inspect
 
 from moe_rpo.routers.base import Router, RouterOutput
 from moe_rpo.routers.base_layers import BaseLayer
+from moe_rpo.routers.deepseek_v3 import DeepSeekV3Gate
 from moe_rpo.routers.dselect_k import DSelectK
 from moe_rpo.routers.em import EM
 from moe_rpo.routers.expert_choice import ExpertChoice
 from moe_rpo.routers.fixed_random import FixedRandom
 from moe_rpo.routers.hashing import Hash
 from moe_rpo.routers.jitter import Jitter
+from moe_rpo.routers.loss_free import LossFreeBalance
 from moe_rpo.routers.noisy_topk import NoisyTopK
+from moe_rpo.routers.plugin import PLUGIN, load_class
 from moe_rpo.routers.reinforce import Reinforce
+from moe_rpo.routers.remoe import ReMoE
 from moe_rpo.routers.rpo import RPO
 from moe_rpo.routers.softmax_topk import SoftmaxTopK
 from moe_rpo.routers.switch import Switch
+from moe_rpo.routers.top2 import Top2
 from moe_rpo.routers.zloss import ZLoss
 
 METHODS: dict[str, type[Router]] = {
@@ -32,20 +37,38 @@ METHODS: dict[str, type[Router]] = {
     "dselect_k": DSelectK,
     "base": BaseLayer,
     "expert_choice": ExpertChoice,
+    # 2024-2026 (README "Routers")
+    "loss_free": LossFreeBalance,
+    "deepseek_v3": DeepSeekV3Gate,
+    "remoe": ReMoE,
+    "top2": Top2,
 }
 
-__all__ = ["METHODS", "Router", "RouterOutput", "build_router"]
+__all__ = ["METHODS", "Router", "RouterOutput", "build_router", "router_class"]
+
+
+def router_class(spec: dict) -> type[Router]:
+    """The Router class a config spec names: a built-in method, or a plugin's target (routers/plugin.py)."""
+    method = spec.get("method")
+    if method == PLUGIN:
+        return load_class(spec.get("target"))
+    if method not in METHODS:
+        raise ValueError(f"unknown router method {method!r}; choose one of {sorted(METHODS)} or {PLUGIN!r}")
+    return METHODS[method]
 
 
 def build_router(spec: dict, dim: int, num_experts: int, k: int) -> Router:
-    """Build a router from a config spec such as {"method": "rpo", "weight_std": 0.1}."""
-    options = dict(spec)
-    method = options.pop("method", None)
-    if method not in METHODS:
-        raise ValueError(f"unknown router method {method!r}; choose one of {sorted(METHODS)}")
-    cls = METHODS[method]
+    """Build a router from a config spec such as {"method": "rpo", "weight_std": 0.1}, or
+    {"method": "plugin", "target": "package.module:Class", "options": {...}} for a router of another package."""
+    cls = router_class(spec)
+    options = dict(spec.get("options") or {}) if spec["method"] == PLUGIN else {
+        key: value for key, value in spec.items() if key != "method"}
     allowed = set(inspect.signature(cls.__init__).parameters) - {"self", "dim", "num_experts", "k"}
     unknown = sorted(set(options) - allowed)
     if unknown:
-        raise ValueError(f"router method {method!r} has no option(s) {unknown}; it takes {sorted(allowed)}")
-    return cls(dim, num_experts, k, **options)
+        raise ValueError(f"router {spec.get('target', spec['method'])!r} has no option(s) {unknown}; "
+                         f"it takes {sorted(allowed)}")
+    try:
+        return cls(dim, num_experts, k, **options)
+    except TypeError as error:  # a plugin option of the wrong type, say
+        raise ValueError(f"router {spec.get('target', spec['method'])!r}: {error}") from None

@@ -37,6 +37,11 @@ class RouterOutput:
         """[N, k] bool: the dispatched slots."""
         return torch.ones_like(self.experts, dtype=torch.bool) if self.mask is None else self.mask
 
+    def selected(self) -> torch.Tensor:
+        """[N, E] bool: which experts each token was dispatched to."""
+        chosen = torch.zeros(self.probs.shape, dtype=torch.bool, device=self.experts.device)
+        return chosen.scatter(1, self.experts, self.active())
+
     def load(self) -> torch.Tensor:
         """[E] share of all dispatched (token, expert) pairs that went to each expert."""
         chosen = self.experts[self.active()]
@@ -58,6 +63,8 @@ class Router(nn.Module):
     slot_per_expert: bool = False  # True: experts [N, E] = arange(E) and the mask picks a token's experts
     max_k: int | None = None  # the largest k it supports (None: any k up to the number of experts)
     batch_assignment: bool = False  # True: while training, experts are assigned over the batch, not per token
+    random_selection: bool = False  # True: while training, the selection is drawn beyond the top k of probs, with no
+    # log-probability (the gradient comes through the weights, not REINFORCE)
     options: dict[str, Option] = {}  # the constructor's config options: description and range (routers/options.py)
 
     def __init__(self, dim: int, num_experts: int, k: int):
@@ -79,6 +86,12 @@ class Router(nn.Module):
     def fit_token_counts(self, counts: torch.Tensor) -> None:
         """Called once before training with the training corpus' token counts [vocab]; routers that
         depend on token frequencies (balanced hashing) build their tables here. Default: nothing."""
+
+    def update(self, outputs: list[RouterOutput]) -> None:
+        """Called once after every optimizer step with the outputs of that step's forward passes (one per
+        micro-batch), so that state which follows the training rather than the gradient (a balancing bias, an
+        adaptive coefficient) changes once per step, whatever the gradient accumulation. Such state lives in
+        buffers, which checkpoints save. Default: nothing."""
 
     def loss_terms(self, out: RouterOutput, task_loss: torch.Tensor,
                    baseline: torch.Tensor | None = None) -> dict[str, torch.Tensor]:

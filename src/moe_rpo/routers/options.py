@@ -51,12 +51,21 @@ def option_schema(cls, name: str) -> dict:
 
 def spec_schema(methods: dict[str, type]) -> dict:
     """The config schema of a router spec {method: NAME, option: value, ...}: per method, the options its
-    class takes, with their types, ranges and descriptions."""
+    class takes, with their types, ranges and descriptions; and the plugin spec {method: plugin, target:
+    "package.module:Class", options: {...}}, whose options its class checks when the config is checked."""
     branches = []
     for method, cls in sorted(methods.items()):
         names = option_names(cls)
         branches.append({"if": {"properties": {"method": {"const": method}}},
                          "then": {"properties": {name: option_schema(cls, name) for name in names},
                                   "propertyNames": {"enum": ["method", *names]}}})
-    return {"type": "object", "required": ["method"], "description": "a router: its method and that method's options",
-            "properties": {"method": {"type": "string", "enum": sorted(methods)}}, "allOf": branches}
+    branches.append({"if": {"properties": {"method": {"const": "plugin"}}},
+                     "then": {"required": ["target"], "propertyNames": {"enum": ["method", "target", "options"]},
+                              "properties": {
+                                  "target": {"type": "string", "pattern": r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+                                             "description": "the Router subclass, 'package.module:ClassName'"},
+                                  "options": {"type": "object", "default": {},
+                                              "description": "keyword arguments of its constructor"}}}})
+    return {"type": "object", "required": ["method"], "description": "a router: its method and that method's options "
+            "(method plugin: a Router subclass of another package, README 'Bring your own router')",
+            "properties": {"method": {"type": "string", "enum": [*sorted(methods), "plugin"]}}, "allOf": branches}

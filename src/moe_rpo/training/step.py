@@ -55,4 +55,6 @@ def train_step(router: Router, optimizer: torch.optim.Optimizer, phase: str, rou
     if total.requires_grad:
         total.backward()
         optimizer.step()
+        if phase != M_STEP:
+            router.update([out])
     return {"task_loss": task_loss.mean().item(), **{k: v.item() for k, v in terms.items()}}

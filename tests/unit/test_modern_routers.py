@@ -1,0 +1,281 @@
+"""The routers of 2024-2026 against their papers' formulas (loss-free balancing, the DeepSeek-V3 gate, ReMoE,
+GShard's and the Gumbel second expert), and the regressions users of MoE libraries reported: a balancing bias
+lost in a checkpoint or updated once per micro-batch, auxiliary losses in the reported loss, routing that
+differs between two identical runs."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from moe_rpo import config as cfg
+from moe_rpo.models import GPT, GPTConfig
+from moe_rpo.routers import build_router
+from moe_rpo.routers.loss_free import LossFreeBalance
+from moe_rpo.routers.task_gradient import task_gradient
+from moe_rpo.training.lm import Batches, train_lm
+
+DIM, EXPERTS, VOCAB = 8, 4, 32
+
+
+def routed(spec, k, tokens=64, seed=0, training=True):
+    torch.manual_seed(seed)
+    router = build_router(spec, DIM, EXPERTS, k).train(training)
+    x = torch.randn(tokens, DIM)
+    return router, x, router(x)
+
+
+# --- loss-free balancing --------------------------------------------------------------------------------------
+
+def test_loss_free_selects_by_biased_scores_and_weights_by_unbiased_ones():
+    router, x, _ = routed({"method": "loss_free"}, k=1)
+    router.expert_bias.copy_(torch.tensor([0.0, 0.0, 0.0, 10.0]))  # expert 3 wins every selection
+    out = router(x)
+    scores = torch.softmax(router.gate(x), -1)
+    assert (out.experts[:, 0] == 3).all()
+    torch.testing.assert_close(out.weights[:, 0], scores[:, 3])  # the bias is not in the weights
+    torch.testing.assert_close(out.probs, scores)
+    out.weights.sum().backward()
+    assert router.gate.weight.grad.abs().sum() > 0 and not router.expert_bias.requires_grad
+
+
+def test_loss_free_bias_moves_by_u_towards_the_mean_load_once_per_step():
+    router, x, _ = routed({"method": "loss_free", "update_rate": 0.01}, k=1)
+    router.expert_bias.copy_(torch.tensor([0.0, 0.0, 0.0, 10.0]))
+    micro_batches = [router(x[:32]), router(x[32:])]  # two micro-batches of one optimizer step: all on expert 3
+    router.update(micro_batches)
+    torch.testing.assert_close(router.expert_bias, torch.tensor([0.01, 0.01, 0.01, 9.99]))  # one update of u
+
+
+def test_loss_free_bias_balances_a_skewed_router():
+    router, _, _ = routed({"method": "loss_free", "update_rate": 1e-3}, k=1)
+    x = torch.randn(256, DIM) + 1
+    with torch.no_grad():
+        router.gate.weight.mul_(50)
+        router.gate.weight[0] += 0.5  # expert 0 is preferred by most tokens
+    start = router(x).load().max()
+    late = []
+    for step in range(600):
+        out = router(x)
+        late += [out.load().max()] if step >= 550 else []
+        router.update([out])
+    assert start > 0.5 and max(late) < 0.35
+
+
+# --- the DeepSeek-V3 gate -------------------------------------------------------------------------------------
+
+def test_deepseek_v3_weights_are_the_selected_sigmoid_scores_renormalised_and_scaled():
+    router, x, out = routed({"method": "deepseek_v3", "route_scale": 2.5}, k=2)
+    scores = torch.sigmoid(router.gate(x))
+    chosen = scores.gather(1, scores.topk(2, -1).indices)
+    assert torch.equal(out.experts, scores.topk(2, -1).indices)
+    torch.testing.assert_close(out.weights, 2.5 * chosen / chosen.sum(-1, keepdim=True))
+
+
+def test_deepseek_v3_group_limited_routing_keeps_the_best_groups():
+    router = build_router({"method": "deepseek_v3", "groups": 2, "topk_groups": 1}, DIM, EXPERTS, 2)
+    # group {0, 1} scores 0.9 + 0.1 = 1.0 < group {2, 3}: 0.6 + 0.5 = 1.1, though expert 0 is the best single one
+    scores = torch.tensor([[0.9, 0.1, 0.6, 0.5]])
+    assert router.select(scores).tolist() == [[2, 3]]
+    assert build_router({"method": "deepseek_v3"}, DIM, EXPERTS, 2).select(scores).tolist() == [[0, 2]]
+
+
+def test_deepseek_v3_rejects_groups_that_leave_too_few_experts():
+    with pytest.raises(ValueError, match="groups=3 must divide"):
+        build_router({"method": "deepseek_v3", "groups": 3}, DIM, EXPERTS, 1)
+    with pytest.raises(ValueError, match="must leave at least k=3"):
+        build_router({"method": "deepseek_v3", "groups": 2, "topk_groups": 1}, DIM, EXPERTS, 3)
+
+
+@pytest.mark.parametrize("spec, k, learns", [
+    ({"method": "deepseek_v3"}, 1, False),  # renormalised top-1: the weight is always route_scale
+    ({"method": "deepseek_v3"}, 2, True),
+    ({"method": "loss_free", "normalize": True}, 1, False),
+    ({"method": "loss_free"}, 1, True),
+    ({"method": "remoe"}, 1, True),
+    ({"method": "top2"}, 2, True),
+    ({"method": "top2", "second_policy": "sampling"}, 2, True),
+])
+def test_normalised_top_1_gives_the_router_no_task_gradient(spec, k, learns):
+    """minimind #859: with k=1 and renormalised weights only the auxiliary terms move the router; the
+    benchmark's task_gradient column marks such arms."""
+    assert task_gradient(spec, k) is learns
+
+
+# --- ReMoE ----------------------------------------------------------------------------------------------------
+
+def test_remoe_routes_to_the_positive_relu_gates_with_the_load_weighted_l1_penalty():
+    router, x, out = routed({"method": "remoe", "l1_coef_init": 0.5}, k=1)
+    gates = torch.relu(router.gate(x))
+    assert torch.equal(out.mask, gates > 0)
+    torch.testing.assert_close(out.weights, gates)
+    f = (gates > 0).sum(0) * EXPERTS / (1 * len(x))
+    torch.testing.assert_close(out.aux_losses["l1"], 0.5 * (f * gates.mean(0)).sum())
+
+
+def test_remoe_coefficient_grows_while_too_dense_and_shrinks_once_sparse_enough():
+    router, x, out = routed({"method": "remoe", "l1_coef_init": 1.0}, k=1)
+    assert out.mask.float().mean() > 0.25  # about half the gates are open at the start: below the 0.75 target sparsity
+    router.update([out])
+    assert router.l1_coef.item() == pytest.approx(1.2)
+    with torch.no_grad():
+        router.gate.weight.fill_(-1.0)
+    closed = router(x.abs())  # every gate shut: sparsity 1 >= the target
+    router.update([closed])
+    assert router.l1_coef.item() == pytest.approx(1.0)
+
+
+def test_remoe_penalty_drives_the_router_towards_k_experts_per_token():
+    """Features with a mean, as hidden states have: a gate without bias can then close for most tokens."""
+    torch.manual_seed(0)
+    router = build_router({"method": "remoe", "l1_coef_init": 1e-3}, DIM, EXPERTS, 1).train()
+    x, target = torch.randn(256, DIM) + 1, torch.randn(256).abs()
+    optimizer = torch.optim.Adam(router.parameters(), lr=1e-2)
+    experts_per_token = []
+    for _ in range(600):
+        out = router(x)
+        loss = (out.weights.sum(-1) - target).pow(2).mean() + out.aux_losses["l1"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        router.update([out])
+        experts_per_token.append(out.mask.float().sum(-1).mean().item())
+    assert experts_per_token[0] > 2 and np.mean(experts_per_token[-200:]) == pytest.approx(1.0, abs=0.25)
+
+
+# --- second-expert variants -----------------------------------------------------------------------------------
+
+def test_gshard_keeps_the_second_expert_with_probability_twice_its_weight():
+    router, x, _ = routed({"method": "top2", "second_policy": "random"}, k=2, tokens=20000)
+    with torch.no_grad():
+        router.gate.weight.zero_()
+        router.gate.weight[:, 0] = torch.tensor([2.0, 1.0, 0.0, -1.0])
+    x = torch.randn(20000, DIM)
+    out = router(x)
+    g2 = out.weights[:, 1].where(out.mask[:, 1], torch.zeros(()))  # zero where dropped
+    probs = out.probs.gather(1, out.experts)
+    expected_keep = (2 * probs[:, 1] / probs.sum(-1)).clamp(max=1)
+    assert out.mask[:, 0].all()
+    assert out.mask[:, 1].float().mean().item() == pytest.approx(expected_keep.mean().item(), abs=0.015)
+    torch.testing.assert_close(g2[out.mask[:, 1]], (probs[:, 1] / probs.sum(-1))[out.mask[:, 1]])
+    assert router.eval()(x).mask is None  # evaluation keeps both
+
+
+def test_gumbel_second_expert_is_drawn_from_the_softmax_without_the_first():
+    router = build_router({"method": "top2", "second_policy": "sampling"}, DIM, EXPERTS, 2).train()
+    with torch.no_grad():
+        router.gate.weight.zero_()
+        router.gate.weight[:, 0] = torch.tensor([3.0, 1.0, 0.5, 0.0])
+    x = torch.zeros(40000, DIM)
+    x[:, 0] = 1.0
+    out = router(x)
+    assert (out.experts[:, 0] == 0).all()
+    share = torch.bincount(out.experts[:, 1], minlength=EXPERTS).float() / len(x)
+    others = torch.softmax(torch.tensor([1.0, 0.5, 0.0]), 0)
+    torch.testing.assert_close(share[1:], others, atol=0.01, rtol=0)
+    torch.testing.assert_close(out.weights.sum(-1), torch.ones(len(x)))
+
+
+def test_gshard_balance_loss_counts_first_choices():
+    router, x, out = routed({"method": "top2", "balance_coef": 0.1}, k=2)
+    first = torch.bincount(out.experts[:, 0], minlength=EXPERTS) / len(x)
+    torch.testing.assert_close(out.aux_losses["balance"], 0.1 * EXPERTS * (first * out.probs.mean(0)).sum())
+
+
+# --- training regressions -------------------------------------------------------------------------------------
+
+def train_settings(**overrides):
+    train = {"steps": 9, "batch_size": 4, "block_size": 16, "eval_every": 3, "eval_batches": 2,
+             "checkpoint_every": 3, "device": "cpu", **overrides}
+    return cfg.validate_definition(train, "lm_train")
+
+
+@pytest.fixture(scope="module")
+def tokens():
+    ids = np.random.default_rng(0).integers(0, VOCAB, 3000).astype(np.uint16)
+    return ids[:2500], ids[2500:]
+
+
+def moe_gpt(router, seed=0):
+    torch.manual_seed(seed)
+    return GPT(GPTConfig(vocab_size=VOCAB, block_size=16, n_layer=1, n_head=2, n_embd=16, moe_layers=(0,),
+                         num_experts=EXPERTS, k=1, router=router))
+
+
+LOSS_FREE = {"method": "loss_free", "update_rate": 0.05}
+
+
+def bias_of(model):
+    return model.routers()[0].expert_bias
+
+
+def test_loss_free_bias_is_updated_once_per_optimizer_step_in_training(tokens, monkeypatch):
+    """torchtitan #1304: the bias moved on every micro-batch. Here train_lm calls update once per step."""
+    calls, original = [], LossFreeBalance.update
+
+    def counted(self, outputs):
+        calls.append(len(outputs))
+        original(self, outputs)
+
+    monkeypatch.setattr(LossFreeBalance, "update", counted)
+    model = moe_gpt(LOSS_FREE)
+    train_lm(model, *tokens, train_settings(), seed=0)
+    assert calls == [1] * 9
+    moves = bias_of(model) / 0.05  # nine steps of -1, 0 or +1 times u each
+    assert torch.allclose(moves, moves.round(), atol=1e-4) and moves.abs().sum() > 0 and moves.abs().max() <= 9
+
+
+class Killed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("router", [LOSS_FREE, {"method": "remoe", "l1_coef_init": 1e-2}], ids=["loss-free", "remoe"])
+def test_router_state_survives_a_kill_and_resume_bit_equal(tokens, tmp_path, monkeypatch, router):
+    """marin #8972 / torchtitan #1222: the checkpoint carries the router's buffers, so a resumed run ends with the
+    same buffers and history as one uninterrupted run."""
+    whole = moe_gpt(router)
+    uninterrupted = train_lm(whole, *tokens, train_settings(), seed=3)
+    calls, original = {"n": 0}, Batches.next
+
+    def dying_next(self):
+        calls["n"] += 1
+        if calls["n"] == 8:
+            raise Killed
+        return original(self)
+
+    checkpoint = tmp_path / "run.pt"
+    monkeypatch.setattr(Batches, "next", dying_next)
+    with pytest.raises(Killed):
+        train_lm(moe_gpt(router), *tokens, train_settings(), seed=3, checkpoint=checkpoint, fingerprint="a")
+    saved = torch.load(checkpoint, weights_only=True)["buffers"]
+    assert any(value.abs().sum() > 0 for value in saved.values())  # a moved bias or coefficient, not zeros
+    monkeypatch.setattr(Batches, "next", original)
+    resumed_model = moe_gpt(router)
+    resumed = train_lm(resumed_model, *tokens, train_settings(), seed=3, checkpoint=checkpoint, fingerprint="a")
+    assert resumed == uninterrupted
+    for (name, a), (_, b) in zip(whole.named_buffers(), resumed_model.named_buffers()):
+        assert torch.equal(a, b), name
+
+
+def test_auxiliary_losses_stay_out_of_the_reported_loss(tokens):
+    """open_lm #255: the reported training loss is the LM loss alone, whatever the balance coefficient."""
+    losses = []
+    for coef in (0.0, 100.0):
+        model = moe_gpt({"method": "switch", "balance_coef": coef})
+        history = train_lm(model, *tokens, train_settings(steps=1, eval_every=1, lr=1e-9, warmup_steps=0), seed=0)
+        losses.append(history[-1]["train_loss"])
+    assert losses[0] == losses[1]
+
+
+@pytest.mark.parametrize("router", [LOSS_FREE, {"method": "top2", "second_policy": "sampling"}])
+def test_two_identical_runs_route_identically(tokens, router):
+    runs = []
+    for _ in range(2):
+        model = moe_gpt(router)
+        history = train_lm(model, *tokens, train_settings(), seed=5)
+        model.eval()
+        with torch.no_grad():
+            out = model(torch.as_tensor(tokens[1][:64].astype(np.int64)).view(4, 16))
+        runs.append((history, out.routing[0].experts, [b.clone() for b in model.buffers()]))
+    assert runs[0][0] == runs[1][0] and torch.equal(runs[0][1], runs[1][1])
+    assert all(torch.equal(a, b) for a, b in zip(runs[0][2], runs[1][2]))
