@@ -79,3 +79,25 @@ def check_pages(html_paths) -> list[str]:
             page.close()
         browser.close()
     return problems
+
+
+SORTABLE = """tables => tables.map(table => {
+    const overflows = table.parentElement.scrollWidth > table.parentElement.clientWidth + 1;
+    table.querySelectorAll('thead th')[1].click();
+    const sorted = [...table.tBodies[0].rows].map(row => row.cells[1].textContent.trim());
+    return {overflows, sorted};
+})"""
+
+
+def sortable_tables(html_path, width: int = 1280) -> list[dict]:
+    """Per sortable table of a page shown `width` pixels wide: whether it overflows its container sideways, and
+    its second column's cells after a click on that column's header."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = _launch(p)
+        page = browser.new_page(viewport={"width": width, "height": 900})
+        page.goto(Path(html_path).resolve().as_uri(), wait_until="load", timeout=30_000)
+        tables = page.eval_on_selector_all("table.sortable", SORTABLE)
+        browser.close()
+    return tables

@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
+import numpy as np
 import pandas as pd
 
 from moe_rpo.config import Arm, layer_set_label
 from moe_rpo.io import non_finite, read_json
+from moe_rpo.verdicts import mean_effect
 
 def per_seed_table(run_files: list[str | Path]) -> pd.DataFrame:
     """All metric rows of the given run records (one JSON per seed); a non-finite number is refused."""
@@ -147,11 +150,40 @@ def routerless_table(shakespeare: pd.DataFrame, routerless: dict) -> pd.DataFram
     return seeds
 
 
-BENCHMARK_COLUMNS = {  # column: (source, metric, setting)
-    "toy_gap_to_optimum": ("toy", "gap_to_optimum", None), "diff_accuracy": ("recovery", "accuracy", "diff"),
-    "sim_accuracy": ("recovery", "accuracy", "sim"), "diff_regret": ("recovery", "regret", "diff"),
-    "sim_regret": ("recovery", "regret", "sim"), "shakespeare_train_loss": ("shakespeare", "train_loss", None),
-    "shakespeare_val_loss": ("shakespeare", "val_loss", None), "load_ratio": ("shakespeare", "max_load_ratio", None)}
+class Column(NamedTuple):
+    """A benchmark column: which experiment's per-seed rows it reads, which metric, in which recovery setting
+    ('diff', 'sim': the benchmark's SIM setting, None: any), which table of the page shows it, and which
+    direction ranks a router first in the figure ('low', 'high', 'one': closest to 1, None: not ranked), and the
+    values the metric can take, to which its interval is clipped (a t interval over two seeds can reach far
+    outside them)."""
+    source: str
+    metric: str
+    setting: str | None
+    group: str
+    better: str | None
+    bounds: tuple[float, float] = (-np.inf, np.inf)
+
+
+SHARE, NONNEGATIVE = (0.0, 1.0), (0.0, np.inf)
+BENCHMARK_COLUMNS = {
+    "toy_gap_to_optimum": Column("toy", "gap_to_optimum", None, "quality", "low"),
+    "diff_accuracy": Column("recovery", "accuracy", "diff", "quality", "high", SHARE),
+    "sim_accuracy": Column("recovery", "accuracy", "sim", "quality", "high", SHARE),
+    "diff_regret": Column("recovery", "regret", "diff", "quality", "low"),
+    "sim_regret": Column("recovery", "regret", "sim", "quality", "low"),
+    "shakespeare_train_loss": Column("shakespeare", "train_loss", None, "quality", "low", NONNEGATIVE),
+    "shakespeare_val_loss": Column("shakespeare", "val_loss", None, "quality", "low", NONNEGATIVE),
+    "load_ratio": Column("shakespeare", "max_load_ratio", None, "balance", "one", (1.0, np.inf)),
+    "max_vio_batch": Column("shakespeare", "max_vio_batch", None, "balance", "low", NONNEGATIVE),
+    "max_vio_global": Column("shakespeare", "max_vio_global", None, "balance", "low", NONNEGATIVE),
+    "gini": Column("shakespeare", "gini", None, "balance", "low", SHARE),
+    "dead_experts": Column("shakespeare", "dead_experts", None, "balance", "low", SHARE),
+    "route_regret": Column("shakespeare", "route_regret", None, "routing", "low", NONNEGATIVE),
+    "saturation": Column("shakespeare", "saturation_mid", None, "routing", "high", SHARE),
+    "flip_rate": Column("shakespeare", "flip_rate_mean", None, "routing", "low", SHARE),
+    "token_specialisation": Column("shakespeare", "token_specialisation", None, "routing", None, SHARE),
+}
+BENCHMARK_GROUPS = ("quality", "balance", "routing")  # one display table each, narrow enough for a page
 
 
 # routers.task_gradient's verdict on an arm, as the benchmark shows it
@@ -160,23 +192,27 @@ TASK_GRADIENT = {True: "yes", False: "no: only its auxiliary terms move it", Non
 
 
 def benchmark_table(sources: dict[str, pd.DataFrame], methods: list[dict], sim_setting: str | None) -> pd.DataFrame:
-    """One row per benchmark method (router, k) and column of BENCHMARK_COLUMNS: toy 1 gap to the exact
-    K-optimum, DIFF and SIM routing accuracy and route regret (validation loss minus the per-token oracle's),
-    Shakespeare train and validation loss, and load balance
-    (E x the largest expert's load on Shakespeare: 1 = balanced). Each cell holds the median, min, max and
-    number of seeds (NaN and 0 where the method did not run). Last, whether the task loss gives the router
-    a gradient at all (routers.task_gradient, recorded by the recovery runs)."""
+    """One row per benchmark method (router, k), and per column of BENCHMARK_COLUMNS the mean over seeds, its
+    95% interval (Student's t over seeds, verdicts.mean_effect, clipped to the metric's range) and the number of
+    seeds (NaN and 0 where the method did not run): toy 1's gap to the exact K-optimum; DIFF and SIM routing accuracy and route regret to
+    the per-token oracle; Shakespeare train and validation loss; load balance (E x the largest expert's load,
+    MaxVio per batch and global, Gini, dead experts); the stability of the routes (saturation at half of
+    training, mean flip rate between evaluations), the counterfactual route regret of the final model and
+    token-id specialisation. Last, whether the task loss gives the router a gradient at all
+    (routers.task_gradient, recorded by the recovery runs)."""
     rows = []
     for m in methods:
         row = {"router": m["router"], "k": m["k"]}
-        for column, (source, metric, setting) in BENCHMARK_COLUMNS.items():
-            df = sources[source]
+        for name, column in BENCHMARK_COLUMNS.items():
+            df = sources[column.source]
             mask = (df["method"] == m["router"]) & (df["k"] == m["k"])
-            if setting is not None:
-                mask &= df["setting"] == (sim_setting if setting == "sim" else setting)
-            values = df.loc[mask, metric].astype(float)
-            row |= {f"{column}_median": values.median(), f"{column}_min": values.min(), f"{column}_max": values.max(),
-                    f"{column}_seeds": int(values.count())}
+            if column.setting is not None:
+                mask &= df["setting"] == (sim_setting if column.setting == "sim" else column.setting)
+            values = df.loc[mask, column.metric].dropna().astype(float) if column.metric in df else pd.Series([])
+            effect = mean_effect(name, values) if len(values) else None
+            low, high = (np.clip([effect.low, effect.high], *column.bounds) if effect else (np.nan, np.nan))
+            row |= {f"{name}_mean": effect.value if effect else np.nan, f"{name}_low": low, f"{name}_high": high,
+                    f"{name}_seeds": len(values)}
         recovery = sources["recovery"]
         flags = recovery.loc[(recovery["method"] == m["router"]) & (recovery["k"] == m["k"]), "task_gradient"]
         row["task_gradient"] = TASK_GRADIENT[flags.iloc[0] if len(flags) else "not run"]
@@ -185,21 +221,29 @@ def benchmark_table(sources: dict[str, pd.DataFrame], methods: list[dict], sim_s
 
 
 def benchmark_tables(experiment, runs: list[str], view: dict) -> dict[str, pd.DataFrame]:
-    """The benchmark's medians and its display table, from the toy-1, recovery and Shakespeare records it reads."""
+    """The benchmark's numbers (lm_benchmark_values) and its display tables, one per column group, from the
+    toy-1, recovery and Shakespeare records it reads."""
     by_source = {"routing": [], "recovery": [], "shakespeare_moe": []}
     for path in runs:
         by_source[read_json(path)["experiment"]].append(path)
     sources = {"toy": per_seed_table(by_source["routing"]), "recovery": per_seed_table(by_source["recovery"]),
                "shakespeare": per_seed_table(by_source["shakespeare_moe"])}
     table = benchmark_table(sources, view["methods"], view["sim_setting"])
-    return {"lm_benchmark": benchmark_display(table), "lm_benchmark_medians": table}
+    return {f"lm_benchmark_{group}": benchmark_display(table, group) for group in BENCHMARK_GROUPS} | {
+        "lm_benchmark_values": table}
 
 
-def benchmark_display(table: pd.DataFrame) -> pd.DataFrame:
-    """The benchmark table for reading: 'median [min, max] (n seeds)' per cell, 'not run' where empty."""
-    out = table[["router", "k"]].copy()
-    for column in BENCHMARK_COLUMNS:
-        out[column] = [("not run" if n == 0 else f"{med:.3g} [{lo:.3g}, {hi:.3g}] (n={int(n)})")
-                       for med, lo, hi, n in table[[f"{column}_{s}" for s in ("median", "min", "max", "seeds")]].values]
-    out["task_gradient"] = table["task_gradient"]
+def benchmark_display(table: pd.DataFrame, group: str) -> pd.DataFrame:
+    """One group of the benchmark's columns for reading: 'mean [low, high]' per cell (the 95% interval over
+    seeds; the mean alone for one seed), 'not run' where the method did not run; the routing group ends with
+    whether the task gives the router a gradient."""
+    out = pd.DataFrame({"router": [f"{router} k={k}" for router, k in zip(table["router"], table["k"])]})
+    for name, column in BENCHMARK_COLUMNS.items():
+        if column.group != group:
+            continue
+        cells = table[[f"{name}_{stat}" for stat in ("mean", "low", "high", "seeds")]].to_numpy()
+        out[name.replace("_", " ")] = ["not run" if n == 0 else f"{mean:.3g}" if n == 1 else f"{mean:.3g} [{low:.3g}, {high:.3g}]"
+                     for mean, low, high, n in cells]
+    if group == "routing":
+        out["task gradient"] = table["task_gradient"]
     return out

@@ -52,13 +52,17 @@ def test_a_training_run_is_deterministic_and_reports_every_metric(corpus, method
     first, second = (scratch.run(settings, 3, corpus) for _ in range(2))
     assert first == second
     final = first["final"]
-    assert set(final) == {"train_loss", "val_loss", "generalization_gap", "max_load_ratio", "entropy", "unrouted",
-                          "misrouting_penalty"}
+    assert set(final) == {"train_loss", "val_loss", "generalization_gap", "max_load_ratio", "max_vio_batch",
+                          "max_vio_global", "gini", "dead_experts", "entropy", "unrouted", "misrouting_penalty",
+                          "route_regret", "token_specialisation", "coactivation"}
     assert final["generalization_gap"] == pytest.approx(final["val_loss"] - final["train_loss"])
     if method == "dense":
-        assert final["misrouting_penalty"] is None and final["max_load_ratio"] is None
+        assert final["misrouting_penalty"] is None and final["max_load_ratio"] is None and final["gini"] is None
     else:
         assert 1 <= final["max_load_ratio"] <= 4 and final["unrouted"] == 0
+        assert final["max_vio_global"] == pytest.approx(final["max_load_ratio"] - 1)
+        assert final["route_regret"] >= 0 and 0 < final["token_specialisation"] <= 1
+        assert all(row["saturation"] <= 1 for row in first["history"]) and first["history"][-1]["saturation"] == 1
     assert [row["step"] for row in first["history"]] == [0, 4, 8]
     (row,) = scratch.records(first)
     assert row["mean_train_loss"] == pytest.approx(np.mean([first["history"][1]["train_loss"],
@@ -184,7 +188,7 @@ def test_routerless_table_labels_fixed_and_learned_runs():
     assert sorted(zip(table["method"], table["router_kind"])) == [("hash", "fixed")] * 3 + [("standard", "learned")] * 3
 
 
-def test_benchmark_table_spreads_and_marks_methods_that_did_not_run():
+def test_benchmark_table_gives_t_intervals_and_marks_methods_that_did_not_run():
     toy = pd.DataFrame({"method": ["a", "a", "b"], "k": [1, 1, 1], "seed": [0, 1, 0], "gap_to_optimum": [0.1, 0.3, 0.0]})
     recovery = pd.DataFrame({"method": ["a", "a"], "k": [1, 1], "seed": [0, 1], "setting": ["diff", "sim0.3"],
                              "accuracy": [0.9, 0.2], "regret": [0.01, 0.5], "task_gradient": [True, True]})
@@ -192,14 +196,18 @@ def test_benchmark_table_spreads_and_marks_methods_that_did_not_run():
     table = benchmark_table({"toy": toy, "recovery": recovery, "shakespeare": shakespeare},
                             [{"router": "a", "k": 1}, {"router": "b", "k": 1}], "sim0.3")
     a, b = table.iloc[0], table.iloc[1]
-    assert (a["toy_gap_to_optimum_median"], a["toy_gap_to_optimum_min"], a["toy_gap_to_optimum_max"]) == (0.2, 0.1, 0.3)
-    assert a["diff_accuracy_median"] == 0.9 and a["sim_accuracy_median"] == 0.2 and a["load_ratio_seeds"] == 3
-    assert (a["diff_regret_median"], a["sim_regret_median"]) == (0.01, 0.5)
-    assert b["diff_accuracy_seeds"] == 0 and np.isnan(b["diff_accuracy_median"])
-    shown = benchmark_display(table)
-    assert shown.loc[0, "toy_gap_to_optimum"] == "0.2 [0.1, 0.3] (n=2)"
-    assert shown.loc[1, "shakespeare_val_loss"] == "not run"
-    assert list(shown["task_gradient"]) == ["yes", "not run"]
+    half = 12.706 * 0.1  # t(0.975, 1 dof) x the standard error of [0.1, 0.3]
+    assert a["toy_gap_to_optimum_mean"] == pytest.approx(0.2) and a["toy_gap_to_optimum_seeds"] == 2
+    assert (a["toy_gap_to_optimum_low"], a["toy_gap_to_optimum_high"]) == pytest.approx((0.2 - half, 0.2 + half), rel=1e-3)
+    assert a["diff_accuracy_mean"] == 0.9 and a["sim_accuracy_mean"] == 0.2 and a["load_ratio_seeds"] == 3
+    assert (a["diff_regret_mean"], a["sim_regret_mean"]) == (0.01, 0.5)
+    assert b["diff_accuracy_seeds"] == 0 and np.isnan(b["diff_accuracy_mean"])
+    assert b["toy_gap_to_optimum_seeds"] == 1 and b["toy_gap_to_optimum_low"] == b["toy_gap_to_optimum_high"] == 0.0
+    quality, routing = benchmark_display(table, "quality"), benchmark_display(table, "routing")
+    assert quality.loc[0, "toy gap to optimum"] == f"0.2 [{0.2 - half:.3g}, {0.2 + half:.3g}]"
+    assert quality.loc[1, "toy gap to optimum"] == "0" and quality.loc[1, "shakespeare val loss"] == "not run"
+    assert list(quality["router"]) == ["a k=1", "b k=1"] and "gini" in benchmark_display(table, "balance")
+    assert list(routing["task gradient"]) == ["yes", "not run"]
 
 
 @pytest.mark.parametrize("sections, message", [

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from browser import check_pages, require_chromium
+from browser import check_pages, require_chromium, sortable_tables
 from conftest import ENV, ROOT, copy_finished, copy_workflow, snakemake
 
 pytestmark = pytest.mark.slow
@@ -114,7 +114,7 @@ def test_every_product_is_a_target(finished, tmp_path):
     workdir = copy_finished(finished, tmp_path / "run")
     products = {"results/tables/toy_routing_seeds.csv": "tables_toy_routing", "results/lm/base/model.pt": "base_model",
                 "results/toy/benchmark/seed0.npz": "toy_benchmark_run",
-                "results/tables/lm_benchmark_medians.csv": "tables_lm_benchmark"}
+                "results/tables/lm_benchmark_values.csv": "tables_lm_benchmark"}
     for path in products:
         (workdir / path).unlink()
     result = snakemake(workdir, "-n")
@@ -164,6 +164,33 @@ def test_a_code_edit_reruns_exactly_the_jobs_that_import_it(finished, tmp_path):
         assert out in importers or job["reason"].startswith("Input files updated by another job"), job
     base = [job for job in scheduled.values() if job["rule"] == "base_model"]
     assert not base, base  # the dense base model imports no router
+
+
+def test_the_plugin_router_is_benchmarked_like_a_built_in_one(finished, tmp_path):
+    """One config entry (config/test.yaml: routers.cosine, method plugin) gives the example package's router a
+    row in every column, and its source files are the code inputs of exactly the jobs that build it."""
+    import pandas as pd
+
+    values = pd.read_csv(finished / "results/tables/lm_benchmark_values.csv").set_index("router")
+    for column in ("toy_gap_to_optimum", "diff_accuracy", "sim_regret", "shakespeare_val_loss", "gini", "saturation"):
+        assert values.loc["cosine", f"{column}_seeds"] > 0, column
+    assert "cosine k=1" in (finished / "results/report/lm_benchmark.html").read_text()
+    jobs = dry_run_jobs(copy_finished(finished, tmp_path / "run"), "--forceall")
+    building = {out: job["rule"] for out, job in jobs.items()
+                if any(path.endswith("custom_router/cosine.py") for path in job["inputs"])}
+    assert set(building.values()) == {"toy_benchmark_run", "recovery_run", "train_run"}
+    assert all("/cosine_k1/" in out for out, rule in building.items() if rule == "train_run")
+    assert not [out for out, rule in building.items() if rule == "recovery_run" and "/sim1/" in out]  # not benchmarked
+
+
+def test_benchmark_tables_fit_the_page_and_sort(finished):
+    require_chromium()
+    tables = sortable_tables(finished / "results/report/lm_benchmark.html")
+    assert len(tables) == 3 and not [t for t in tables if t["overflows"]]
+    for table in tables:  # sorted ascending by the first metric: numbers first, then "not run"
+        numbers = [float(cell.split()[0]) for cell in table["sorted"] if cell[0].isdigit() or cell[0] == "-"]
+        assert numbers == sorted(numbers) and table["sorted"][:len(numbers)] == [
+            cell for cell in table["sorted"] if cell[0].isdigit() or cell[0] == "-"]
 
 
 def test_make_clean_keeps_the_lm_runs(finished, tmp_path):

@@ -81,27 +81,32 @@ def routerless_figure(seeds: pd.DataFrame, out_dir) -> list:
 
 
 def benchmark_figure(table: pd.DataFrame, out_dir) -> list:
-    """The benchmark as a heatmap: each column coloured by rank (better = darker), cells annotated with medians."""
+    """The benchmark as a heatmap: a router per row, a column per metric in its group, each column coloured by
+    rank in the direction that is better (darker = better; white: not ranked), cells annotated with the mean."""
     use_style()
-    better_high = {"diff_accuracy", "sim_accuracy"}
     labels = [_label(r, k) for r, k in zip(table["router"], table["k"])]
-    medians = pd.DataFrame({c: table[f"{c}_median"].to_numpy(float) for c in BENCHMARK_COLUMNS}, index=labels)
-    load_distance = (medians["load_ratio"] - 1).abs()  # 1 is balanced
-    score = medians.rank(ascending=True, pct=True)
-    for column in better_high:
-        score[column] = medians[column].rank(ascending=False, pct=True)
-    score["load_ratio"] = load_distance.rank(ascending=True, pct=True)
-    annotations = medians.map(lambda v: "not run" if np.isnan(v) else f"{v:.3g}")
-    fig, ax = plt.subplots(figsize=(10, 0.4 * len(labels) + 2), layout="constrained")
+    means = pd.DataFrame({name: table[f"{name}_mean"].to_numpy(float) for name in BENCHMARK_COLUMNS}, index=labels)
+    score = pd.DataFrame(1.0, index=labels, columns=means.columns)  # unranked columns stay white
+    for name, column in BENCHMARK_COLUMNS.items():
+        if column.better is not None:
+            values = (means[name] - 1).abs() if column.better == "one" else means[name]
+            score[name] = values.rank(ascending=column.better != "high", pct=True)
+    annotations = means.map(lambda v: "" if np.isnan(v) else f"{v:.3g}")
+    fig, ax = plt.subplots(figsize=(0.85 * len(means.columns) + 3, 0.32 * len(labels) + 2.2), layout="constrained")
     ax.grid(False)
     ax.set_facecolor("white")
-    sns.heatmap(1 - score, annot=annotations, fmt="", cmap="Blues", cbar=False, linewidths=0.5, ax=ax,
-                annot_kws={"fontsize": 7})
-    for row, column in zip(*np.nonzero(medians.isna().to_numpy())):  # heatmap leaves NaN cells blank
-        ax.text(column + 0.5, row + 0.5, "not run", ha="center", va="center", fontsize=7, color="#999999")
-    ax.set_xticklabels([c.replace("_", " ") + (" (1 = balanced)" if c == "load_ratio" else "")
-                        for c in BENCHMARK_COLUMNS], rotation=20, ha="right")
-    ax.set(title="Router benchmark: medians over seeds (colour: rank within the column, darker = better)")
+    sns.heatmap(1 - score, annot=annotations, fmt="", cmap="Blues", vmin=0, vmax=1, cbar=False, linewidths=0.5,
+                ax=ax, annot_kws={"fontsize": 6.5})
+    for row, column in zip(*np.nonzero(means.isna().to_numpy())):  # heatmap leaves NaN cells blank
+        ax.text(column + 0.5, row + 0.5, "not run", ha="center", va="center", fontsize=6, color="#999999")
+    for i, name in enumerate(BENCHMARK_COLUMNS):
+        if i and BENCHMARK_COLUMNS[name].group != BENCHMARK_COLUMNS[list(BENCHMARK_COLUMNS)[i - 1]].group:
+            ax.axvline(i, color="black", lw=1.5)  # between the quality, balance and routing groups
+    notes = {"load_ratio": " (1 = balanced)", "token_specialisation": " (not ranked)"}
+    ax.set_xticklabels([name.replace("_", " ") + notes.get(name, "") for name in BENCHMARK_COLUMNS], rotation=35,
+                       ha="right")
+    ax.set(title="Router benchmark: means over seeds (colour: rank within the column, darker = better; "
+                 "groups: quality | balance | routing)")
     return save(fig, out_dir, "lm_benchmark")
 
 
@@ -120,4 +125,4 @@ def draw_routerless(experiment, inputs) -> list:
 
 
 def draw_benchmark(experiment, inputs) -> list:
-    return benchmark_figure(pd.read_csv(inputs.tables["lm_benchmark_medians"]), inputs.out_dir)
+    return benchmark_figure(pd.read_csv(inputs.tables["lm_benchmark_values"]), inputs.out_dir)

@@ -1,4 +1,6 @@
-"""Does a trained MoE depend on its routing? Losses with every token sent elsewhere, next to the loss."""
+"""How a trained MoE routes: whether it depends on its routing (losses with every token sent elsewhere), how
+far its routes are from the best of sampled alternatives (counterfactual regret), how balanced, stable and
+specialised they are."""
 from __future__ import annotations
 
 import contextlib
@@ -7,8 +9,9 @@ import numpy as np
 import torch
 
 from moe_rpo.models import GPT
-from moe_rpo.models.moe import MoE
+from moe_rpo.models.moe import MoE, max_violation
 from moe_rpo.routers import Router, RouterOutput
+from moe_rpo.training.lm import evaluation_batches, windows
 
 
 class Misrouted(Router):
@@ -84,12 +87,90 @@ def unit_weights(model: GPT):
         yield wrappers
 
 
+def gini(load) -> float:
+    """Gini coefficient of a load vector: 0 when every expert has the same load, (E - 1) / E when one has all."""
+    load = np.asarray(load, dtype=float)
+    if load.sum() == 0:
+        return 0.0
+    return float(np.abs(load[:, None] - load[None, :]).sum() / (2 * len(load) ** 2 * load.mean()))
+
+
+DEAD_EXPERT_LOAD = 0.01  # an expert with less than 1% of the dispatched (token, expert) pairs is dead
+
+
 def summarize_layers(layers: list[dict]) -> dict:
-    """Means over MoE layers: load balance (E * the largest expert's load: 1 = balanced, E = one expert
-    takes everything), router entropy (nats) and the share of tokens no expert processed; None for a dense
+    """Means over MoE layers of the evaluation's routing: load balance as E * the largest expert's load
+    (1 = balanced, E = one expert takes everything), MaxVio per batch (averaged over the evaluation batches) and
+    global (of the load over all of them), the load's Gini coefficient, the share of dead experts (under 1% of
+    the dispatched pairs), router entropy (nats) and the share of tokens no expert processed; None for a dense
     model."""
+    keys = ("max_load_ratio", "max_vio_batch", "max_vio_global", "gini", "dead_experts", "entropy", "unrouted")
     if not layers:
-        return {"max_load_ratio": None, "entropy": None, "unrouted": None}
-    return {"max_load_ratio": float(np.mean([len(layer["load"]) * max(layer["load"]) for layer in layers])),
-            "entropy": float(np.mean([layer["entropy"] for layer in layers])),
-            "unrouted": float(np.mean([layer["unrouted"] for layer in layers]))}
+        return dict.fromkeys(keys)
+    per_layer = [{"max_load_ratio": len(layer["load"]) * max(layer["load"]), "max_vio_batch": layer["max_vio"],
+                  "max_vio_global": max_violation(layer["load"]), "gini": gini(layer["load"]),
+                  "dead_experts": float(np.mean(np.asarray(layer["load"]) < DEAD_EXPERT_LOAD)),
+                  "entropy": layer["entropy"], "unrouted": layer["unrouted"]} for layer in layers]
+    return {key: float(np.mean([layer[key] for layer in per_layer])) for key in keys}
+
+
+@torch.no_grad()
+def counterfactual_regret(model: GPT, tokens: np.ndarray, settings: dict, device: torch.device,
+                          samples: int = 4) -> float | None:
+    """Route regret of a frozen MoE on the fixed evaluation windows: per token, its loss under the model's own
+    routing minus the lowest of its losses under `samples` alternative routings of equal compute (every MoE layer
+    sends every token to other experts, same k and weights: Misrouted with seeds 0..samples-1), floored at 0, and
+    the mean over tokens (nats). 0: no sampled alternative beats the router for any token. The alternatives
+    reroute all tokens at once, so a token's context is rerouted too. None for a dense model."""
+    if not model.routers():
+        return None
+    model.eval()
+    regrets = []
+    for starts in evaluation_batches(tokens, settings):
+        x, y = (t.to(device) for t in windows(tokens, starts, settings["block_size"]))
+        own = model(x, y).token_loss.float()
+        best = torch.full_like(own, float("inf"))
+        for seed in range(samples):
+            with misrouted(model, seed):
+                best = torch.minimum(best, model(x, y).token_loss.float())
+        regrets.append((own - best).clamp(min=0).mean().item())
+    return float(np.mean(regrets))
+
+
+@torch.no_grad()
+def specialisation(model: GPT, tokens: np.ndarray, settings: dict, device: torch.device) -> dict:
+    """On the fixed evaluation windows, means over MoE layers of: token-id specialisation, the share of a token
+    id's occurrences dispatched to its most used expert, over all occurrences (1: every id always meets the same
+    expert, as under hashing); and the co-activation matrix C[i][j], the share of the tokens dispatched to expert
+    i that expert j also processes (OLMoE; the diagonal is 1 for a used expert). None for a dense model."""
+    routers = model.routers()
+    if not routers:
+        return {"token_specialisation": None, "coactivation": None}
+    model.eval()
+    experts = routers[0].num_experts
+    per_token = torch.zeros(len(routers), model.config.vocab_size, experts, dtype=torch.float64)
+    together = torch.zeros(len(routers), experts, experts, dtype=torch.float64)
+    occurrences = 0
+    for starts in evaluation_batches(tokens, settings):
+        x, y = windows(tokens, starts, settings["block_size"])
+        ids = x.reshape(-1)
+        for layer, routing in enumerate(model(x.to(device), y.to(device)).routing):
+            chosen = routing.selected().cpu().double()
+            per_token[layer].index_add_(0, ids, chosen)
+            together[layer] += chosen.T @ chosen
+        occurrences += len(ids)
+    used = together.diagonal(dim1=1, dim2=2).clamp(min=1).unsqueeze(-1)
+    return {"token_specialisation": (per_token.max(-1).values.sum(-1) / occurrences).mean().item(),
+            "coactivation": (together / used).mean(0).tolist()}
+
+
+def stability(history: list[dict]) -> dict:
+    """From a training history's evaluations (train_lm): the saturation at the evaluation nearest to half of
+    training (the share of the final routing it already chose) and the mean flip rate between consecutive
+    evaluations; None for a dense model."""
+    rows = [row for row in history if "saturation" in row]
+    if not rows:
+        return {"saturation_mid": None, "flip_rate_mean": None}
+    middle = min(rows, key=lambda row: abs(row["step"] - history[-1]["step"] / 2))
+    return {"saturation_mid": middle["saturation"],
+            "flip_rate_mean": float(np.mean([row["flip_rate"] for row in rows if "flip_rate" in row]))}

@@ -12,7 +12,8 @@ import torch
 
 from moe_rpo.config import DENSE, Arm
 from moe_rpo.data.tokens import corpus_identity, open_tokens, read_meta
-from moe_rpo.lm.routing_quality import misrouted, summarize_layers
+from moe_rpo.lm.routing_quality import (counterfactual_regret, misrouted, specialisation, stability,
+                                        summarize_layers)
 from moe_rpo.models import GPT, GPTConfig
 from moe_rpo.training.lm import evaluate, fit_routers_to_corpus, pick_device, train_lm
 
@@ -31,7 +32,8 @@ def build_model(settings: dict, method: dict, vocab_size: int, seed: int) -> GPT
 
 def final_metrics(model: GPT, train_tokens, val_tokens, train: dict) -> dict:
     """Losses on fixed windows of both splits, the overfitting gap, and routing quality: load balance,
-    router entropy, unrouted tokens and the loss increase when every token is sent to other experts."""
+    router entropy, unrouted tokens, the loss increase when every token is sent to other experts, the
+    counterfactual route regret, token-id specialisation and expert co-activation (lm/routing_quality.py)."""
     device = pick_device(train["device"])
     on_val = evaluate(model, val_tokens, train, device)
     train_loss = evaluate(model, train_tokens, train, device)["val_loss"]
@@ -42,7 +44,8 @@ def final_metrics(model: GPT, train_tokens, val_tokens, train: dict) -> dict:
             metrics["misrouting_penalty"] = evaluate(model, val_tokens, train, device)["val_loss"] - on_val["val_loss"]
     else:
         metrics["misrouting_penalty"] = None
-    return metrics
+    metrics["route_regret"] = counterfactual_regret(model, val_tokens, train, device)
+    return metrics | specialisation(model, val_tokens, train, device)
 
 
 def run(settings: dict, seed: int, corpus_dir: str | Path, checkpoint: str | Path | None = None) -> dict:
@@ -72,4 +75,5 @@ def records(result: dict) -> list[dict]:
     return [{"method": result["router"], "k": result["k"], "seed": result["seed"], "parameters": result["parameters"],
              "steps": result["steps"], "tokens": result["tokens"],  # how far it trained (the claims' regime)
              "mean_train_loss": float(np.mean([row["train_loss"] for row in result["history"][1:]])),
-             **result["final"]}]
+             **stability(result["history"]),
+             **{key: value for key, value in result["final"].items() if key != "coactivation"}}]  # a matrix

@@ -37,7 +37,7 @@ def html_table(path: Path) -> str:
     import pandas as pd
 
     df = pd.read_csv(_require(path))
-    return df.to_html(index=False, border=0, classes="data", na_rep="–", float_format=fmt)
+    return df.to_html(index=False, border=0, classes="data sortable", na_rep="–", float_format=fmt)
 
 
 def _benchmark(path: Path) -> dict:
@@ -135,7 +135,7 @@ def corpus_rows(results_dir: Path, names: list[str]) -> list[dict]:
 
 
 def render_report(results_dir: Path, out_dir: Path, config: dict, templates_dir: Path) -> list[Path]:
-    """Write out_dir/index.html and out_dir/{slug}.html for every page, copy ../static/style.css next to them
+    """Write out_dir/index.html and out_dir/{slug}.html for every page, copy ../static/style.css and sort.js next to them
     (relative to templates_dir), and return the HTML paths written."""
     import jinja2
     import yaml
@@ -154,7 +154,8 @@ def render_report(results_dir: Path, out_dir: Path, config: dict, templates_dir:
     env.filters["fmt"] = fmt
     common = {"title": config["report"]["title"], "pages": pages, "claims": claims, "verdicts": VERDICTS}
     out_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(_require(templates_dir.parent / "static" / "style.css"), out_dir / "style.css")
+    for static in ("style.css", "sort.js"):  # the pages' style and their sortable tables
+        shutil.copyfile(_require(templates_dir.parent / "static" / static), out_dir / static)
 
     written = [out_dir / "index.html"]
     corpora = corpus_rows(results_dir, sorted(config["corpora"]))

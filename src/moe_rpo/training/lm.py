@@ -30,6 +30,7 @@ from moe_rpo.training import distributed
 from moe_rpo.training.step import E_STEP, JOINT, M_STEP, phase_at, set_phase
 
 EVAL_SEED = 1234  # the evaluation windows are the same for every method and seed
+STABILITY_TOKENS = 4096  # the evaluation tokens whose routes the stability metrics follow through training
 
 
 def configure_torch(threads: int) -> None:
@@ -115,13 +116,15 @@ def evaluation_batches(tokens: np.ndarray, settings: dict) -> list[list[int]]:
 
 @torch.no_grad()
 def evaluate(model: GPT, tokens: np.ndarray, settings: dict, device: torch.device,
-             world: distributed.World | None = None, label: str = "evaluation") -> dict:
+             world: distributed.World | None = None, label: str = "evaluation", routes: bool = False) -> dict:
     """Mean loss on fixed windows of `tokens` and, per MoE layer, the routing metrics (greedy routing).
+    With `routes`, also "selection": [MoE layers, tokens, E] bool, the experts that the first STABILITY_TOKENS
+    evaluation tokens were dispatched to (what the stability metrics compare between evaluations).
     With a data-parallel `world` (every rank must call it), the ranks share the evaluation batches and all
     return the numbers of one process."""
     model.eval()
     batches = evaluation_batches(tokens, settings)
-    losses, layers = [], []
+    losses, layers, selections = [], [], []
     if world is not None and world.size > 1:
         batches = batches[world.rank::world.size]
     for starts in batches:
@@ -129,15 +132,32 @@ def evaluate(model: GPT, tokens: np.ndarray, settings: dict, device: torch.devic
         out = model(x.to(device), y.to(device))
         losses.append(out.loss.item())
         layers.append([routing_metrics(routing) for routing in out.routing])
+        if routes and out.routing:
+            selections.append(torch.stack([routing.selected() for routing in out.routing]).cpu())
     if world is not None and world.size > 1:  # back in batch order: rank r evaluated batches r, r + size, ...
-        shares = distributed.gather((losses, layers))
-        losses = [shares[i % world.size][0][i // world.size] for i in range(settings["eval_batches"])]
-        layers = [shares[i % world.size][1][i // world.size] for i in range(settings["eval_batches"])]
+        shares = distributed.gather((losses, layers, selections))
+        losses, layers, selections = ([shares[i % world.size][part][i // world.size]
+                                       for i in range(settings["eval_batches"]) if shares[i % world.size][part]]
+                                      for part in range(3))
+    result = {}
+    if selections:
+        result["selection"] = torch.cat(selections, dim=1)[:, :STABILITY_TOKENS]
     per_layer = [{key: np.mean([batch[i][key] for batch in layers], axis=0).tolist() for key in layers[0][i]}
                  for i in range(len(layers[0]))]
     if not np.isfinite(losses).all():  # e.g. the last step's update diverged: no such number may reach a record
         raise FloatingPointError(f"{label}: non-finite evaluation loss {losses}: the model's weights have diverged")
-    return {"val_loss": float(np.mean(losses)), "layers": per_layer}
+    return {"val_loss": float(np.mean(losses)), "layers": per_layer, **result}
+
+
+def flip_rate(before: torch.Tensor, after: torch.Tensor) -> float:
+    """Share of (MoE layer, token) pairs whose set of experts differs between two selections [L, N, E]."""
+    return (before != after).any(-1).float().mean().item()
+
+
+def saturation(selection: torch.Tensor, final: torch.Tensor) -> float:
+    """Share of the final (token, expert) choices [L, N, E] that `selection` already makes (OLMoE's router
+    saturation)."""
+    return ((selection & final).sum() / final.sum().clamp(min=1)).item()
 
 
 def any_samples(routers) -> bool:
@@ -181,27 +201,30 @@ def read_checkpoint(path: Path, device: torch.device, desc: str) -> dict | None:
 @dataclass
 class TrainState:
     """Where a run stands: the steps done, the evaluation rows so far and the training losses since the last
-    evaluation. A checkpoint holds it with the trainable parameters, the optimiser and the random streams
-    (data position, torch's and CUDA's, each rank's), so that a restored run continues exactly."""
+    evaluation. A checkpoint holds it with the trainable parameters, the routers' buffers, the optimiser and the
+    random streams (data position, torch's and CUDA's, each rank's), so that a restored run continues exactly."""
     step: int = 0
     history: list = field(default_factory=list)
     train_losses: list = field(default_factory=list)
+    routes: list = field(default_factory=list)  # each evaluation's selection (evaluate(routes=True)) of an MoE model
 
-    def save(self, path: Path, fingerprint: str, trainable: dict, optimizer, batches: Batches, device: torch.device,
-             world: distributed.World) -> None:
+    def save(self, path: Path, fingerprint: str, trainable: dict, buffers: dict, optimizer, batches: Batches,
+             device: torch.device, world: distributed.World) -> None:
         rng = torch.get_rng_state(), torch.cuda.get_rng_state() if device.type == "cuda" else None
         rank_rngs = distributed.gather(rng) if world.size > 1 else None  # every rank takes part; rank 0 writes
         if world.rank == 0:
             save_checkpoint(path, {
                 "fingerprint": fingerprint, "step": self.step, "history": self.history,
-                "train_losses": self.train_losses, "optimizer": optimizer.state_dict() if optimizer else None,
+                "train_losses": self.train_losses, "routes": self.routes,
+                "optimizer": optimizer.state_dict() if optimizer else None,
                 "trainable": {name: p.detach().clone() for name, p in trainable.items()},
+                "buffers": {name: b.clone() for name, b in buffers.items()},
                 "data_rng": batches.generator.get_state(), "torch_rng": rng[0], "cuda_rng": rng[1],
                 **({"rank_rngs": rank_rngs} if rank_rngs else {})})
 
     @classmethod
-    def restore(cls, path: Path | None, fingerprint: str, trainable: dict, optimizer, batches: Batches, seed: int,
-                device: torch.device, world: distributed.World, desc: str) -> TrainState:
+    def restore(cls, path: Path | None, fingerprint: str, trainable: dict, buffers: dict, optimizer, batches: Batches,
+                seed: int, device: torch.device, world: distributed.World, desc: str) -> TrainState:
         """The saved state, loaded into the parameters, optimiser and streams, or a fresh one when there is no
         readable checkpoint made with the same fingerprint."""
         saved = read_checkpoint(path, device, desc) if path and path.is_file() else None
@@ -214,6 +237,8 @@ class TrainState:
         with torch.no_grad():
             for name, value in saved["trainable"].items():
                 trainable[name].copy_(value)
+            for name, value in saved.get("buffers", {}).items():  # none in checkpoints of older versions
+                buffers[name].copy_(value)
         if optimizer is not None:
             optimizer.load_state_dict(saved["optimizer"])
         batches.generator.set_state(saved["data_rng"])
@@ -232,7 +257,7 @@ class TrainState:
             torch.cuda.set_rng_state(rng[1])
         if world.rank == 0:
             print(f"{desc}: resumed from {path} at step {saved['step']}", file=sys.stderr)
-        return cls(saved["step"], saved["history"], saved["train_losses"])
+        return cls(saved["step"], saved["history"], saved["train_losses"], saved.get("routes", []))
 
 
 def token_counts(tokens: np.ndarray, vocab_size: int) -> torch.Tensor:
@@ -256,8 +281,10 @@ def fit_routers_to_corpus(model: GPT, train_tokens: np.ndarray) -> None:
 def train_lm(model: GPT, train_tokens: np.ndarray, val_tokens: np.ndarray, settings: dict, seed: int,
              checkpoint: str | Path | None = None, fingerprint: str = "", desc: str = "train") -> list[dict]:
     """Train the parameters of `model` that require grad; return the evaluation rows (step 0, every
-    eval_every steps, and the last step). With `checkpoint`, the state is saved every checkpoint_every
-    steps and a run restarted with the same fingerprint continues exactly where the saved one stopped.
+    eval_every steps, and the last step). For an MoE model each row also has the routes' stability: the flip
+    rate since the previous evaluation and the saturation (the share of the final routing already chosen). With
+    `checkpoint`, the state is saved every checkpoint_every steps and a run restarted with the same fingerprint
+    continues exactly where the saved one stopped.
 
     Routers with an alternation train in E-steps and the other trainable parameters in M-steps (the
     frozen router then routes greedily). When only routers train, every step is an E-step. When nothing
@@ -279,9 +306,12 @@ def train_lm(model: GPT, train_tokens: np.ndarray, val_tokens: np.ndarray, setti
     other_params = [p for p in trainable.values() if id(p) not in router_ids]
     alternation = routers[0].alternation if routers and router_params and other_params else None
     optimizer = make_optimizer(trainable, settings) if trainable else None
+    # router state that is no parameter (a balancing bias, an adaptive coefficient, a hash table)
+    buffers = {f"router{i}.{name}": b for i, router in enumerate(routers) for name, b in router.named_buffers()}
 
     checkpoint = Path(checkpoint) if checkpoint else None
-    state = TrainState.restore(checkpoint, fingerprint, trainable, optimizer, batches, seed, device, world, desc)
+    state = TrainState.restore(checkpoint, fingerprint, trainable, buffers, optimizer, batches, seed, device, world,
+                               desc)
 
     forward = torch.compile(model) if settings["compile"] else model
     synced = data_parallel(model, routers, router_params, other_params, alternation, device, settings) \
@@ -290,7 +320,15 @@ def train_lm(model: GPT, train_tokens: np.ndarray, val_tokens: np.ndarray, setti
                 else contextlib.nullcontext())
 
     def evaluate_at(step: int) -> dict:
-        return evaluate(model, val_tokens, settings, device, world, label=f"{desc}: evaluation after step {step}")
+        """The evaluation row after `step`; for an MoE model with its routes' flip rate since the last one."""
+        row = evaluate(model, val_tokens, settings, device, world, label=f"{desc}: evaluation after step {step}",
+                       routes=True)
+        if "selection" in row:
+            selection = row.pop("selection")
+            if state.routes:
+                row["flip_rate"] = flip_rate(state.routes[-1], selection)
+            state.routes.append(selection)
+        return row
 
     if state.step == 0:
         state.history.append({"step": 0, "train_loss": None, **evaluate_at(0)})
@@ -328,6 +366,9 @@ def train_lm(model: GPT, train_tokens: np.ndarray, val_tokens: np.ndarray, setti
                 distributed.average_gradients(router_params, world.size)
             torch.nn.utils.clip_grad_norm_(list(trainable.values()), settings["grad_clip"])
             optimizer.step()
+            for router, routing in zip(routers, out.routing):
+                if router.training:  # once per optimizer step (a balancing bias, an adaptive coefficient)
+                    router.update([routing])
         state.train_losses.append(out.loss.item() if loss is None else loss)
         state.step = step + 1
         if state.step % settings["eval_every"] == 0 or state.step == settings["steps"]:
@@ -336,7 +377,9 @@ def train_lm(model: GPT, train_tokens: np.ndarray, val_tokens: np.ndarray, setti
             state.train_losses = []
             bar.set_postfix(train=f"{row['train_loss']:.3f}", val=f"{row['val_loss']:.3f}", refresh=False)
         if checkpoint and state.step % settings["checkpoint_every"] == 0 and state.step < settings["steps"]:
-            state.save(checkpoint, fingerprint, trainable, optimizer, batches, device, world)
+            state.save(checkpoint, fingerprint, trainable, buffers, optimizer, batches, device, world)
+    for row, selection in zip(state.history, state.routes):  # how much of the final routing each evaluation had
+        row["saturation"] = saturation(selection, state.routes[-1])
     for p in trainable.values():
         p.requires_grad_(True)
     model.eval()
