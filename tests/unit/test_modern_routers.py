@@ -279,3 +279,58 @@ def test_two_identical_runs_route_identically(tokens, router):
         runs.append((history, out.routing[0].experts, [b.clone() for b in model.buffers()]))
     assert runs[0][0] == runs[1][0] and torch.equal(runs[0][1], runs[1][1])
     assert all(torch.equal(a, b) for a, b in zip(runs[0][2], runs[1][2]))
+
+
+# --- Default MoE ----------------------------------------------------------------------------------------------
+
+def moe_layer(router_spec, seed=0):
+    torch.manual_seed(seed)
+    model = GPT(GPTConfig(vocab_size=VOCAB, block_size=8, n_layer=1, n_head=2, n_embd=16, moe_layers=(0,),
+                          num_experts=EXPERTS, k=1, router=router_spec))
+    return model.transformer.h[0].mlp
+
+
+def test_default_moe_keeps_a_moving_average_of_each_experts_mean_output():
+    layer = moe_layer({"method": "default_moe", "decay": 0.9}).train()
+    x = torch.randn(2, 8, 16)
+    _, routing = layer(x)
+    tokens = x.reshape(16, 16)
+    for e in range(EXPERTS):
+        chosen = routing.experts[:, 0] == e
+        n = int(chosen.sum())
+        rows_of_e = torch.tensor([0 if j < e else n for j in range(EXPERTS)])  # all n rows belong to expert e
+        outputs = layer.experts(tokens[chosen], torch.full((n,), e), rows_of_e)
+        expected = 0.1 * outputs.mean(0) if n else torch.zeros(16)  # one step from zero, decay 0.9
+        torch.testing.assert_close(layer.router.default_vectors[e], expected.detach(), atol=1e-6, rtol=1e-5)
+    frozen = layer.router.default_vectors.clone()
+    layer.eval()(x)
+    assert torch.equal(layer.router.default_vectors, frozen)  # evaluation leaves them alone
+
+
+def test_default_moe_changes_the_routers_gradient_only():
+    standard, default = moe_layer({"method": "softmax_topk"}), moe_layer({"method": "default_moe"})
+    with torch.no_grad():
+        default.router.default_vectors.normal_()
+    default.router.train(False)  # no moving-average update in this pass: compare like with like
+    x = torch.randn(2, 8, 16)
+    y_standard, _ = standard(x)
+    y_default, _ = default(x)
+    torch.testing.assert_close(y_default, y_standard)  # the same forward pass
+    target = torch.randn_like(y_standard)
+    grads = []
+    for layer, y in ((standard, y_standard), (default, y_default)):
+        (y - target).pow(2).sum().backward()
+        grads.append(layer.router.gate.weight.grad.clone())
+    assert not torch.allclose(grads[0], grads[1])  # the unselected experts' defaults reach the gate
+    assert torch.allclose(standard.experts.c_fc.grad, default.experts.c_fc.grad)  # the experts' gradients do not move
+
+
+def test_default_moe_in_forward_adds_the_default_term():
+    layer = moe_layer({"method": "default_moe", "in_forward": True}).eval()
+    with torch.no_grad():
+        layer.router.default_vectors.normal_()
+    x = torch.randn(2, 8, 16)
+    y, routing = layer(x)
+    sparse = moe_layer({"method": "softmax_topk"}).eval()(x)[0]
+    unused = routing.probs * ~routing.selected()
+    torch.testing.assert_close(y - sparse, (unused @ layer.router.default_vectors).view(2, 8, 16))

@@ -28,6 +28,7 @@ SPECS = {
     "deepseek_v3": {"method": "deepseek_v3"},
     "remoe": {"method": "remoe"},
     "top2": {"method": "top2"},
+    "default_moe": {"method": "default_moe"},
 }
 # Methods that differ from "k experts per token, the top k of probs" by design, by their class traits
 # (tests/test_survey_routers.py checks their own rules):

@@ -45,10 +45,14 @@ class MoE(nn.Module):
         if routing.mask is not None:
             rows = int(ends[-1])  # the one host sync, for routers that switch slots off
             expert_of_row, slot_of_row = expert_of_row[:rows], slot_of_row[:rows]
-        out = self.experts(tokens[slot_of_row.div(k, rounding_mode="floor")], expert_of_row, ends)
-        out = out * routing.weights.reshape(-1)[slot_of_row, None]
+        rows = self.experts(tokens[slot_of_row.div(k, rounding_mode="floor")], expert_of_row, ends)
+        out = rows * routing.weights.reshape(-1)[slot_of_row, None]
         y = out.new_zeros(B * T * k, C).index_copy(0, slot_of_row, out)  # back in slot order; off slots stay 0
-        return y.view(B * T, k, C).sum(1).view(B, T, C).to(x.dtype), routing
+        y = y.view(B * T, k, C).sum(1)
+        feedback = self.router.expert_feedback(routing, rows, expert_of_row)
+        if feedback is not None:  # a term the router adds (Default MoE's default vectors)
+            y = y + feedback.to(y.dtype)
+        return y.view(B, T, C).to(x.dtype), routing
 
 
 @torch.no_grad()

@@ -6,6 +6,7 @@ import inspect
 from moe_rpo.routers.base import Router, RouterOutput
 from moe_rpo.routers.base_layers import BaseLayer
 from moe_rpo.routers.deepseek_v3 import DeepSeekV3Gate
+from moe_rpo.routers.default_moe import DefaultMoE
 from moe_rpo.routers.dselect_k import DSelectK
 from moe_rpo.routers.em import EM
 from moe_rpo.routers.expert_choice import ExpertChoice
@@ -42,6 +43,7 @@ METHODS: dict[str, type[Router]] = {
     "deepseek_v3": DeepSeekV3Gate,
     "remoe": ReMoE,
     "top2": Top2,
+    "default_moe": DefaultMoE,
 }
 
 __all__ = ["METHODS", "Router", "RouterOutput", "build_router", "router_class"]

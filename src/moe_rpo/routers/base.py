@@ -93,6 +93,12 @@ class Router(nn.Module):
         adaptive coefficient) changes once per step, whatever the gradient accumulation. Such state lives in
         buffers, which checkpoints save. Default: nothing."""
 
+    def expert_feedback(self, out: RouterOutput, rows: torch.Tensor, expert_of_row: torch.Tensor) -> torch.Tensor | None:
+        """Called by the MoE layer with the experts' outputs: rows [R, C], the output of expert expert_of_row[r]
+        for a dispatched (token, slot) pair, before its weight. A router may return a term [N, C] that the layer
+        adds to its output (Default MoE: its default vectors). Default: None."""
+        return None
+
     def loss_terms(self, out: RouterOutput, task_loss: torch.Tensor,
                    baseline: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Terms to add to the mean task loss: auxiliary losses and, for routers that sample,
