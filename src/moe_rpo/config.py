@@ -13,6 +13,7 @@ from jsonschema import Draft202012Validator, validators
 TOY_EXPERIMENTS = ("routing", "collapse", "dilemma", "barrier")  # the sections under `toy`
 TRAINING_EXPERIMENTS = ("shakespeare_moe", "pretraining")  # GPTs trained from scratch, one job per method and seed
 DENSE = "dense"  # the method name of a training run without MoE layers
+TOY_DIM = 1  # the toys' routers see one constant feature (GPT features are wider)
 # Toys 1 and 3 find the best standard-reachable point by a grid search over 401^k weight vectors per
 # expert subset: k = 2 takes a fraction of a second, k = 3 gigabytes, k = 9 more memory than any machine has.
 MAX_TOY_K = 2
@@ -151,16 +152,17 @@ def _method_lists(config: dict) -> dict[str, list]:
 
 
 def _router_uses(config: dict):
-    """(key, router name, k, number of experts, feature dim) for every router an experiment builds."""
+    """(key, router name, k, number of experts, feature dim) for every router an experiment builds; toy uses have
+    feature dim 1 (TOY_DIM)."""
     toy = config["toy"]
     toy_experts = {"routing": len(toy["routing"]["experts"]), "collapse": len(toy["collapse"]["expert_optima"]),
                    "dilemma": len(toy["dilemma"]["experts"]), "barrier": len(toy["barrier"]["experts"])}
     for name, k in (("routing", toy["routing"]["ks"]), ("collapse", [toy["collapse"]["k"]]),
                     ("dilemma", [toy["dilemma"]["k"]])):
         for i, router in enumerate(toy[name]["methods"]):
-            yield from ((f"toy.{name}.methods.{i}", router, each, toy_experts[name], 1) for each in k)
+            yield from ((f"toy.{name}.methods.{i}", router, each, toy_experts[name], TOY_DIM) for each in k)
     for i, m in enumerate(toy["barrier"]["methods"]):
-        yield f"toy.barrier.methods.{i}", m["router"], m["k"], toy_experts["barrier"], 1
+        yield f"toy.barrier.methods.{i}", m["router"], m["k"], toy_experts["barrier"], TOY_DIM
     recovery_dim = config["base_model"]["model"]["n_embd"]
     recovery = config["recovery"]
     for where, methods in (("recovery.methods", recovery["methods"]),
@@ -168,7 +170,7 @@ def _router_uses(config: dict):
         for i, m in enumerate(methods):
             yield f"{where}.{i}", m["router"], m["k"], recovery["num_experts"], recovery_dim
     for i, m in enumerate(config["benchmark"]["methods"]):  # the benchmark runs each method in toy 1 and recovery
-        yield f"benchmark.methods.{i}", m["router"], m["k"], toy_experts["routing"], 1
+        yield f"benchmark.methods.{i}", m["router"], m["k"], toy_experts["routing"], TOY_DIM
         yield f"benchmark.methods.{i}", m["router"], m["k"], config["recovery"]["num_experts"], recovery_dim
     for name in TRAINING_EXPERIMENTS:
         section = config[name]
@@ -204,6 +206,11 @@ def check_routers_build(config: dict) -> None:
     named = ((f"routers.{name}", name, 1, 4, 8) for name in config["routers"])  # each named router, used or not
     checked = set()
     for where, name, k, experts, dim in (*named, *_router_uses(config)):
+        if dim == TOY_DIM and router_class(config["routers"][name]).adds_null_experts:
+            if where.startswith("benchmark."):
+                continue  # the benchmark's toy column leaves it out (benchmark_toy_settings)
+            raise ConfigError(f"{where}: router {name!r} adds null experts (MoE++), which act on token features "
+                              f"that the toys do not have; use it in recovery and the training experiments")
         if (name, k, experts, dim) in checked:
             continue
         checked.add((name, k, experts, dim))
@@ -364,8 +371,12 @@ def experiment_settings(config: dict, experiment: str) -> dict:
 
 def benchmark_toy_settings(config: dict) -> dict:
     """Toy 1 (routing) settings that run exactly the benchmark's (router, k) pairs."""
+    from moe_rpo.routers import router_class  # noqa: PLC0415  (torch: the config check has imported it already)
+
     section = _toy_run_section(config, "routing")
-    section["runs"] = config["benchmark"]["methods"]
+    # MoE++'s null experts need token features, which the toy has not: its toy column says 'not run'
+    section["runs"] = [m for m in config["benchmark"]["methods"]
+                       if not router_class(config["routers"][m["router"]]).adds_null_experts]
     section["routers"] = {m["router"]: config["routers"][m["router"]] for m in section["runs"]}
     return section
 

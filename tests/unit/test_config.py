@@ -31,7 +31,7 @@ def test_the_full_configs_benchmark_every_router_alike():
     and the example plugin router, in every column."""
     full, smoke = (yaml.safe_load((ROOT / "config" / name).read_text()) for name in ("full.yaml", "test.yaml"))
     built_in = cfg.validate({})["routers"]
-    assert {m["router"] for m in full["benchmark"]["methods"]} == set(built_in) and len(full["benchmark"]["methods"]) == 23
+    assert {m["router"] for m in full["benchmark"]["methods"]} == set(built_in) and len(full["benchmark"]["methods"]) == 24
     assert full["shakespeare_moe"]["methods"] == full["benchmark"]["methods"]
     assert smoke["benchmark"]["methods"] == full["benchmark"]["methods"] + [{"router": "cosine", "k": 1}]
     assert smoke["routers"]["cosine"]["method"] == "plugin"

@@ -10,7 +10,7 @@ import torch
 
 from moe_rpo import config as cfg
 from moe_rpo.models import GPT, GPTConfig
-from moe_rpo.routers import build_router
+from moe_rpo.routers import Router, RouterOutput, build_router
 from moe_rpo.routers.loss_free import LossFreeBalance
 from moe_rpo.routers.task_gradient import task_gradient
 from moe_rpo.training.lm import Batches, train_lm
@@ -334,3 +334,58 @@ def test_default_moe_in_forward_adds_the_default_term():
     sparse = moe_layer({"method": "softmax_topk"}).eval()(x)[0]
     unused = routing.probs * ~routing.selected()
     torch.testing.assert_close(y - sparse, (unused @ layer.router.default_vectors).view(2, 8, 16))
+
+
+# --- MoE++ null experts ---------------------------------------------------------------------------------------
+
+def test_moe_plus_plus_pools_null_experts_after_the_ffn_experts():
+    router = build_router({"method": "moe_plus_plus", "zero": 1, "copy": 1, "constant": 2}, DIM, EXPERTS, 2)
+    assert router.num_experts == EXPERTS + 4 and router.null_kinds == ("zero", "copy", "constant", "constant")
+    assert router.gate.weight.shape == (EXPERTS + 4, DIM)
+    with pytest.raises(ValueError, match="at least one"):
+        build_router({"method": "moe_plus_plus", "zero": 0, "copy": 0, "constant": 0}, DIM, EXPERTS, 2)
+
+
+class Fixed(Router):
+    """Sends every token to the given pool indices with the given weights."""
+
+    def __init__(self, pool, experts, weights):
+        super().__init__(16, pool, len(experts))
+        self.chosen, self.chosen_weights = torch.tensor(experts), torch.tensor(weights)
+
+    def forward(self, x, token_ids=None):
+        n = len(x)
+        return RouterOutput(experts=self.chosen.expand(n, -1), weights=self.chosen_weights.expand(n, -1),
+                            probs=torch.full((n, self.num_experts), 1 / self.num_experts))
+
+
+@pytest.mark.parametrize("slots, weights, expected", [
+    ([EXPERTS, EXPERTS + 1], [0.7, 0.4], lambda x, layer: 0.4 * x),  # zero expert: nothing; copy expert: the token
+    ([0, EXPERTS], [0.5, 0.5], lambda x, layer: 0.5 * layer.experts(x, torch.zeros(len(x), dtype=torch.long),
+                                                                     torch.full((EXPERTS,), len(x)))),
+])
+def test_null_experts_compute_zero_and_copy(slots, weights, expected):
+    layer = moe_layer({"method": "moe_plus_plus", "zero": 1, "copy": 1, "constant": 1}).eval()
+    layer.router = Fixed(layer.router.num_experts, slots, weights)
+    x = torch.randn(1, 8, 16)
+    y, _ = layer(x)
+    torch.testing.assert_close(y.view(8, 16), expected(x.view(8, 16), layer))
+
+
+def test_constant_expert_mixes_the_token_with_its_trained_vector():
+    layer = moe_layer({"method": "moe_plus_plus", "zero": 0, "copy": 0, "constant": 1}).eval()
+    layer.router = Fixed(layer.router.num_experts, [EXPERTS], [2.0])
+    x = torch.randn(1, 8, 16)
+    y, _ = layer(x)
+    nulls = layer.null_experts
+    a = torch.softmax(nulls.mixers(x.view(8, 16)), -1)
+    torch.testing.assert_close(y.view(8, 16), 2.0 * (a[:, :1] * x.view(8, 16) + a[:, 1:] * nulls.vectors[0]))
+    y.sum().backward()
+    assert nulls.vectors.grad.abs().sum() > 0 and nulls.mixers.weight.grad.abs().sum() > 0
+
+
+def test_the_toys_refuse_null_experts_and_the_benchmark_toy_column_skips_them():
+    with pytest.raises(cfg.ConfigError, match="toy.routing.methods.0: router 'moe_plus_plus' adds null experts"):
+        cfg.validate({"toy": {"routing": {"methods": ["moe_plus_plus"]}}})
+    config = cfg.validate({"benchmark": {"methods": [{"router": "standard", "k": 1}, {"router": "moe_plus_plus", "k": 2}]}})
+    assert cfg.benchmark_toy_settings(config)["runs"] == [{"router": "standard", "k": 1}]

@@ -29,6 +29,7 @@ SPECS = {
     "remoe": {"method": "remoe"},
     "top2": {"method": "top2"},
     "default_moe": {"method": "default_moe"},
+    "moe_plus_plus": {"method": "moe_plus_plus"},
 }
 # Methods that differ from "k experts per token, the top k of probs" by design, by their class traits
 # (tests/test_survey_routers.py checks their own rules):
@@ -63,7 +64,8 @@ def test_output_shapes_and_selection(method, k, training):
     assert out.experts.shape == (TOKENS, slots) and out.experts.dtype == torch.long
     assert out.weights.shape == (TOKENS, slots)
     assert out.mask is None or (out.mask.shape == (TOKENS, slots) and (out.weights[~out.mask] == 0).all())
-    assert out.probs.shape == (TOKENS, EXPERTS)
+    assert router.num_experts == EXPERTS + len(router.null_kinds)  # MoE++ pools null experts after the FFN ones
+    assert out.probs.shape == (TOKENS, router.num_experts)
     torch.testing.assert_close(out.probs.sum(-1), torch.ones(TOKENS))
     assert all(len(set(row.tolist())) == slots for row in out.experts), "selected experts must be distinct"
     samples = METHODS[method].samples and training

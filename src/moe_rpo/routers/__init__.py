@@ -13,6 +13,7 @@ from moe_rpo.routers.expert_choice import ExpertChoice
 from moe_rpo.routers.fixed_random import FixedRandom
 from moe_rpo.routers.hashing import Hash
 from moe_rpo.routers.jitter import Jitter
+from moe_rpo.routers.moe_plus_plus import MoEPlusPlus
 from moe_rpo.routers.loss_free import LossFreeBalance
 from moe_rpo.routers.noisy_topk import NoisyTopK
 from moe_rpo.routers.plugin import PLUGIN, load_class
@@ -44,6 +45,7 @@ METHODS: dict[str, type[Router]] = {
     "remoe": ReMoE,
     "top2": Top2,
     "default_moe": DefaultMoE,
+    "moe_plus_plus": MoEPlusPlus,
 }
 
 __all__ = ["METHODS", "Router", "RouterOutput", "build_router", "router_class"]

@@ -66,6 +66,8 @@ class Router(nn.Module):
     random_selection: bool = False  # True: while training, the selection is drawn beyond the top k of probs, with no
     # log-probability (the gradient comes through the weights, not REINFORCE)
     options: dict[str, Option] = {}  # the constructor's config options: description and range (routers/options.py)
+    adds_null_experts: bool = False  # True: its pool ends with zero-computation experts (MoE++), listed per instance
+    null_kinds: tuple[str, ...] = ()  # in `null_kinds`, that the MoE layer builds after its FFN experts
 
     def __init__(self, dim: int, num_experts: int, k: int):
         super().__init__()

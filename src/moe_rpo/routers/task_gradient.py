@@ -20,7 +20,9 @@ def task_gradient(spec: dict, k: int, num_experts: int = 4, dim: int = 16, token
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(tokens, dim, generator=gen)
     token_ids = torch.randint(0, VOCAB, (tokens,), generator=gen)
-    expert_outputs = torch.randn(tokens, num_experts, dim, generator=gen)
+    with torch.random.fork_rng():
+        pool = build_router(spec, dim, num_experts, k).num_experts  # MoE++ pools null experts after the FFN ones
+    expert_outputs = torch.randn(tokens, pool, dim, generator=gen)
     gradients = []
     for target in torch.randn(2, tokens, dim, generator=gen):
         with torch.random.fork_rng():
