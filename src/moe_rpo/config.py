@@ -175,8 +175,9 @@ def _router_uses(config: dict):
     for name in TRAINING_EXPERIMENTS:
         section = config[name]
         for i, m in enumerate(section["methods"]):
-            if m["router"] != DENSE:
-                yield f"{name}.methods.{i}", m["router"], m["k"], section["num_experts"], section["model"]["n_embd"]
+            if m["router"] != DENSE:  # fine-grained experts: granularity times the experts and the k
+                yield (f"{name}.methods.{i}", m["router"], m["k"] * section["granularity"],
+                       section["num_experts"] * section["granularity"], section["model"]["n_embd"])
 
 
 def check_routers_build(config: dict) -> None:
@@ -260,6 +261,9 @@ def check_references(config: dict) -> None:
         if section["moe_layers"] != "all" and max(section["moe_layers"]) >= section["model"]["n_layer"]:
             raise ConfigError(f"{name}.moe_layers: {section['moe_layers']} names a block the model "
                               f"(n_layer={section['model']['n_layer']}) does not have")
+        if (4 * section["model"]["n_embd"]) % section["granularity"]:
+            raise ConfigError(f"{name}.granularity: {section['granularity']} does not divide the experts' hidden width "
+                              f"4 * model.n_embd = {4 * section['model']['n_embd']}")
         if section["train"]["block_size"] > section["model"]["block_size"]:
             raise ConfigError(f"{name}.train.block_size: {section['train']['block_size']} exceeds model.block_size "
                               f"{section['model']['block_size']}")

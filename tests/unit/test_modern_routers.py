@@ -389,3 +389,43 @@ def test_the_toys_refuse_null_experts_and_the_benchmark_toy_column_skips_them():
         cfg.validate({"toy": {"routing": {"methods": ["moe_plus_plus"]}}})
     config = cfg.validate({"benchmark": {"methods": [{"router": "standard", "k": 1}, {"router": "moe_plus_plus", "k": 2}]}})
     assert cfg.benchmark_toy_settings(config)["runs"] == [{"router": "standard", "k": 1}]
+
+
+# --- DeepSeekMoE's fine-grained and shared experts ------------------------------------------------------------
+
+def fine_grained(granularity, shared=0, seed=0):
+    torch.manual_seed(seed)
+    return GPT(GPTConfig(vocab_size=VOCAB, block_size=8, n_layer=1, n_head=2, n_embd=16, moe_layers=(0,),
+                         num_experts=EXPERTS, k=1, granularity=granularity, shared_experts=shared))
+
+
+def expert_weights(model):
+    experts = model.transformer.h[0].mlp.experts
+    return experts.c_fc.numel() + experts.c_proj.numel()
+
+
+def test_fine_grained_experts_keep_the_parameters_and_the_active_flops():
+    coarse, fine = fine_grained(1), fine_grained(4)
+    layer = fine.transformer.h[0].mlp
+    assert len(layer.experts) == 4 * EXPERTS and layer.router.k == 4 and layer.experts.c_fc.shape[1] == 16
+    assert expert_weights(fine) == expert_weights(coarse)  # the same expert weights in all
+    x = torch.randint(0, VOCAB, (2, 8))
+    out = fine(x, x)
+    assert out.routing[0].experts.shape == (16, 4)  # 4 experts of a quarter width: one coarse expert's FLOPs
+
+
+def test_shared_experts_process_every_token():
+    model = fine_grained(2, shared=1).eval()
+    layer = model.transformer.h[0].mlp
+    assert layer.shared.c_fc.out_features == 32  # one expert of the split size (4 * 16 / 2)
+    x = torch.randn(1, 8, 16)
+    with_shared, _ = layer(x)
+    shared_out = layer.shared(x.view(8, 16))
+    layer.shared = None
+    without, _ = layer(x)
+    torch.testing.assert_close(with_shared.view(8, 16), without.view(8, 16) + shared_out)
+
+
+def test_granularity_must_divide_the_hidden_width():
+    with pytest.raises(cfg.ConfigError, match="shakespeare_moe.granularity: 3 does not divide"):
+        cfg.validate({"shakespeare_moe": {"granularity": 3}})

@@ -231,3 +231,11 @@ def test_every_job_of_the_report_has_a_distinct_record():
     routerless = {job.record for job in EXPERIMENTS["routerless"].jobs(c)}
     assert routerless <= {job.record for job in EXPERIMENTS["shakespeare_moe"].jobs(c)}  # derived, not rerun
     assert len({job.record for job in jobs}) == len({job.key for job in jobs})
+
+
+def test_a_shakespeare_run_with_fine_grained_and_shared_experts(corpus):
+    section = {**TINY, "granularity": 2, "shared_experts": 1,
+               "methods": config()["shakespeare_moe"]["methods"]}
+    settings = cfg.training_run_settings(config(shakespeare_moe=section), "shakespeare_moe", "standard_k1")
+    result = scratch.run(settings, 0, corpus)
+    assert result["final"]["gini"] is not None and len(result["history"][-1]["layers"][0]["load"]) == 8

@@ -25,7 +25,8 @@ def build_model(settings: dict, method: dict, vocab_size: int, seed: int) -> GPT
         n_layer = model["n_layer"]
         layers = range(n_layer) if settings["moe_layers"] == "all" else settings["moe_layers"]
         model |= {"moe_layers": tuple(layers), "num_experts": settings["num_experts"], "k": method["k"],
-                  "router": dict(settings["routers"][method["router"]])}
+                  "router": dict(settings["routers"][method["router"]]), "granularity": settings["granularity"],
+                  "shared_experts": settings["shared_experts"]}
     torch.manual_seed(seed)
     return GPT(GPTConfig(**model))
 

@@ -28,6 +28,10 @@ class GPTConfig:
     num_experts: int = 4
     k: int = 1
     router: dict = field(default_factory=lambda: {"method": "softmax_topk"})
+    # DeepSeekMoE: each expert split into `granularity` experts of that fraction of the hidden width, each token
+    # routed to granularity * k of them (same FLOPs); `shared_experts` always-on experts of the split size
+    granularity: int = 1
+    shared_experts: int = 0
 
 
 @dataclass
@@ -61,11 +65,13 @@ class CausalSelfAttention(nn.Module):
 
 class MLP(nn.Module):
 
-    def __init__(self, config: GPTConfig):
+    def __init__(self, config: GPTConfig, hidden: int | None = None):
+        """hidden: the hidden width (default 4 * n_embd; a fine-grained or shared expert's is smaller)."""
         super().__init__()
-        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        hidden = 4 * config.n_embd if hidden is None else hidden
+        self.c_fc = nn.Linear(config.n_embd, hidden, bias=config.bias)
         self.gelu = nn.GELU(approximate="tanh")  # GPT-2's "gelu_new"
-        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(hidden, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -81,8 +87,15 @@ class Block(nn.Module):
         self.attn = CausalSelfAttention(config)
         self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
         if moe:
-            experts = [MLP(config) for _ in range(config.num_experts)]
-            self.mlp = MoE(experts, build_router(config.router, config.n_embd, config.num_experts, config.k))
+            m = config.granularity
+            if (4 * config.n_embd) % m:
+                raise ValueError(f"granularity={m} must divide the MLP's hidden width 4 * n_embd = {4 * config.n_embd}")
+            hidden = 4 * config.n_embd // m
+            experts = [MLP(config, hidden) for _ in range(config.num_experts * m)]
+            router = build_router(config.router, config.n_embd, config.num_experts * m, config.k * m)
+            # n shared experts of the split size are one MLP n times as wide (the same function)
+            shared = MLP(config, hidden * config.shared_experts) if config.shared_experts else None
+            self.mlp = MoE(experts, router, shared)
         else:
             self.mlp = MLP(config)
 

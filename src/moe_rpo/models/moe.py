@@ -22,8 +22,9 @@ class MoE(nn.Module):
     The router always computes in float32 (or float64), outside any autocast (the Switch Transformer's selective
     precision): routing decisions and their log-probabilities stay exact under bf16 training."""
 
-    def __init__(self, experts: list[nn.Module], router: Router):
-        """experts: GPT-2 MLPs, whose weights are copied into one stacked Experts module."""
+    def __init__(self, experts: list[nn.Module], router: Router, shared: nn.Module | None = None):
+        """experts: GPT-2 MLPs, whose weights are copied into one stacked Experts module; shared: an MLP every
+        token goes through besides its routed experts (DeepSeekMoE's shared experts), or None."""
         super().__init__()
         if len(experts) + len(router.null_kinds) != router.num_experts:
             raise ValueError(f"{len(experts)} experts and {len(router.null_kinds)} null experts, but the router "
@@ -32,6 +33,7 @@ class MoE(nn.Module):
         self.router = router
         # MoE++'s zero-computation experts, after the FFN experts in the router's pool
         self.null_experts = NullExperts(router.null_kinds, experts[0].c_fc.weight.shape[1]) if router.null_kinds else None
+        self.shared = shared
 
     def forward(self, x: torch.Tensor, token_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, RouterOutput]:
         """x: [B, T, C]; token_ids: [B, T] vocabulary ids, for routers that route by token."""
@@ -55,6 +57,8 @@ class MoE(nn.Module):
         out = rows * routing.weights.reshape(-1)[slot_of_row, None]
         y = out.new_zeros(B * T * k, C).index_copy(0, slot_of_row, out)  # back in slot order; off slots stay 0
         y = y.view(B * T, k, C).sum(1)
+        if self.shared is not None:
+            y = y + self.shared(tokens).to(y.dtype)
         if self.null_experts is not None:
             y = y + self.null_experts(tokens, null_weights(routing, num_experts, len(self.null_experts))).to(y.dtype)
         feedback = self.router.expert_feedback(routing, rows, expert_of_row)
