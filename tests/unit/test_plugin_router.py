@@ -87,3 +87,29 @@ def test_a_good_plugin_passes_the_check(plugin_module):
                                                 "options": {"scale": 2.0}}},
                            "benchmark": {"methods": [{"router": "mine", "k": 2}]}})
     assert build_router(config["routers"]["mine"], 8, 4, 2).k == 2
+
+
+def test_the_readmes_walk_through_builds_a_checked_plugin_router(tmp_path, monkeypatch):
+    """README 'Bring your own router': its module in a package of its own, its config over the defaults."""
+    import yaml
+
+    from conftest import ROOT
+
+    section = (ROOT / "README.md").read_text().split("### Bring your own router\n", 1)[1].split("\n### ", 1)[0]
+    module = section.split("```python\n", 1)[1].split("\n```", 1)[0]
+    config_text = section.split("```yaml\n", 1)[1].split("\n```", 1)[0]
+    package = tmp_path / "my_package"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "my_module.py").write_text(module)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        (tmp_path / "my_benchmark.yaml").write_text(config_text)
+        config = cfg.validate(cfg.load(ROOT / "config/config.yaml", tmp_path / "my_benchmark.yaml"))
+        router = build_router(config["routers"]["mine"], 8, 4, 1)
+        assert type(router).__name__ == "MyRouter" and router.temperature == 0.5
+        assert {"router": "mine", "k": 1} in cfg.benchmark_toy_settings(config)["runs"]
+        assert yaml.safe_load(config_text)["routers"]["mine"]["target"] == "my_package.my_module:MyRouter"
+    finally:
+        for name in ("my_package", "my_package.my_module"):
+            sys.modules.pop(name, None)
