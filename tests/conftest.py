@@ -75,3 +75,22 @@ def finished(tmp_path_factory) -> Path:
             assert result.returncode == 0, result.stderr[-4000:]
             (shared / "pipeline.done").touch()
     return workdir
+
+
+class Killed(Exception):
+    """Stands for a kill in the middle of a training run."""
+
+
+def kill_at_batch(monkeypatch, batch: int) -> None:
+    """Make training die when it draws its `batch`-th training batch (1-based); undo with monkeypatch.undo()."""
+    from moe_rpo.training.lm import Batches
+
+    calls, original = {"n": 0}, Batches.next
+
+    def dying_next(self):
+        calls["n"] += 1
+        if calls["n"] == batch:
+            raise Killed
+        return original(self)
+
+    monkeypatch.setattr(Batches, "next", dying_next)

@@ -1,6 +1,7 @@
 """Data-parallel LM training under torchrun (gloo, 2 CPU processes) against one process with the same global
 batch: dense, MoE (joint softmax top-2; top-1 of 16 experts with a frozen router, so that experts go unused on
-a rank or on both; hash routing, a router with buffers and no parameters) and E/M alternation (EM); RPO
+a rank or on both; hash routing, a router with buffers and no parameters; loss-free balancing, whose bias follows
+the global batch's loads) and E/M alternation (EM); RPO
 checkpoints written by rank 0 only and resumed exactly; the error for a global batch the ranks cannot share;
 the base-model command writing its outputs once; a rule with `train.processes: 2` launching torchrun.
 
@@ -34,6 +35,7 @@ CASES = {  # name: (GPTConfig fields, whether the routers are frozen)
     "em": ({**MOE, "router": {"method": "em", "e_steps": 2, "m_steps": 1}}, False),
     "hash": ({"moe_layers": (0, 1), "num_experts": 4, "k": 1, "router": {"method": "hash"}}, False),
     "rpo": ({**MOE, "router": {"method": "rpo", "weight_std": 0.2}}, False),
+    "loss_free": ({**MOE, "router": {"method": "loss_free", "update_rate": 0.05}}, False),  # its bias: a buffer
 }
 
 
@@ -64,7 +66,8 @@ def params(model):
 def train(case, **kwargs):
     model = make_model(case)
     history = train_lm(model, *tokens(), settings(), seed=SEED, **kwargs)
-    return {"history": history, "params": params(model)}
+    return {"history": history, "params": params(model),
+            "buffers": {name: b.clone() for name, b in model.named_buffers()}}
 
 
 def expert_usage(model):
@@ -81,7 +84,7 @@ def worker(out: Path) -> None:
     """What each torchrun process does; saves OUT/rank<r>.pt."""
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(1)
-    results = {name: train(name) for name in ("dense", "moe", "em", "hash")}
+    results = {name: train(name) for name in ("dense", "moe", "em", "hash", "loss_free")}
 
     model, original_next = make_model("sparse"), Batches.next
     usage = expert_usage(model)
@@ -134,11 +137,13 @@ def assert_same_history(ddp, one):
                 assert np.allclose(got_layer[key], value, atol=1e-4), key
 
 
-@pytest.mark.parametrize("case", ["dense", "moe", "sparse", "em", "hash"])
+@pytest.mark.parametrize("case", ["dense", "moe", "sparse", "em", "hash", "loss_free"])
 def test_two_processes_train_like_one_with_the_same_global_batch(ranks, case):
     one = train(case)
     ddp = ranks[0][case]
     assert max_difference(ddp["params"], one["params"]) < ATOL
+    for name, value in one.get("buffers", {}).items():  # the balancing bias: updated from the global batch's loads
+        assert all(torch.equal(rank[case]["buffers"][name], value) for rank in ranks), name
     assert_same_history(ddp["history"], one["history"])
     assert ranks[1][case]["history"] == ddp["history"]  # every rank returns the same numbers
     assert all(torch.equal(ranks[1][case]["params"][name], value) for name, value in ddp["params"].items())

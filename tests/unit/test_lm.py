@@ -25,7 +25,7 @@ from moe_rpo.models import GPT, GPTConfig, load_gpt, recovery_model, save_gpt
 from moe_rpo.tables import design_table, recovery_tables
 from moe_rpo.training import lm
 from moe_rpo.training.lm import Batches, lr_at, pick_device, train_lm
-from conftest import ROOT
+from conftest import ROOT, Killed, kill_at_batch
 
 VOCAB = 64
 
@@ -92,29 +92,16 @@ def test_pretraining_lowers_the_loss(tokens):
     assert history[0]["layers"] == []  # a dense model has no routing metrics
 
 
-class Killed(Exception):
-    pass
-
-
 @pytest.mark.parametrize("make_model", [rpo_recovery, tiny_gpt], ids=["rpo-recovery", "dense"])
 def test_resume_after_a_kill_gives_the_uninterrupted_result(tokens, tmp_path, monkeypatch, make_model):
     """Die at step 7 (after the checkpoint at step 6), restart: the same history as one uninterrupted run."""
     uninterrupted = train_lm(make_model(), *tokens, settings(), seed=3)
-    calls = {"n": 0}
-    original = Batches.next
-
-    def dying_next(self):
-        calls["n"] += 1
-        if calls["n"] == 8:
-            raise Killed
-        return original(self)
-
     checkpoint = tmp_path / "run.pt"
-    monkeypatch.setattr(Batches, "next", dying_next)
+    kill_at_batch(monkeypatch, 8)
     with pytest.raises(Killed):
         train_lm(make_model(), *tokens, settings(), seed=3, checkpoint=checkpoint, fingerprint="a")
     assert torch.load(checkpoint, weights_only=False)["step"] == 6
-    monkeypatch.setattr(Batches, "next", original)
+    monkeypatch.undo()
     resumed = train_lm(make_model(), *tokens, settings(), seed=3, checkpoint=checkpoint, fingerprint="a")
     assert resumed == uninterrupted
 

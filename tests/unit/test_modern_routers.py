@@ -13,7 +13,8 @@ from moe_rpo.models import GPT, GPTConfig
 from moe_rpo.routers import Router, RouterOutput, build_router
 from moe_rpo.routers.loss_free import LossFreeBalance
 from moe_rpo.routers.task_gradient import task_gradient
-from moe_rpo.training.lm import Batches, train_lm
+from moe_rpo.training.lm import train_lm
+from conftest import Killed, kill_at_batch
 
 DIM, EXPERTS, VOCAB = 8, 4, 32
 
@@ -225,31 +226,19 @@ def test_loss_free_bias_is_updated_once_per_optimizer_step_in_training(tokens, m
     assert torch.allclose(moves, moves.round(), atol=1e-4) and moves.abs().sum() > 0 and moves.abs().max() <= 9
 
 
-class Killed(Exception):
-    pass
-
-
 @pytest.mark.parametrize("router", [LOSS_FREE, {"method": "remoe", "l1_coef_init": 1e-2}], ids=["loss-free", "remoe"])
 def test_router_state_survives_a_kill_and_resume_bit_equal(tokens, tmp_path, monkeypatch, router):
     """marin #8972 / torchtitan #1222: the checkpoint carries the router's buffers, so a resumed run ends with the
     same buffers and history as one uninterrupted run."""
     whole = moe_gpt(router)
     uninterrupted = train_lm(whole, *tokens, train_settings(), seed=3)
-    calls, original = {"n": 0}, Batches.next
-
-    def dying_next(self):
-        calls["n"] += 1
-        if calls["n"] == 8:
-            raise Killed
-        return original(self)
-
     checkpoint = tmp_path / "run.pt"
-    monkeypatch.setattr(Batches, "next", dying_next)
+    kill_at_batch(monkeypatch, 8)  # after the checkpoint of step 6
     with pytest.raises(Killed):
         train_lm(moe_gpt(router), *tokens, train_settings(), seed=3, checkpoint=checkpoint, fingerprint="a")
     saved = torch.load(checkpoint, weights_only=True)["buffers"]
     assert any(value.abs().sum() > 0 for value in saved.values())  # a moved bias or coefficient, not zeros
-    monkeypatch.setattr(Batches, "next", original)
+    monkeypatch.undo()
     resumed_model = moe_gpt(router)
     resumed = train_lm(resumed_model, *tokens, train_settings(), seed=3, checkpoint=checkpoint, fingerprint="a")
     assert resumed == uninterrupted
