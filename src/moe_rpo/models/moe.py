@@ -14,10 +14,15 @@ class MoE(nn.Module):
     """y(x) = sum over the k selected experts e of weight_e(x) * expert_e(x), computed sparsely:
     each expert runs only on the tokens routed to it (slots the router switched off are skipped).
 
-    Dispatch without a host sync (for routers that switch no slot off): the (token, slot) pairs are sorted by
-    expert (a stable sort), the tokens gathered once in that order, the experts run on their row groups
-    (models/experts.py: grouped_mm on a GPU, one expert after another on the CPU), and each token's k outputs are put back in slot order and summed by a
-    reshape, a fixed order of additions (no atomics: the same result on every run, on a GPU too).
+    Dispatch without a host sync (for routers that switch no slot off and have no null experts): the (token, slot)
+    pairs are sorted by expert (a stable sort), the tokens gathered once in that order, the experts run on their
+    row groups (models/experts.py: grouped_mm on a GPU, one expert after another on the CPU), and each token's k
+    outputs are put back in slot order and summed by a reshape, a fixed order of additions (no atomics: the same
+    result on every run, on a GPU too).
+
+    Three optional terms are added to that sum: shared experts that every token goes through (DeepSeekMoE), the
+    null experts of a router that pools them after the FFN experts (MoE++, run densely: they cost no MLP), and
+    whatever the router returns from the experts' outputs (Router.expert_feedback: Default MoE).
 
     The router always computes in float32 (or float64), outside any autocast (the Switch Transformer's selective
     precision): routing decisions and their log-probabilities stay exact under bf16 training."""
@@ -53,15 +58,15 @@ class MoE(nn.Module):
         if routing.mask is not None or self.null_experts is not None:
             rows = int(ends[-1])  # the one host sync, for routers that switch slots off or use null experts
             expert_of_row, slot_of_row = expert_of_row[:rows], slot_of_row[:rows]
-        rows = self.experts(tokens[slot_of_row.div(k, rounding_mode="floor")], expert_of_row, ends)
-        out = rows * routing.weights.reshape(-1)[slot_of_row, None]
+        expert_out = self.experts(tokens[slot_of_row.div(k, rounding_mode="floor")], expert_of_row, ends)
+        out = expert_out * routing.weights.reshape(-1)[slot_of_row, None]
         y = out.new_zeros(B * T * k, C).index_copy(0, slot_of_row, out)  # back in slot order; off slots stay 0
         y = y.view(B * T, k, C).sum(1)
         if self.shared is not None:
             y = y + self.shared(tokens).to(y.dtype)
         if self.null_experts is not None:
             y = y + self.null_experts(tokens, null_weights(routing, num_experts, len(self.null_experts))).to(y.dtype)
-        feedback = self.router.expert_feedback(routing, rows, expert_of_row)
+        feedback = self.router.expert_feedback(routing, expert_out, expert_of_row)
         if feedback is not None:  # a term the router adds (Default MoE's default vectors)
             y = y + feedback.to(y.dtype)
         return y.view(B, T, C).to(x.dtype), routing
