@@ -286,7 +286,8 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
                  "[95% t interval] over seeds; columns sort by a click on their header."),
         section="benchmark", jobs=benchmark_jobs,
         tables=("lm_benchmark_quality", "lm_benchmark_balance", "lm_benchmark_routing", "lm_benchmark_values"),
-        shown=("lm_benchmark_quality", "lm_benchmark_balance", "lm_benchmark_routing"), figures=("lm_benchmark",), make_tables="moe_rpo.tables:benchmark_tables",
+        shown=("lm_benchmark_quality", "lm_benchmark_balance", "lm_benchmark_routing"),
+        figures=("lm_benchmark", "lm_benchmark_coactivation"), make_tables="moe_rpo.tables:benchmark_tables",
         draw="moe_rpo.figures.training:draw_benchmark", view=_benchmark_view,
         facts="moe_rpo.report.render:benchmark_facts", on_base_model=True),
 ]}

@@ -88,3 +88,14 @@ def test_counterfactual_regret_is_zero_when_every_route_is_the_same_and_positive
     assert counterfactual_regret(moe({"method": "softmax_topk"}), TOKENS, SETTINGS, device) > 0
     dense = GPT(GPTConfig(vocab_size=VOCAB, block_size=8, n_layer=1, n_head=2, n_embd=16))
     assert counterfactual_regret(dense, TOKENS, SETTINGS, device) is None
+
+
+def test_coactivation_rows_average_over_the_seeds_where_the_expert_was_used():
+    from moe_rpo.figures.training import _mean_over_using_seeds
+
+    seed0 = np.array([[1.0, 0.5, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 0.0]])  # expert 2 unused
+    seed1 = np.array([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0], [0.5, 0.0, 1.0]])
+    mean = _mean_over_using_seeds(np.array([seed0, seed1]))
+    np.testing.assert_allclose(mean[:2], [[1.0, 0.25, 0.5], [0.5, 1.0, 0.0]])
+    np.testing.assert_allclose(mean[2], seed1[2])  # only the seed that used it
+    assert np.isnan(_mean_over_using_seeds(np.array([seed0]))[2]).all()  # never used: a blank row

@@ -110,6 +110,45 @@ def benchmark_figure(table: pd.DataFrame, out_dir) -> list:
     return save(fig, out_dir, "lm_benchmark")
 
 
+def coactivation_figure(records: list[dict], out_dir) -> list:
+    """Expert co-activation of every Shakespeare arm whose tokens use more than one expert: C[i][j], the share
+    of expert i's tokens that expert j also processes (mean over seeds and MoE layers); one heatmap per arm."""
+    use_style()
+    by_arm = {}
+    for record in records:
+        result = record["result"]
+        if record["experiment"] == "shakespeare_moe" and result["final"]["coactivation"] is not None:
+            by_arm.setdefault(_label(result["router"], result["k"]), []).append(result["final"]["coactivation"])
+    arms = {arm: _mean_over_using_seeds(np.array(mats)) for arm, mats in by_arm.items()}
+    arms = {arm: m for arm, m in arms.items() if np.nanmax(m * (1 - np.eye(len(m)))) > 0}  # k = 1 arms: identity
+    if not arms:
+        fig, ax = plt.subplots(figsize=(6, 1.2))
+        ax.axis("off")
+        ax.text(0.5, 0.5, "no Shakespeare arm sends a token to more than one expert", ha="center", va="center")
+        return save(fig, out_dir, "lm_benchmark_coactivation")
+    columns = min(4, len(arms))
+    rows = -(-len(arms) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 3 * rows), layout="constrained", squeeze=False)
+    for ax, (arm, matrix) in zip(axes.flat, arms.items()):
+        sns.heatmap(matrix, vmin=0, vmax=1, cmap="Blues", annot=len(matrix) <= 8, fmt=".2f", cbar=False, square=True,
+                    annot_kws={"fontsize": 6}, ax=ax)
+        ax.set(title=arm, xlabel="also expert j", ylabel="tokens of expert i")
+    for ax in list(axes.flat)[len(arms):]:
+        ax.axis("off")
+    fig.suptitle("Expert co-activation on the Shakespeare validation windows: the share of expert i's tokens that\n"
+                 "expert j also processes (mean over MoE layers, and over the seeds where expert i got tokens)")
+    return save(fig, out_dir, "lm_benchmark_coactivation")
+
+
+def _mean_over_using_seeds(matrices: np.ndarray) -> np.ndarray:
+    """[E, E] from [seeds, E, E]: row i averaged over the seeds whose expert i got tokens (diagonal > 0); NaN
+    (a blank row) where it never did."""
+    used = np.diagonal(matrices, axis1=1, axis2=2) > 0  # [seeds, E]
+    total = (matrices * used[:, :, None]).sum(0)
+    with np.errstate(invalid="ignore"):
+        return total / used.sum(0)[:, None]
+
+
 def draw_training(experiment, inputs) -> list:
     """The curves (of `view['curve_methods']`, or every method) and final losses of a training experiment."""
     title, shown_methods = inputs.view["title"], inputs.view["curve_methods"]
@@ -125,4 +164,5 @@ def draw_routerless(experiment, inputs) -> list:
 
 
 def draw_benchmark(experiment, inputs) -> list:
-    return benchmark_figure(pd.read_csv(inputs.tables["lm_benchmark_values"]), inputs.out_dir)
+    return (benchmark_figure(pd.read_csv(inputs.tables["lm_benchmark_values"]), inputs.out_dir)
+            + coactivation_figure([read_json(path) for path in inputs.runs], inputs.out_dir))
