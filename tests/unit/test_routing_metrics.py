@@ -99,3 +99,16 @@ def test_coactivation_rows_average_over_the_seeds_where_the_expert_was_used():
     np.testing.assert_allclose(mean[:2], [[1.0, 0.25, 0.5], [0.5, 1.0, 0.0]])
     np.testing.assert_allclose(mean[2], seed1[2])  # only the seed that used it
     assert np.isnan(_mean_over_using_seeds(np.array([seed0]))[2]).all()  # never used: a blank row
+
+
+def test_coactivation_figure_reads_only_the_shakespeare_runs_among_the_benchmarks_records(tmp_path):
+    from moe_rpo.figures.training import coactivation_figure
+
+    def shakespeare(router, k, matrix):
+        return {"experiment": "shakespeare_moe", "result": {"router": router, "k": k, "final": {"coactivation": matrix}}}
+
+    records = [{"experiment": "routing", "records": []}, {"experiment": "recovery", "runs": {}},
+               shakespeare("standard", 1, np.eye(2).tolist()), shakespeare("standard", 2, [[1.0, 0.5], [1.0, 1.0]])]
+    written = coactivation_figure(records, tmp_path)
+    assert [path.name for path in written] == ["lm_benchmark_coactivation.png", "lm_benchmark_coactivation.pdf"]
+    assert written[0].stat().st_size > 1000

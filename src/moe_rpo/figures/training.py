@@ -116,8 +116,8 @@ def coactivation_figure(records: list[dict], out_dir) -> list:
     use_style()
     by_arm = {}
     for record in records:
-        result = record["result"]
-        if record["experiment"] == "shakespeare_moe" and result["final"]["coactivation"] is not None:
+        if record["experiment"] == "shakespeare_moe" and record["result"]["final"]["coactivation"] is not None:
+            result = record["result"]
             by_arm.setdefault(_label(result["router"], result["k"]), []).append(result["final"]["coactivation"])
     arms = {arm: _mean_over_using_seeds(np.array(mats)) for arm, mats in by_arm.items()}
     arms = {arm: m for arm, m in arms.items() if np.nanmax(m * (1 - np.eye(len(m)))) > 0}  # k = 1 arms: identity
