@@ -16,7 +16,7 @@ METHOD_LABELS = {"standard": "standard", "standard_normalized": "standard (norma
                  "hash_balanced": "hash (balanced)", "fixed_random": "fixed random", "dselect_k": "DSelect-k",
                  "base": "BASE", "expert_choice": "Expert Choice", "loss_free": "loss-free balancing",
                  "deepseek_v3": "DeepSeek-V3 gate", "remoe": "ReMoE", "gshard_top2": "GShard top-2",
-                 "gumbel_top2": "Gumbel top-2"}
+                 "gumbel_top2": "Gumbel top-2", "default_moe": "Default MoE", "moe_plus_plus": "MoE++"}
 
 
 def use_style() -> None:

@@ -136,7 +136,8 @@ def coactivation_figure(records: list[dict], out_dir) -> list:
     for ax in list(axes.flat)[len(arms):]:
         ax.axis("off")
     fig.suptitle("Expert co-activation on the Shakespeare validation windows: the share of expert i's tokens that\n"
-                 "expert j also processes (mean over MoE layers, and over the seeds where expert i got tokens)")
+                 "expert j also processes (mean over MoE layers, and over the seeds where expert i got tokens;\n"
+                 "MoE++'s null experts follow its FFN experts: zero, copy, constant)")
     return save(fig, out_dir, "lm_benchmark_coactivation")
 
 
