@@ -314,3 +314,29 @@ def test_every_router_method_sees_the_same_experts(base):
     for get in experts:
         assert all(torch.equal(v, get(b)[key]) for key, v in get(a).items())
         assert not all(torch.equal(v, get(c)[key]) for key, v in get(a).items())
+
+
+def test_a_padded_vocabulary_gives_the_unpadded_models_logits_and_loss():
+    torch.manual_seed(0)
+    plain = GPT(GPTConfig(vocab_size=VOCAB, block_size=32, n_layer=2, n_head=2, n_embd=16)).eval()
+    padded = GPT(GPTConfig(vocab_size=VOCAB, block_size=32, n_layer=2, n_head=2, n_embd=16, vocab_multiple=64)).eval()
+    assert padded.lm_head.weight.shape[0] == 64 * -(-VOCAB // 64) > VOCAB
+    with torch.no_grad():
+        for name, value in plain.state_dict().items():
+            padded.state_dict()[name][:len(value)].copy_(value)
+    idx = tokens()
+    with torch.no_grad():
+        want, got = plain(idx, targets=idx), padded(idx, targets=idx)
+    assert got.logits.shape == want.logits.shape
+    torch.testing.assert_close(got.logits, want.logits)
+    torch.testing.assert_close(got.token_loss, want.token_loss)
+
+
+def test_hugging_face_weights_load_into_a_padded_vocabulary(hf_checkpoint):
+    model = from_hf(hf_checkpoint[0], vocab_multiple=64).eval()
+    idx = tokens()
+    with torch.no_grad():
+        expected = hf_checkpoint[1](idx).logits
+        out = model(idx, targets=idx)
+    assert model.transformer.wte.weight.shape[0] % 64 == 0 and model.config.vocab_size == VOCAB
+    assert torch.allclose(out.logits, expected, atol=1e-5), (out.logits - expected).abs().max()

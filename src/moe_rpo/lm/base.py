@@ -26,7 +26,7 @@ def build_base(settings: dict, corpus_dir: str | Path, checkpoint: str | Path | 
     train = settings["train"]
     if settings["source"] == "huggingface":
         try:
-            model = from_hf(settings["hf_name"])
+            model = from_hf(settings["hf_name"], vocab_multiple=settings["model"]["vocab_multiple"])
         except ValueError as error:
             raise ValueError(f"base_model.hf_name: {error}") from None
         check_vocabulary(model, corpus_dir)

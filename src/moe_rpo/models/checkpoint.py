@@ -18,9 +18,10 @@ HF_SETTINGS = {"activation_function": "gelu_new", "n_inner": None, "layer_norm_e
                "tie_word_embeddings": True}
 
 
-def from_hf(name_or_path: str | Path, dropout: float = 0.0) -> GPT:
+def from_hf(name_or_path: str | Path, dropout: float = 0.0, vocab_multiple: int = 1) -> GPT:
     """A dense GPT with the weights of a Hugging Face GPT-2 checkpoint (a local directory or a cached
-    hub name such as "gpt2")."""
+    hub name such as "gpt2"); with vocab_multiple, its token embedding padded to a multiple of it (the padding
+    rows keep their initialisation: no token has them, and their logits are dropped)."""
     from transformers import GPT2LMHeadModel  # slow import: only when needed
 
     try:
@@ -34,7 +35,8 @@ def from_hf(name_or_path: str | Path, dropout: float = 0.0) -> GPT:
     if unsupported:
         raise ValueError(f"{name_or_path}: GPT-2 settings {unsupported} are not supported (need {HF_SETTINGS})")
     config = GPTConfig(vocab_size=hf.config.vocab_size, block_size=hf.config.n_positions, n_layer=hf.config.n_layer,
-                       n_head=hf.config.n_head, n_embd=hf.config.n_embd, dropout=dropout, bias=True)
+                       n_head=hf.config.n_head, n_embd=hf.config.n_embd, dropout=dropout, bias=True,
+                       vocab_multiple=vocab_multiple)
     model = GPT(config)
     ours, theirs = model.state_dict(), hf.state_dict()
     if set(ours) != set(theirs):
@@ -42,7 +44,8 @@ def from_hf(name_or_path: str | Path, dropout: float = 0.0) -> GPT:
                          f"only theirs {sorted(set(theirs) - set(ours))}")
     with torch.no_grad():
         for name, tensor in theirs.items():
-            ours[name].copy_(tensor.t() if name.endswith(CONV1D_WEIGHTS) else tensor)
+            tensor = tensor.t() if name.endswith(CONV1D_WEIGHTS) else tensor
+            ours[name][:len(tensor)].copy_(tensor)  # the embedding and head: the vocabulary's rows, before any padding
     return model
 
 

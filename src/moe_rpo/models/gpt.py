@@ -22,6 +22,9 @@ class GPTConfig:
     n_embd: int = 768
     dropout: float = 0.0
     bias: bool = True
+    # the embedding and output head get vocab_size rounded up to a multiple of this (nanoGPT: GPT-2's 50257 -> 50304),
+    # so that the output matmuls take aligned GPU kernels; the padded logits are dropped before anything reads them
+    vocab_multiple: int = 1
     # Mixture of experts: the blocks in moe_layers replace their MLP by num_experts MLPs and a router
     # (a build_router spec) that sends each token to k of them.
     moe_layers: tuple[int, ...] = ()
@@ -118,14 +121,15 @@ class GPT(nn.Module):
         if bad:
             raise ValueError(f"moe_layers {bad} out of range for n_layer={config.n_layer}")
         self.config = config
+        rows = math.ceil(config.vocab_size / config.vocab_multiple) * config.vocab_multiple
         self.transformer = nn.ModuleDict(dict(
-            wte=nn.Embedding(config.vocab_size, config.n_embd),
+            wte=nn.Embedding(rows, config.n_embd),
             wpe=nn.Embedding(config.block_size, config.n_embd),
             drop=nn.Dropout(config.dropout),
             h=nn.ModuleList([Block(config, moe=i in config.moe_layers) for i in range(config.n_layer)]),
             ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
         ))
-        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head = nn.Linear(config.n_embd, rows, bias=False)
         self.transformer.wte.weight = self.lm_head.weight  # weight tying
         init_gpt2_(self, config.n_layer)
 
@@ -144,7 +148,7 @@ class GPT(nn.Module):
             x, block_routing = block(x, idx)
             if block_routing is not None:
                 routing.append(block_routing)
-        logits = self.lm_head(self.transformer.ln_f(x))
+        logits = self.lm_head(self.transformer.ln_f(x))[..., :self.config.vocab_size]  # without the padding rows
         if targets is None:
             return GPTOutput(logits, routing=routing)
         token_loss = F.cross_entropy(logits.reshape(B * T, -1), targets.reshape(B * T), reduction="none")
