@@ -208,7 +208,8 @@ def benchmark_table(sources: dict[str, pd.DataFrame], methods: list[dict], sim_s
             mask = (df["method"] == m["router"]) & (df["k"] == m["k"])
             if column.setting is not None:
                 mask &= df["setting"] == (sim_setting if column.setting == "sim" else column.setting)
-            values = df.loc[mask, column.metric].dropna().astype(float) if column.metric in df else pd.Series([])
+            values = (df.loc[mask, column.metric].dropna().astype(float) if column.metric in df
+                      else pd.Series([], dtype=float))  # records of an older version lack the newer metrics
             effect = mean_effect(name, values) if len(values) else None
             low, high = (np.clip([effect.low, effect.high], *column.bounds) if effect else (np.nan, np.nan))
             row |= {f"{name}_mean": effect.value if effect else np.nan, f"{name}_low": low, f"{name}_high": high,
