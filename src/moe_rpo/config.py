@@ -278,6 +278,9 @@ def check_references(config: dict) -> None:
         if train["batch_size"] % train["processes"]:
             raise ConfigError(f"{where}: batch_size {train['batch_size']} (the global batch) is not divisible by "
                               f"processes {train['processes']}")
+        if (train["batch_size"] // train["processes"]) % train["grad_accum"]:
+            raise ConfigError(f"{where}: the {train['batch_size'] // train['processes']} rows of a process's batch "
+                              f"do not split into grad_accum {train['grad_accum']} equal micro-batches")
     for where in ("base_model", "recovery", *TRAINING_EXPERIMENTS):
         if config[where]["corpus"] not in config["corpora"]:
             raise ConfigError(f"{where}.corpus: {config[where]['corpus']!r} is not defined under 'corpora' "

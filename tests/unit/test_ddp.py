@@ -1,7 +1,7 @@
 """Data-parallel LM training under torchrun (gloo, 2 CPU processes) against one process with the same global
 batch: dense, MoE (joint softmax top-2; top-1 of 16 experts with a frozen router, so that experts go unused on
 a rank or on both; hash routing, a router with buffers and no parameters; loss-free balancing, whose bias follows
-the global batch's loads) and E/M alternation (EM); RPO
+the global batch's loads; softmax top-2 with two micro-batches per step) and E/M alternation (EM); RPO
 checkpoints written by rank 0 only and resumed exactly; the error for a global batch the ranks cannot share;
 the base-model command writing its outputs once; a rule with `train.processes: 2` launching torchrun.
 
@@ -63,9 +63,9 @@ def params(model):
     return {name: p.detach().clone() for name, p in model.named_parameters()}
 
 
-def train(case, **kwargs):
+def train(case, grad_accum=1, **kwargs):
     model = make_model(case)
-    history = train_lm(model, *tokens(), settings(), seed=SEED, **kwargs)
+    history = train_lm(model, *tokens(), settings(grad_accum=grad_accum), seed=SEED, **kwargs)
     return {"history": history, "params": params(model),
             "buffers": {name: b.clone() for name, b in model.named_buffers()}}
 
@@ -85,6 +85,7 @@ def worker(out: Path) -> None:
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(1)
     results = {name: train(name) for name in ("dense", "moe", "em", "hash", "loss_free")}
+    results["moe-accum"] = train("moe", grad_accum=2)  # DDP's no_sync on the first of two micro-batches
 
     model, original_next = make_model("sparse"), Batches.next
     usage = expert_usage(model)
@@ -137,9 +138,9 @@ def assert_same_history(ddp, one):
                 assert np.allclose(got_layer[key], value, atol=1e-4), key
 
 
-@pytest.mark.parametrize("case", ["dense", "moe", "sparse", "em", "hash", "loss_free"])
+@pytest.mark.parametrize("case", ["dense", "moe", "sparse", "em", "hash", "loss_free", "moe-accum"])
 def test_two_processes_train_like_one_with_the_same_global_batch(ranks, case):
-    one = train(case)
+    one = train("moe", grad_accum=2) if case == "moe-accum" else train(case)
     ddp = ranks[0][case]
     assert max_difference(ddp["params"], one["params"]) < ATOL
     for name, value in one.get("buffers", {}).items():  # the balancing bias: updated from the global batch's loads

@@ -418,3 +418,36 @@ def test_shared_experts_process_every_token():
 def test_granularity_must_divide_the_hidden_width():
     with pytest.raises(cfg.ConfigError, match="shakespeare_moe.granularity: 3 does not divide"):
         cfg.validate({"shakespeare_moe": {"granularity": 3}})
+
+
+# --- gradient accumulation ------------------------------------------------------------------------------------
+
+def test_two_micro_batches_train_like_one_batch(tokens):
+    runs = []
+    for grad_accum in (1, 2):
+        model = moe_gpt({"method": "softmax_topk"}).double()
+        history = train_lm(model, *tokens, train_settings(grad_accum=grad_accum), seed=0)
+        runs.append((history, {name: p.detach().clone() for name, p in model.named_parameters()}))
+    (one, one_params), (two, two_params) = runs
+    assert all(torch.allclose(one_params[name], two_params[name], atol=1e-10) for name in one_params)
+    assert [row["train_loss"] for row in two[1:]] == pytest.approx([row["train_loss"] for row in one[1:]], rel=1e-9)
+
+
+def test_the_bias_is_updated_once_per_optimizer_step_from_every_micro_batch(tokens, monkeypatch):
+    """torchtitan #1304: the bias moved on every micro-batch of a gradient-accumulation step."""
+    calls, original = [], LossFreeBalance.update
+
+    def counted(self, outputs):
+        calls.append(len(outputs))
+        original(self, outputs)
+
+    monkeypatch.setattr(LossFreeBalance, "update", counted)
+    train_lm(moe_gpt(LOSS_FREE), *tokens, train_settings(grad_accum=2), seed=0)
+    assert calls == [2] * 9  # nine steps, each with both micro-batches' loads
+
+
+def test_a_batch_that_does_not_split_into_micro_batches_is_refused(tokens):
+    with pytest.raises(ValueError, match="do not split into grad_accum=3"):
+        train_lm(moe_gpt(LOSS_FREE), *tokens, train_settings(grad_accum=3), seed=0)
+    with pytest.raises(cfg.ConfigError, match="recovery.train: the 16 rows of a process's batch do not split"):
+        cfg.validate({"recovery": {"train": {"grad_accum": 3}}})

@@ -291,13 +291,17 @@ def train_lm(model: GPT, train_tokens: np.ndarray, val_tokens: np.ndarray, setti
     trains (a parameter-free router such as hashing in a frozen model), the steps only measure the losses.
 
     Under torchrun the ranks train data-parallel (see the module's docstring); `settings["batch_size"]`
-    is the global batch, and every rank returns the same history.
+    is the global batch, and every rank returns the same history. With grad_accum > 1 each rank's rows split into
+    that many micro-batches whose gradients add up before the one optimizer step.
     """
     world, device = distributed.setup(pick_device(settings["device"]))
     model.to(device)
     torch.manual_seed(distributed.rank_seed(seed, world.rank))
     batches = Batches(train_tokens, settings["batch_size"], settings["block_size"], seed,
                       share=(world.rank, world.size))
+    if (settings["batch_size"] // world.size) % settings["grad_accum"]:
+        raise ValueError(f"batch_size={settings['batch_size']} gives {settings['batch_size'] // world.size} rows per "
+                         f"process, which do not split into grad_accum={settings['grad_accum']} equal micro-batches")
     # with nothing to train (a parameter-free router in a frozen model) the loop only measures the losses
     trainable = {name: p for name, p in model.named_parameters() if p.requires_grad}
     routers = model.routers()
@@ -341,35 +345,47 @@ def train_lm(model: GPT, train_tokens: np.ndarray, val_tokens: np.ndarray, setti
         for group in optimizer.param_groups if optimizer else ():
             group["lr"] = lr_at(step, settings)
         x, y = (t.to(device) for t in batches.next())
-        baseline = greedy_loss(model, routers, x, y, autocast) if (
-            settings["reinforce_baseline"] == "greedy" and phase != M_STEP and any_samples(routers)) else None
-        with autocast:
-            # data-parallel E-steps bypass DDP, whose reducer holds the M-step's parameters (see data_parallel)
-            out = (synced if synced is not None and phase != E_STEP else forward)(x, y)
-            terms = {}
-            for i, (router, routing) in enumerate(zip(routers, out.routing)):
-                layer_terms = router.loss_terms(routing, out.token_loss, baseline)
-                terms |= {f"layer{i}/{key}": value for key, value in layer_terms.items()}
-            total = out.loss + sum(terms.values(), torch.zeros((), device=device))
-        finite, loss = torch.isfinite(total), None
-        if world.size > 1:  # one all-reduce: the global mean loss, and whether every rank's loss is finite
-            both = distributed.sum_(torch.stack([out.loss.detach().float(), (~finite).float()])).tolist()
-            finite, loss = both[1] == 0, both[0] / world.size
-        if not finite:
-            raise FloatingPointError(f"{desc}: non-finite loss at step {step} ({phase} phase): loss "
-                                     f"{out.loss.item()}, terms { {k: v.item() for k, v in terms.items()} }"
-                                     + (f" on rank {world.rank} of {world.size}" if world.size > 1 else ""))
         if optimizer is not None:
             optimizer.zero_grad(set_to_none=True)
-            total.backward()
+        micro = settings["grad_accum"]
+        routings, losses = [], []  # per micro-batch: each MoE layer's routing, the LM loss
+        for part, (mx, my) in enumerate(zip(x.chunk(micro), y.chunk(micro))):
+            baseline = greedy_loss(model, routers, mx, my, autocast) if (
+                settings["reinforce_baseline"] == "greedy" and phase != M_STEP and any_samples(routers)) else None
+            # data-parallel E-steps bypass DDP, whose reducer holds the M-step's parameters (see data_parallel)
+            ddp = synced is not None and phase != E_STEP
+            # gradients of all but the last micro-batch add up locally: DDP all-reduces their sum once
+            with synced.no_sync() if ddp and part < micro - 1 else contextlib.nullcontext():
+                with autocast:
+                    out = (synced if ddp else forward)(mx, my)
+                    terms = {}
+                    for i, (router, routing) in enumerate(zip(routers, out.routing)):
+                        layer_terms = router.loss_terms(routing, out.token_loss, baseline)
+                        terms |= {f"layer{i}/{key}": value for key, value in layer_terms.items()}
+                    total = out.loss + sum(terms.values(), torch.zeros((), device=device))
+                finite, loss = torch.isfinite(total), None
+                if world.size > 1:  # one all-reduce: the global mean loss, and whether every rank's loss is finite
+                    both = distributed.sum_(torch.stack([out.loss.detach().float(), (~finite).float()])).tolist()
+                    finite, loss = both[1] == 0, both[0] / world.size
+                if not finite:
+                    raise FloatingPointError(
+                        f"{desc}: non-finite loss at step {step} ({phase} phase"
+                        + (f", micro-batch {part + 1} of {micro}" if micro > 1 else "") + f"): loss "
+                        f"{out.loss.item()}, terms { {k: v.item() for k, v in terms.items()} }"
+                        + (f" on rank {world.rank} of {world.size}" if world.size > 1 else ""))
+                if optimizer is not None:
+                    (total / micro).backward()  # the mean over the micro-batches, as one batch would have it
+            routings.append(out.routing)
+            losses.append(out.loss.item() if loss is None else loss)
+        if optimizer is not None:
             if synced is not None and phase == E_STEP:
                 distributed.average_gradients(router_params, world.size)
             torch.nn.utils.clip_grad_norm_(list(trainable.values()), settings["grad_clip"])
             optimizer.step()
-            for router, routing in zip(routers, out.routing):
-                if router.training:  # once per optimizer step (a balancing bias, an adaptive coefficient)
-                    router.update([routing])
-        state.train_losses.append(out.loss.item() if loss is None else loss)
+            for i, router in enumerate(routers):
+                if router.training:  # once per optimizer step, with every micro-batch's routing
+                    router.update([layers[i] for layers in routings])
+        state.train_losses.append(float(np.mean(losses)))
         state.step = step + 1
         if state.step % settings["eval_every"] == 0 or state.step == settings["steps"]:
             row = {"step": state.step, "train_loss": float(np.mean(state.train_losses)), **evaluate_at(state.step)}
