@@ -210,8 +210,9 @@ def bias_of(model):
     return model.routers()[0].expert_bias
 
 
-def test_loss_free_bias_is_updated_once_per_optimizer_step_in_training(tokens, monkeypatch):
-    """torchtitan #1304: the bias moved on every micro-batch. Here train_lm calls update once per step."""
+@pytest.fixture
+def update_calls(monkeypatch):
+    """The number of outputs each LossFreeBalance.update call gets, in call order."""
     calls, original = [], LossFreeBalance.update
 
     def counted(self, outputs):
@@ -219,9 +220,14 @@ def test_loss_free_bias_is_updated_once_per_optimizer_step_in_training(tokens, m
         original(self, outputs)
 
     monkeypatch.setattr(LossFreeBalance, "update", counted)
+    return calls
+
+
+def test_loss_free_bias_is_updated_once_per_optimizer_step_in_training(tokens, update_calls):
+    """torchtitan #1304: the bias moved on every micro-batch. Here train_lm calls update once per step."""
     model = moe_gpt(LOSS_FREE)
     train_lm(model, *tokens, train_settings(), seed=0)
-    assert calls == [1] * 9
+    assert update_calls == [1] * 9
     moves = bias_of(model) / 0.05  # nine steps of -1, 0 or +1 times u each
     assert torch.allclose(moves, moves.round(), atol=1e-4) and moves.abs().sum() > 0 and moves.abs().max() <= 9
 
@@ -433,17 +439,10 @@ def test_two_micro_batches_train_like_one_batch(tokens):
     assert [row["train_loss"] for row in two[1:]] == pytest.approx([row["train_loss"] for row in one[1:]], rel=1e-9)
 
 
-def test_the_bias_is_updated_once_per_optimizer_step_from_every_micro_batch(tokens, monkeypatch):
+def test_the_bias_is_updated_once_per_optimizer_step_from_every_micro_batch(tokens, update_calls):
     """torchtitan #1304: the bias moved on every micro-batch of a gradient-accumulation step."""
-    calls, original = [], LossFreeBalance.update
-
-    def counted(self, outputs):
-        calls.append(len(outputs))
-        original(self, outputs)
-
-    monkeypatch.setattr(LossFreeBalance, "update", counted)
     train_lm(moe_gpt(LOSS_FREE), *tokens, train_settings(grad_accum=2), seed=0)
-    assert calls == [2] * 9  # nine steps, each with both micro-batches' loads
+    assert update_calls == [2] * 9  # nine steps, each with both micro-batches' loads
 
 
 def test_a_batch_that_does_not_split_into_micro_batches_is_refused(tokens):
