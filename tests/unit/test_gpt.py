@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from moe_rpo.models import GPT, GPTConfig, MoE, from_hf, load_gpt, recovery_model, routing_metrics, save_gpt
-from moe_rpo.models.experts import grouped_mm_supported
+from moe_rpo.models import experts as experts_module
+from moe_rpo.models.experts import auto_kernel, grouped_mm_supported
 from moe_rpo.models.gpt import MLP, init_gpt2_
 from moe_rpo.routers import METHODS, Router, RouterOutput, build_router
 
@@ -130,6 +131,40 @@ def test_kernels_agree_and_repeat_bit_for_bit():
         results[kernel] = result
     for a, b in zip(*results.values()):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.skipif(not grouped_mm_supported("cpu", torch.bfloat16), reason="grouped_mm is not supported here")
+def test_torch_compile_traces_an_moe_gpt_in_one_graph(monkeypatch):
+    """Where the layer picks grouped_mm (a GPU; here the CPU, let in), dynamo traces an MoE GPT's bf16 loss as
+    one graph: the kernel choice is a constant to it, not a check it would trace (9 graph breaks); the compiled
+    model's loss and gradients are eager's (to bf16 rounding)."""
+    monkeypatch.setattr(experts_module, "GROUPED_MM_DEVICES", ("cpu",))
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=VOCAB, block_size=16, n_layer=2, n_head=2, n_embd=32, moe_layers=(0, 1), k=2))
+    idx = tokens(2, 16)
+
+    def loss_and_grads(forward):
+        model.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = forward(idx, targets=idx).loss
+        loss.backward()
+        return [loss.detach()] + [p.grad.clone() for p in model.parameters()]
+
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        explained = torch._dynamo.explain(model)(idx, targets=idx)
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
+    torch._dynamo.reset()
+    eager, compiled = loss_and_grads(model), loss_and_grads(torch.compile(model, backend="aot_eager"))
+    assert auto_kernel("cpu", torch.bfloat16, False) == "grouped_mm"
+    for a, b in zip(eager, compiled):  # bfloat16 matmuls, rounded where the traced graph rounds
+        torch.testing.assert_close(a, b, rtol=2e-2, atol=1e-4)
+
+
+def test_compiled_layers_take_the_loop_where_grouped_mm_cannot_be_traced():
+    """grouped_mm's meta kernel (what torch.compile traces) takes bfloat16 only: compiled float32 takes the loop;
+    the CPU takes the loop."""
+    assert auto_kernel("cpu", torch.bfloat16, False) == "loop"
+    assert auto_kernel("cuda", torch.float32, True) == "loop"
 
 
 def test_the_stacked_experts_keep_the_mlps_weights_and_gpt2_init():

@@ -44,9 +44,8 @@ class Experts(nn.Module):
     def forward(self, x: torch.Tensor, expert_of_row: torch.Tensor, ends: torch.Tensor) -> torch.Tensor:
         """x: [R, C] rows sorted by expert; expert_of_row: [R]; ends: [E] where each expert's rows end."""
         kernel = self.kernel
-        if kernel == "auto":  # on the CPU grouped_mm is itself a loop of matmuls, and the loop's per-expert
-            # MLP keeps an expert's rows in cache (benchmarks/moe_layer.py: 1.07-1.50x dense against 1.23-1.53x)
-            kernel = "grouped_mm" if x.device.type == "cuda" and grouped_mm_supported("cuda", _dtype(x)) else "loop"
+        if kernel == "auto":
+            kernel = auto_kernel(x.device.type, _dtype(x), torch.compiler.is_compiling())
         if kernel == "grouped_mm":
             return self.dropout(self._grouped(x, expert_of_row, ends))
         if kernel == "loop":
@@ -108,6 +107,20 @@ class _ContiguousGrad(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         return grad.contiguous()
+
+
+# where grouped_mm is chosen: on the CPU it is itself a loop of matmuls, and the loop kernel's per-expert MLP keeps
+# an expert's rows in cache (benchmarks/moe_layer.py: 1.07-1.50x dense against 1.23-1.53x)
+GROUPED_MM_DEVICES = ("cuda",)
+
+
+@torch.compiler.assume_constant_result  # torch.compile takes the choice as a constant, instead of tracing the check
+def auto_kernel(device_type: str, dtype: torch.dtype, compiling: bool) -> str:
+    """The kernel "auto" runs: grouped_mm on a GPU where the check passes, the loop elsewhere. Under
+    torch.compile grouped_mm only in bfloat16: its meta kernel (what compile traces) takes no other dtype."""
+    if device_type not in GROUPED_MM_DEVICES or (compiling and dtype != torch.bfloat16):
+        return "loop"
+    return "grouped_mm" if grouped_mm_supported(device_type, dtype) else "loop"
 
 
 @functools.cache
