@@ -10,7 +10,9 @@ test does, at a tiny size):
    deterministic kernels off, and with the layer's biases added by indexing (as before the one-hot matmul);
    the top ops of torch.profiler;
 5. every router of the default config, one training step with deterministic kernels only: runs, or the error;
-6. speed: tokens/s and MFU of training steps (forward, backward, AdamW) in bf16, eager and under
+6. graph breaks: how many times torch.compile's dynamo splits each speed model's forward and loss (0 on a GPU
+   in bf16, where the layer runs grouped_mm; the CPU's loop kernel reads its row counts on the host);
+7. speed: tokens/s and MFU of training steps (forward, backward, AdamW) in bf16, eager and under
    torch.compile, for the 10M-parameter Shakespeare MoE of config/paper.yaml and for GPT-2 124M dense, MoE
    k=1 and MoE k=2, each beside the dense GPT with its active parameters (MLPs k x 4C wide).
 
@@ -207,6 +209,21 @@ def check_routers_strict(size: Size, device: torch.device) -> dict[str, str | No
     return result
 
 
+def graph_breaks(sizes: tuple[Size, ...], device: torch.device) -> dict[str, dict[str, int]]:
+    """Per size and speed model, dynamo's graph breaks in the forward and loss under the step's autocast."""
+    breaks = {}
+    for size in sizes:
+        idx = torch.randint(0, size.vocab_size, (size.batch, size.block_size), device=device)
+        breaks[size.name] = {}
+        for name, model in speed_models(size).items():
+            torch._dynamo.reset()
+            with autocast(device):
+                explained = torch._dynamo.explain(model.to(device))(idx, targets=idx)
+            breaks[size.name][name] = explained.graph_break_count
+    torch._dynamo.reset()
+    return breaks
+
+
 def under_autocast(step, device: torch.device):
     def run():
         with autocast(device):
@@ -305,9 +322,13 @@ def main() -> None:
         print("5. routers with deterministic kernels only: " + ", ".join(
             f"{name} {'runs' if error is None else 'FAILS: ' + error}" for name, error in strict.items()))
         save()
+        result["graph_breaks"] = breaks = graph_breaks(sizes, device)
+        print("6. graph breaks under torch.compile: " + "; ".join(
+            f"{size} " + ", ".join(f"{name} {count}" for name, count in models.items()) for size, models in breaks.items()))
+        save()
     else:
-        result["skipped"].append("time split and routers: past --budget-s")
-    print(f"6. training steps in bf16 (fp32 on a CPU), median of {args.repeats}")
+        result["skipped"].append("time split, routers and graph breaks: past --budget-s")
+    print(f"7. training steps in bf16 (fp32 on a CPU), median of {args.repeats}")
     result["speed"] = []
     for compiled in (False,) if args.no_compile else (False, True):
         for size in sizes:

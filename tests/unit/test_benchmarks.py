@@ -58,6 +58,8 @@ def test_gpu_check_runs_and_finds_training_deterministic_on_the_cpu(tmp_path):
         if row["model"].startswith("moe"):  # the dense model of equal active parameters: the router's more
             assert row["active_params_m"] > dict(((r["size"], r["model"]), r) for r in check["speed"])[
                 (row["size"], row["model"].replace("moe", "dense iso-active"))]["active_params_m"]
+    for size, breaks in check["graph_breaks"].items():  # dense: one graph; the CPU's loop kernel: host reads
+        assert {name for name, count in breaks.items() if count} == {name for name in breaks if name.startswith("moe")}
     assert check["skipped"] == []
 
 
