@@ -5,7 +5,7 @@ measured side by side (interleaved repeats, median time) in one process.
       E in --experts and k in --ks, with each grouped-matmul kernel (grouped_mm, loop) and with the layer this
       project had before (one nn.Linear pair per expert, a Python loop, index_add_): the ratios are the cost
       of routing and dispatch, and new / old is what the stacked, sorted dispatch changed.
-(ii)  GPT training tokens/s (forward, backward, AdamW) of a GPT whose every block is an MoE layer vs the dense
+(ii)  GPT training tokens/s (forward, backward, AdamW), for each k, of a GPT whose every block is an MoE layer vs the dense
       GPT with the same active parameters (each MLP k * 4 * n_embd wide); and the optimizer step's share of it.
 
     python benchmarks/moe_layer.py --threads 2
@@ -144,25 +144,26 @@ def training_step(model: GPT, idx: torch.Tensor, optimizer_only: bool = False) -
 
 
 def bench_gpt(args, device: torch.device) -> None:
-    num_experts, k = args.experts[0], args.ks[-1]
-    dense_config = GPTConfig(vocab_size=args.vocab_size, block_size=args.block_size, n_layer=args.n_layer,
-                             n_head=args.n_head, n_embd=args.n_embd, num_experts=num_experts, k=k,
-                             router={"method": args.router})
-    moe_config = replace(dense_config, moe_layers=tuple(range(args.n_layer)))
-    models = {"moe": GPT(moe_config).to(device), "dense": iso_active_dense(moe_config).to(device)}
-    idx = torch.randint(0, args.vocab_size, (args.batch, args.block_size), device=device)
-    fns = {name: training_step(model, idx) for name, model in models.items()}
-    for name, model in models.items():
-        fns[f"{name} optimizer"] = training_step(model, idx, optimizer_only=True)  # after one step: grads exist
-    seconds = median_seconds(fns, args.warmup, args.repeats, device)
+    num_experts = args.experts[0]
     print(f"(ii) GPT training (forward, backward, AdamW): {args.n_layer} layers, n_embd {args.n_embd}, "
-          f"batch {args.batch} x {args.block_size}; every block an MoE layer of {num_experts} experts, top-{k}, "
-          f"vs a dense GPT whose MLPs are {k} x 4C wide (the same active parameters)")
-    for name, model in models.items():
-        params = sum(p.numel() for p in model.parameters()) / 1e6
-        print(f"  {name:5} GPT {params:6.2f}M params {idx.numel() / seconds[name]:10.0f} tokens/s, "
-              f"optimizer step {seconds[f'{name} optimizer'] / seconds[name]:5.1%} of a training step")
-    print(f"  ratio MoE / iso-active dense tokens/s {seconds['dense'] / seconds['moe']:6.2f}")
+          f"batch {args.gpt_batch} x {args.block_size}; every block an MoE layer of {num_experts} experts, top-k, "
+          f"vs a dense GPT whose MLPs are k x 4C wide (the same active parameters)")
+    idx = torch.randint(0, args.vocab_size, (args.gpt_batch, args.block_size), device=device)
+    for k in args.ks:
+        moe_config = GPTConfig(vocab_size=args.vocab_size, block_size=args.block_size, n_layer=args.n_layer,
+                               n_head=args.n_head, n_embd=args.n_embd, num_experts=num_experts, k=k,
+                               router={"method": args.router}, moe_layers=tuple(range(args.n_layer)))
+        torch.manual_seed(0)
+        models = {"moe": GPT(moe_config).to(device), "dense": iso_active_dense(moe_config).to(device)}
+        fns = {name: training_step(model, idx) for name, model in models.items()}
+        for name, model in models.items():
+            fns[f"{name} optimizer"] = training_step(model, idx, optimizer_only=True)  # after one step: grads exist
+        seconds = median_seconds(fns, args.warmup, args.repeats, device)
+        for name, model in models.items():
+            params = sum(p.numel() for p in model.parameters()) / 1e6
+            print(f"  k={k} {name:5} GPT {params:6.2f}M params {idx.numel() / seconds[name]:10.0f} tokens/s, "
+                  f"optimizer step {seconds[f'{name} optimizer'] / seconds[name]:5.1%} of a training step")
+        print(f"  k={k} ratio MoE / iso-active dense tokens/s {seconds['dense'] / seconds['moe']:6.2f}")
 
 
 def main() -> None:
@@ -172,9 +173,10 @@ def main() -> None:
     parser.add_argument("--n-head", type=int, default=4)
     parser.add_argument("--vocab-size", type=int, default=1024)
     parser.add_argument("--block-size", type=int, default=128)
-    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=8, help="sequences per layer call of (i)")
+    parser.add_argument("--gpt-batch", type=int, default=32, help="sequences per training step of (ii) (the base model's)")
     parser.add_argument("--experts", type=int, nargs="+", default=[4, 8, 16], help="E values of (i); (ii) uses the first")
-    parser.add_argument("--ks", type=int, nargs="+", default=[1, 2], help="k values of (i); (ii) uses the last")
+    parser.add_argument("--ks", type=int, nargs="+", default=[1, 2], help="k values of (i) and (ii)")
     parser.add_argument("--router", default="softmax_topk", help="router method (default options)")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
     parser.add_argument("--warmup", type=int, default=3)

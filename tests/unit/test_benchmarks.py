@@ -1,5 +1,5 @@
 """The GPU-hours benchmark (the source of the README's cost table) runs and counts the jobs the pipeline runs;
-the GPU check script runs (on the CPU here)."""
+the GPU check script and the MoE layer benchmark run (on the CPU here)."""
 import json
 import os
 import subprocess
@@ -36,6 +36,18 @@ def test_gpu_hours_counts_the_pipelines_jobs(tmp_path):
     dense = [m for m in config["pretraining"]["methods"] if m["router"] == cfg.DENSE]
     expected[("train_run", "pretraining dense")] = len(training_jobs("pretraining", dense, config["pretraining"]["seeds"]))
     assert jobs == expected  # (timings at this toy scale are noise: not checked)
+
+
+def test_moe_layer_benchmark_prints_each_ratio():
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks/moe_layer.py"), "--threads", "1", "--n-embd", "16",
+                             "--n-layer", "1", "--n-head", "2", "--vocab-size", "64", "--block-size", "16", "--batch", "2",
+                             "--gpt-batch", "2", "--experts", "4", "8", "--ks", "1", "2", "--warmup", "1", "--repeats", "1"],
+                            check=True, capture_output=True, text=True)
+    layer_rows = [line.split() for line in result.stdout.splitlines() if line[:6].strip().isdigit()]
+    assert [row[:2] for row in layer_rows] == [["4", "1"], ["4", "2"], ["8", "1"], ["8", "2"]], result.stdout
+    assert all(float(ratio) > 0 for row in layer_rows for ratio in row[2:])
+    for k in (1, 2):
+        assert f"k={k} ratio MoE / iso-active dense tokens/s" in result.stdout, result.stdout
 
 
 def test_gpu_check_runs_and_finds_training_deterministic_on_the_cpu(tmp_path):

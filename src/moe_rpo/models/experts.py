@@ -67,11 +67,10 @@ class Experts(nn.Module):
             return [None] * len(self) if t is None else t.unbind()
 
         layers = zip(*map(per_expert, (self.c_fc, self.c_fc_bias, self.c_proj, self.c_proj_bias)))
-        parts, start = [], 0
-        for (fc, fc_bias, proj, proj_bias), end in zip(layers, ends.tolist()):
-            if end > start:
-                parts.append(F.linear(self.gelu(F.linear(x[start:end], fc, fc_bias)), proj, proj_bias))
-            start = end
+        # split, not slices: a slice's backward writes its rows into a zeroed copy of x, one per expert
+        rows = x.split(torch.diff(ends, prepend=ends.new_zeros(1)).tolist())
+        parts = [F.linear(self.gelu(F.linear(r, fc, fc_bias)), proj, proj_bias)
+                 for (fc, fc_bias, proj, proj_bias), r in zip(layers, rows) if len(r)]
         return torch.cat(parts) if parts else x.new_zeros((0, x.shape[1]))
 
 
