@@ -122,6 +122,31 @@ def test_nan_loss_stops_with_a_clear_error(tokens):
         train_lm(model, *tokens, settings(eval_every=100), seed=0)
 
 
+def test_a_non_finite_training_loss_stops_the_run_before_the_next_evaluation_or_checkpoint(tokens, tmp_path,
+                                                                                           monkeypatch):
+    """Losses are read from the device only before an evaluation or a checkpoint (no host sync per step): a
+    total loss that turns non-finite at step 4 stops the run at the next of those (after step 6), naming step 4,
+    and the checkpoint keeps step 3."""
+    base = tiny_gpt()
+    for p in base.parameters():
+        p.requires_grad_(False)
+    model = recovery_model(base, [0, 1], "sim", 0.3, {"method": "switch"})
+    router_class, calls = type(model.routers()[0]), []
+    loss_terms = router_class.loss_terms
+
+    def nan_at_step_4(self, routing, token_loss, baseline=None):
+        calls.append(None)
+        terms = loss_terms(self, routing, token_loss, baseline)
+        return terms | ({"broken": torch.tensor(float("nan"))} if (len(calls) - 1) // 2 == 4 else {})
+
+    monkeypatch.setattr(router_class, "loss_terms", nan_at_step_4)
+    checkpoint = tmp_path / "run.pt"
+    with pytest.raises(FloatingPointError, match=r"non-finite loss at step 4 \(joint phase\): loss [0-9.]+, terms .*"
+                                                 r"'layer0/broken': nan"):
+        train_lm(model, *tokens, settings(), seed=0, checkpoint=checkpoint, fingerprint="a")
+    assert len(calls) == 2 * 6 and torch.load(checkpoint, weights_only=False)["step"] == 3
+
+
 def test_a_model_with_nothing_to_train_is_only_measured(tokens):
     """A frozen model (as with a parameter-free router in recovery) keeps its weights; the history still
     has the losses of every evaluation step."""

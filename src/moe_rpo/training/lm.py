@@ -87,6 +87,41 @@ def windows(tokens: np.ndarray, starts: list[int], block_size: int) -> tuple[tor
     return torch.from_numpy(np.ascontiguousarray(rows[:, :-1])), torch.from_numpy(np.ascontiguousarray(rows[:, 1:]))
 
 
+def to_device(batch: tuple[torch.Tensor, ...], device: torch.device) -> tuple[torch.Tensor, ...]:
+    """The batch on the device. To a GPU from pinned memory and without waiting: a plain copy would wait for
+    the kernels already queued, a host sync every step."""
+    if device.type != "cuda":
+        return batch
+    return tuple(t.pin_memory().to(device, non_blocking=True) for t in batch)
+
+
+@dataclass
+class PendingLoss:
+    """A micro-batch's training loss, left on the device until read_losses: reading it at once would make the
+    host wait for the GPU every step."""
+    step: int
+    phase: str
+    part: int  # which micro-batch of the step
+    loss: torch.Tensor  # this process's LM loss
+    terms: dict[str, torch.Tensor]  # the routers' loss terms
+    reduced: torch.Tensor  # [the LM loss, 1 if the total loss was not finite], each summed over the processes
+
+
+def read_losses(pending: list[PendingLoss], micro: int, world: distributed.World, desc: str) -> list[float]:
+    """Each pending step's training loss (the mean over its micro-batches and processes), read from the
+    device at once; the first non-finite total loss raises, naming its step."""
+    values = torch.stack([p.reduced for p in pending]).tolist() if pending else []
+    for p, (_, nonfinite) in zip(pending, values):
+        if nonfinite:
+            raise FloatingPointError(
+                f"{desc}: non-finite loss at step {p.step} ({p.phase} phase"
+                + (f", micro-batch {p.part + 1} of {micro}" if micro > 1 else "") + f"): loss "
+                f"{p.loss.item()}, terms { {k: v.item() for k, v in p.terms.items()} }"
+                + (f" on rank {world.rank} of {world.size}" if world.size > 1 else ""))
+    losses = [loss / world.size for loss, _ in values]
+    return [float(np.mean(losses[i:i + micro])) for i in range(0, len(losses), micro)]
+
+
 def lr_at(step: int, settings: dict) -> float:
     """Linear warm-up, then cosine decay from lr to min_lr_ratio * lr at the last step."""
     lr, steps, warmup = settings["lr"], settings["steps"], settings["warmup_steps"]
@@ -336,6 +371,7 @@ def train_lm(model: GPT, train_tokens: np.ndarray, val_tokens: np.ndarray, setti
 
     if state.step == 0:
         state.history.append({"step": 0, "train_loss": None, **evaluate_at(0)})
+    pending = []  # the losses of the steps since the last read, on the device
     bar = tqdm(range(state.step, settings["steps"]), desc=desc, total=settings["steps"], initial=state.step,
                file=sys.stderr, mininterval=0.5 if sys.stderr.isatty() else 15, disable=world.rank != 0)
     for step in bar:
@@ -344,11 +380,11 @@ def train_lm(model: GPT, train_tokens: np.ndarray, val_tokens: np.ndarray, setti
         set_phase(routers, router_params, other_params, phase)
         for group in optimizer.param_groups if optimizer else ():
             group["lr"] = lr_at(step, settings)
-        x, y = (t.to(device) for t in batches.next())
+        x, y = to_device(batches.next(), device)
         if optimizer is not None:
             optimizer.zero_grad(set_to_none=True)
         micro = settings["grad_accum"]
-        routings, losses = [], []  # per micro-batch: each MoE layer's routing, the LM loss
+        routings = []  # per micro-batch: each MoE layer's routing
         for part, (mx, my) in enumerate(zip(x.chunk(micro), y.chunk(micro))):
             baseline = greedy_loss(model, routers, mx, my, autocast) if (
                 settings["reinforce_baseline"] == "greedy" and phase != M_STEP and any_samples(routers)) else None
@@ -363,20 +399,14 @@ def train_lm(model: GPT, train_tokens: np.ndarray, val_tokens: np.ndarray, setti
                         layer_terms = router.loss_terms(routing, out.token_loss, baseline)
                         terms |= {f"layer{i}/{key}": value for key, value in layer_terms.items()}
                     total = out.loss + sum(terms.values(), torch.zeros((), device=device))
-                finite, loss = torch.isfinite(total), None
-                if world.size > 1:  # one all-reduce: the global mean loss, and whether every rank's loss is finite
-                    both = distributed.sum_(torch.stack([out.loss.detach().float(), (~finite).float()])).tolist()
-                    finite, loss = both[1] == 0, both[0] / world.size
-                if not finite:
-                    raise FloatingPointError(
-                        f"{desc}: non-finite loss at step {step} ({phase} phase"
-                        + (f", micro-batch {part + 1} of {micro}" if micro > 1 else "") + f"): loss "
-                        f"{out.loss.item()}, terms { {k: v.item() for k, v in terms.items()} }"
-                        + (f" on rank {world.rank} of {world.size}" if world.size > 1 else ""))
+                dtype = torch.promote_types(out.loss.dtype, torch.float32)  # float64 stays
+                reduced = torch.stack([out.loss.detach().to(dtype), (~torch.isfinite(total)).to(dtype)])
+                if world.size > 1:  # one all-reduce: the summed loss, and on how many ranks the loss was not finite
+                    distributed.sum_(reduced)
+                pending.append(PendingLoss(step, phase, part, out.loss.detach(), terms, reduced))
                 if optimizer is not None:
                     (total / micro).backward()  # the mean over the micro-batches, as one batch would have it
             routings.append(out.routing)
-            losses.append(out.loss.item() if loss is None else loss)
         if optimizer is not None:
             if synced is not None and phase == E_STEP:
                 distributed.average_gradients(router_params, world.size)
@@ -385,14 +415,18 @@ def train_lm(model: GPT, train_tokens: np.ndarray, val_tokens: np.ndarray, setti
             for i, router in enumerate(routers):
                 if router.training:  # once per optimizer step, with every micro-batch's routing
                     router.update([layers[i] for layers in routings])
-        state.train_losses.append(float(np.mean(losses)))
         state.step = step + 1
-        if state.step % settings["eval_every"] == 0 or state.step == settings["steps"]:
+        evaluating = state.step % settings["eval_every"] == 0 or state.step == settings["steps"]
+        saving = checkpoint and state.step % settings["checkpoint_every"] == 0 and state.step < settings["steps"]
+        if evaluating or saving:  # nothing non-finite is evaluated or saved
+            state.train_losses += read_losses(pending, micro, world, desc)
+            pending = []
+        if evaluating:
             row = {"step": state.step, "train_loss": float(np.mean(state.train_losses)), **evaluate_at(state.step)}
             state.history.append(row)
             state.train_losses = []
             bar.set_postfix(train=f"{row['train_loss']:.3f}", val=f"{row['val_loss']:.3f}", refresh=False)
-        if checkpoint and state.step % settings["checkpoint_every"] == 0 and state.step < settings["steps"]:
+        if saving:
             state.save(checkpoint, fingerprint, trainable, buffers, optimizer, batches, device, world)
     for row, selection in zip(state.history, state.routes):  # how much of the final routing each evaluation had
         row["saturation"] = saturation(selection, state.routes[-1])
