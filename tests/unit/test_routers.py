@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from moe_rpo.routers import METHODS, RouterOutput, build_router
+from moe_rpo.routers.base import count_experts
 from moe_rpo.routers.policy import leave_one_out_baseline, reinforce_surrogate, selection_log_prob
 from moe_rpo.routers.task_gradient import task_gradient
 
@@ -303,3 +304,13 @@ def test_switch_balance_loss_is_alpha_when_uniform_and_larger_when_collapsed():
 ])
 def test_task_gradient_probe_finds_routers_the_task_cannot_move(spec, k, learns):
     assert task_gradient(spec, k) is learns
+
+
+@pytest.mark.parametrize("shape", [(100, 2), (50,), (0, 2)])
+def test_expert_counts_are_bincounts(shape):
+    """count_experts (no host sync on a GPU) counts what torch.bincount counts, over the active slots."""
+    generator = torch.Generator().manual_seed(0)
+    experts = torch.randint(0, 8, shape, generator=generator)
+    active = torch.rand(shape, generator=generator) > 0.3
+    assert torch.equal(count_experts(experts, 8), torch.bincount(experts.reshape(-1), minlength=8))
+    assert torch.equal(count_experts(experts, 8, active), torch.bincount(experts[active], minlength=8))

@@ -44,8 +44,17 @@ class RouterOutput:
 
     def load(self) -> torch.Tensor:
         """[E] share of all dispatched (token, expert) pairs that went to each expert."""
-        chosen = self.experts[self.active()]
-        return torch.bincount(chosen, minlength=self.probs.shape[-1]) / max(1, chosen.numel())
+        counts = count_experts(self.experts, self.probs.shape[-1], self.active())
+        return counts / counts.sum().clamp(min=1)
+
+
+def count_experts(experts: torch.Tensor, num_experts: int, active: torch.Tensor | None = None) -> torch.Tensor:
+    """[E] int64: how often each expert id occurs in `experts` (where `active`). What torch.bincount gives,
+    without its host sync on a GPU (it reads the largest id to size its output)."""
+    hits = experts.unsqueeze(-1) == torch.arange(num_experts, device=experts.device)
+    if active is not None:
+        hits &= active.unsqueeze(-1)
+    return hits.flatten(0, -2).sum(0)
 
 
 class Router(nn.Module):

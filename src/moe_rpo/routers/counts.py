@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import distributed as dist
 
-from moe_rpo.routers.base import RouterOutput
+from moe_rpo.routers.base import RouterOutput, count_experts
 
 
 def over_ranks(tensor: torch.Tensor) -> torch.Tensor:
@@ -18,5 +18,5 @@ def over_ranks(tensor: torch.Tensor) -> torch.Tensor:
 
 def expert_counts(outputs: list[RouterOutput], num_experts: int) -> torch.Tensor:
     """[E] float: the dispatched (token, expert) pairs per expert over every output of the step and every rank."""
-    counts = sum(torch.bincount(out.experts[out.active()], minlength=num_experts) for out in outputs)
+    counts = sum(count_experts(out.experts, num_experts, out.active()) for out in outputs)
     return over_ranks(counts.double())

@@ -7,7 +7,7 @@ import math
 import torch
 from torch.nn import functional as F
 
-from moe_rpo.routers.base import RouterOutput
+from moe_rpo.routers.base import RouterOutput, count_experts
 from moe_rpo.routers.jitter import Jitter
 from moe_rpo.routers.options import Option
 
@@ -54,7 +54,7 @@ class Switch(Jitter):
     def route(self, logits: torch.Tensor) -> RouterOutput:
         probs = torch.softmax(logits, dim=-1)
         weights, experts = probs.topk(self.k, dim=-1)
-        fraction = torch.bincount(experts.reshape(-1), minlength=self.num_experts) / experts.numel()
+        fraction = count_experts(experts, self.num_experts) / experts.numel()
         aux = {"balance": self.balance_coef * self.num_experts * (fraction.detach() * probs.mean(0)).sum()}
         mask = None
         if self.capacity_factor is not None:

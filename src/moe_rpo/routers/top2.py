@@ -12,7 +12,7 @@ from typing import Literal, get_args
 
 import torch
 
-from moe_rpo.routers.base import RouterOutput
+from moe_rpo.routers.base import RouterOutput, count_experts
 from moe_rpo.routers.options import Option
 from moe_rpo.routers.softmax_topk import SoftmaxTopK
 
@@ -49,6 +49,6 @@ class Top2(SoftmaxTopK):
             keep_second = 2 * weights[:, 1].detach() > torch.rand(len(x), device=x.device)
             mask = torch.stack([torch.ones_like(keep_second), keep_second], dim=1)
             weights = weights * mask
-        first = torch.bincount(experts[:, 0], minlength=self.num_experts) / len(x)
+        first = count_experts(experts[:, 0], self.num_experts) / len(x)
         aux = {"balance": self.balance_coef * self.num_experts * (first.to(probs.dtype) * probs.mean(0)).sum()}
         return RouterOutput(experts=experts, weights=weights, probs=probs, aux_losses=aux, mask=mask)
