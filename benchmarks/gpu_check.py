@@ -10,6 +10,7 @@ test does, at a tiny size):
    deterministic kernels off, and with the layer's biases added by indexing (as before the one-hot matmul);
    the top ops of torch.profiler;
 5. every router of the default config, one training step with deterministic kernels only: runs, or the error;
+   and the host syncs of a training step (operations that make the host wait for the GPU: CUDA's sync debug mode);
 6. graph breaks: how many times torch.compile's dynamo splits each speed model's forward and loss (0 on a GPU
    in bf16, where the layer runs grouped_mm; the CPU's loop kernel reads its row counts on the host);
 7. speed: tokens/s and MFU of training steps (forward, backward, AdamW) in bf16, eager and under
@@ -28,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+import warnings
 from dataclasses import asdict, dataclass, replace
 
 from pathlib import Path
@@ -189,24 +191,41 @@ def check_time_split(size: Size, device: torch.device, repeats: int) -> dict:
             "top_ops_ms_per_step": [(e.key, getattr(e, key) / 1e3 / 3) for e in events]}
 
 
-def check_routers_strict(size: Size, device: torch.device) -> dict[str, str | None]:
+def check_routers_strict(size: Size, device: torch.device) -> tuple[dict[str, str | None], dict[str, int | None]]:
     """Each router of the default config: one training step (forward, its loss terms, backward, AdamW) with
-    deterministic kernels only; None where it runs, else the error's first line (naming the op)."""
+    deterministic kernels only; None where it runs, else the error's first line (naming the op). And how many
+    times a second step makes the host wait for the GPU (None on a CPU, or where the step failed)."""
     routers = cfg.load(str(ROOT / "config/config.yaml"))["routers"]
     idx = torch.randint(0, size.vocab_size, (size.batch, size.block_size), device=device)
     configure_torch(torch.get_num_threads())
-    result = {}
+    errors, syncs = {}, {}
     for name, spec in routers.items():
         if spec["method"] == cfg.DENSE:
             continue
         model = GPT(replace(size.config(k=1), router=spec))
         fit_routers_to_corpus(model, idx.flatten().cpu().numpy())
+        step = under_autocast(training_step(model.to(device), idx), device)
         try:
-            under_autocast(training_step(model.to(device), idx), device)()
-            result[name] = None
+            step()  # the first step also creates the optimizer's state
+            errors[name], syncs[name] = None, host_syncs(step, device)
         except RuntimeError as error:
-            result[name] = first_line(error)
-    return result
+            errors[name], syncs[name] = first_line(error), None
+    return errors, syncs
+
+
+def host_syncs(step, device: torch.device) -> int | None:
+    """How many operations of one call of `step` make the host wait for the GPU (CUDA's sync debug mode warns
+    at each); None on a CPU."""
+    if device.type != "cuda":
+        return None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            step()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return sum("synchroniz" in str(w.message) for w in caught)
 
 
 def graph_breaks(sizes: tuple[Size, ...], device: torch.device) -> dict[str, dict[str, int]]:
@@ -318,9 +337,10 @@ def main() -> None:
         for op, ms in split["top_ops_ms_per_step"]:
             print(f"   {ms:8.2f} ms  {op}")
         save()
-        result["routers_strict"] = strict = check_routers_strict(sizes[0], device)
-        print("5. routers with deterministic kernels only: " + ", ".join(
-            f"{name} {'runs' if error is None else 'FAILS: ' + error}" for name, error in strict.items()))
+        result["routers_strict"], result["routers_host_syncs"] = strict, syncs = check_routers_strict(sizes[0], device)
+        print("5. routers with deterministic kernels only (host syncs per training step): " + ", ".join(
+            f"{name} {'runs' if error is None else 'FAILS: ' + error}"
+            + (f" ({syncs[name]})" if syncs[name] is not None else "") for name, error in strict.items()))
         save()
         result["graph_breaks"] = breaks = graph_breaks(sizes, device)
         print("6. graph breaks under torch.compile: " + "; ".join(

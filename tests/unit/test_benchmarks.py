@@ -59,6 +59,7 @@ def test_gpu_check_runs_and_finds_training_deterministic_on_the_cpu(tmp_path):
     check = json.loads(out.read_text())
     assert check["determinism"] == {"steps": 3, "bit_equal": True, "error": None}
     assert check["routers_strict"] and set(check["routers_strict"].values()) == {None}
+    assert check["routers_host_syncs"] == dict.fromkeys(check["routers_strict"])  # counted on a GPU only
     assert set(check["time_split"]["ms_per_step"]) == {"moe k=1", "moe k=1, deterministic kernels off",
                                                        "moe k=1, biases by indexing", "dense iso-active k=1"}
     assert check["peak_tflops"]["datasheet_bf16"] is None and check["peak_tflops"]["measured_matmul"] > 0
