@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from moe_rpo import config as cfg
-from moe_rpo.lm.routing_quality import counterfactual_regret, gini, specialisation, stability, summarize_layers
+from moe_rpo.lm.routing_quality import Specialisation, counterfactual_regret, gini, stability, summarize_layers
 from moe_rpo.models import GPT, GPTConfig
 from moe_rpo.models.moe import max_violation
 from moe_rpo.routers import RouterOutput
-from moe_rpo.training.lm import flip_rate, saturation
+from moe_rpo.training.lm import evaluate, flip_rate, saturation
 
 VOCAB = 16
 
@@ -69,8 +69,16 @@ SETTINGS = cfg.validate_definition({"batch_size": 4, "block_size": 8, "eval_batc
 TOKENS = np.random.default_rng(0).integers(0, VOCAB, 500).astype(np.uint16)
 
 
+def specialisation(model):
+    """Specialisation's result over the evaluation pass, which still gives the loss of a plain evaluation."""
+    observed = Specialisation(model)
+    result = evaluate(model, TOKENS, SETTINGS, torch.device("cpu"), observe=observed)
+    assert result == evaluate(model, TOKENS, SETTINGS, torch.device("cpu"))
+    return observed.result()
+
+
 def test_hash_routing_is_fully_token_specialised_and_co_activation_has_unit_diagonal():
-    result = specialisation(moe({"method": "hash"}), TOKENS, SETTINGS, torch.device("cpu"))
+    result = specialisation(moe({"method": "hash"}))
     assert result["token_specialisation"] == pytest.approx(1.0)
     used = [i for i in range(4) if result["coactivation"][i][i] > 0]
     assert all(result["coactivation"][i][i] == 1.0 for i in used)
@@ -79,7 +87,7 @@ def test_hash_routing_is_fully_token_specialised_and_co_activation_has_unit_diag
 
 def test_learned_routing_of_random_features_is_less_token_specialised_than_hashing():
     std = {"method": "softmax_topk", "init_std": 1.0}  # features mix token and position: ids meet several experts
-    assert specialisation(moe(std), TOKENS, SETTINGS, torch.device("cpu"))["token_specialisation"] < 0.99
+    assert specialisation(moe(std))["token_specialisation"] < 0.99
 
 
 def test_counterfactual_regret_is_zero_when_every_route_is_the_same_and_positive_otherwise():

@@ -137,31 +137,35 @@ def counterfactual_regret(model: GPT, tokens: np.ndarray, settings: dict, device
     return float(np.mean(regrets))
 
 
-@torch.no_grad()
-def specialisation(model: GPT, tokens: np.ndarray, settings: dict, device: torch.device) -> dict:
-    """On the fixed evaluation windows, means over MoE layers of: token-id specialisation, the share of a token
-    id's occurrences dispatched to its most used expert, over all occurrences (1: every id always meets the same
-    expert, as under hashing); and the co-activation matrix C[i][j], the share of the tokens dispatched to expert
-    i that expert j also processes (OLMoE; the diagonal is 1 for a used expert). None for a dense model."""
-    routers = model.routers()
-    if not routers:
-        return {"token_specialisation": None, "coactivation": None}
-    model.eval()
-    experts = routers[0].num_experts
-    per_token = torch.zeros(len(routers), model.config.vocab_size, experts, dtype=torch.float64)
-    together = torch.zeros(len(routers), experts, experts, dtype=torch.float64)
-    occurrences = 0
-    for starts in evaluation_batches(tokens, settings):
-        x, y = windows(tokens, starts, settings["block_size"])
+class Specialisation:
+    """Counts of which experts each token id meets, gathered from the batches evaluate() hands it (its `observe`:
+    one pass gives the loss and these). result(): means over MoE layers of token-id specialisation, the share of
+    a token id's occurrences dispatched to its most used expert, over all occurrences (1: every id always meets
+    the same expert, as under hashing); and the co-activation matrix C[i][j], the share of the tokens dispatched
+    to expert i that expert j also processes (OLMoE; the diagonal is 1 for a used expert). None for a dense model."""
+
+    def __init__(self, model: GPT):
+        routers = model.routers()
+        experts = routers[0].num_experts if routers else 0
+        self.per_token = torch.zeros(len(routers), model.config.vocab_size, experts, dtype=torch.float64)
+        self.together = torch.zeros(len(routers), experts, experts, dtype=torch.float64)
+        self.occurrences = 0
+
+    def __call__(self, x: torch.Tensor, out) -> None:
+        """x: [B, T] token ids on the CPU; out: the model's output on them (its routing per MoE layer)."""
         ids = x.reshape(-1)
-        for layer, routing in enumerate(model(x.to(device), y.to(device)).routing):
+        for layer, routing in enumerate(out.routing):
             chosen = routing.selected().cpu().double()
-            per_token[layer].index_add_(0, ids, chosen)
-            together[layer] += chosen.T @ chosen
-        occurrences += len(ids)
-    used = together.diagonal(dim1=1, dim2=2).clamp(min=1).unsqueeze(-1)
-    return {"token_specialisation": (per_token.max(-1).values.sum(-1) / occurrences).mean().item(),
-            "coactivation": (together / used).mean(0).tolist()}
+            self.per_token[layer].index_add_(0, ids, chosen)
+            self.together[layer] += chosen.T @ chosen
+        self.occurrences += len(ids)
+
+    def result(self) -> dict:
+        if not len(self.together):
+            return {"token_specialisation": None, "coactivation": None}
+        used = self.together.diagonal(dim1=1, dim2=2).clamp(min=1).unsqueeze(-1)
+        return {"token_specialisation": (self.per_token.max(-1).values.sum(-1) / self.occurrences).mean().item(),
+                "coactivation": (self.together / used).mean(0).tolist()}
 
 
 def stability(history: list[dict]) -> dict:
