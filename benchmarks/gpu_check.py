@@ -30,7 +30,7 @@ import argparse
 import json
 import time
 import warnings
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 from pathlib import Path
 

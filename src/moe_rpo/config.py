@@ -185,8 +185,9 @@ def check_routers_build(config: dict) -> None:
     router refuses (k above the number of experts, BASE with k > 1, ...) fails now, naming the key."""
     import torch  # noqa: PLC0415  (only here: the rest of the config check needs no torch)
 
+    from moe_rpo.code_inputs import PLUGIN  # noqa: PLC0415
     from moe_rpo.routers import build_router, router_class  # noqa: PLC0415
-    from moe_rpo.routers.plugin import PLUGIN, check_interface  # noqa: PLC0415
+    from moe_rpo.routers.plugin import check_interface  # noqa: PLC0415
 
     for name, spec in config["routers"].items():  # a plugin: importable, a Router, keeps the interface
         if spec["method"] == PLUGIN:

@@ -10,7 +10,7 @@ import pytest
 
 from moe_rpo import code_inputs
 from moe_rpo.experiments import EXPERIMENTS
-from moe_rpo.code_inputs import CLI, PACKAGE_DIR, closure, command_code, command_modules, module_file
+from moe_rpo.code_inputs import CLI, PACKAGE_DIR, closure, command_code, command_modules
 from conftest import ROOT
 
 SRC = PACKAGE_DIR.parent

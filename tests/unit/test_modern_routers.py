@@ -2,7 +2,6 @@
 GShard's and the Gumbel second expert), and the regressions users of MoE libraries reported: a balancing bias
 lost in a checkpoint or updated once per micro-batch, auxiliary losses in the reported loss, routing that
 differs between two identical runs."""
-import math
 
 import numpy as np
 import pytest

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from browser import check_pages, require_chromium, sortable_tables
-from conftest import ENV, ROOT, copy_finished, copy_workflow, snakemake
+from conftest import ENV, ROOT, copy_finished, snakemake
 
 pytestmark = pytest.mark.slow
 

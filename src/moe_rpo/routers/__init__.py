@@ -16,7 +16,8 @@ from moe_rpo.routers.jitter import Jitter
 from moe_rpo.routers.moe_plus_plus import MoEPlusPlus
 from moe_rpo.routers.loss_free import LossFreeBalance
 from moe_rpo.routers.noisy_topk import NoisyTopK
-from moe_rpo.routers.plugin import PLUGIN, load_class
+from moe_rpo.code_inputs import PLUGIN
+from moe_rpo.routers.plugin import load_class
 from moe_rpo.routers.reinforce import Reinforce
 from moe_rpo.routers.remoe import ReMoE
 from moe_rpo.routers.rpo import RPO

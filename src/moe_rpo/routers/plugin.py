@@ -8,7 +8,7 @@ import importlib
 
 import torch
 
-from moe_rpo.code_inputs import PLUGIN, plugin_module
+from moe_rpo.code_inputs import plugin_module
 from moe_rpo.routers.base import Router, RouterOutput
 
 
