@@ -407,7 +407,8 @@ def train_lm(model: GPT, train_tokens: np.ndarray, val_tokens: np.ndarray, setti
                 reduced = torch.stack([out.loss.detach().to(dtype), (~torch.isfinite(total)).to(dtype)])
                 if world.size > 1:  # one all-reduce: the summed loss, and on how many ranks the loss was not finite
                     distributed.sum_(reduced)
-                pending.append(PendingLoss(step, phase, part, out.loss.detach(), terms, reduced))
+                pending.append(PendingLoss(step, phase, part, out.loss.detach(),
+                                           {key: value.detach() for key, value in terms.items()}, reduced))
                 if optimizer is not None:
                     (total / micro).backward()  # the mean over the micro-batches, as one batch would have it
             routings.append(out.routing)
