@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from moe_rpo import config as cfg
-from moe_rpo.lm.routing_quality import Specialisation, counterfactual_regret, gini, stability, summarize_layers
+from moe_rpo.lm.routing_quality import RouteRegret, Specialisation, gini, stability, summarize_layers
 from moe_rpo.models import GPT, GPTConfig
 from moe_rpo.models.moe import max_violation
 from moe_rpo.routers import RouterOutput
@@ -69,12 +69,20 @@ SETTINGS = cfg.validate_definition({"batch_size": 4, "block_size": 8, "eval_batc
 TOKENS = np.random.default_rng(0).integers(0, VOCAB, 500).astype(np.uint16)
 
 
-def specialisation(model):
-    """Specialisation's result over the evaluation pass, which still gives the loss of a plain evaluation."""
-    observed = Specialisation(model)
-    result = evaluate(model, TOKENS, SETTINGS, torch.device("cpu"), observe=observed)
+def observed(observer, model):
+    """An observer's result over the evaluation pass, which still gives the result of a plain evaluation."""
+    observer = observer(model)
+    result = evaluate(model, TOKENS, SETTINGS, torch.device("cpu"), observers=[observer])
     assert result == evaluate(model, TOKENS, SETTINGS, torch.device("cpu"))
-    return observed.result()
+    return observer.result()
+
+
+def specialisation(model):
+    return observed(Specialisation, model)
+
+
+def counterfactual_regret(model):
+    return observed(RouteRegret, model)
 
 
 def test_hash_routing_is_fully_token_specialised_and_co_activation_has_unit_diagonal():
@@ -91,11 +99,10 @@ def test_learned_routing_of_random_features_is_less_token_specialised_than_hashi
 
 
 def test_counterfactual_regret_is_zero_when_every_route_is_the_same_and_positive_otherwise():
-    device = torch.device("cpu")
-    assert counterfactual_regret(moe({"method": "softmax_topk"}, same_experts=True), TOKENS, SETTINGS, device) == 0
-    assert counterfactual_regret(moe({"method": "softmax_topk"}), TOKENS, SETTINGS, device) > 0
+    assert counterfactual_regret(moe({"method": "softmax_topk"}, same_experts=True)) == 0
+    assert counterfactual_regret(moe({"method": "softmax_topk"})) > 0
     dense = GPT(GPTConfig(vocab_size=VOCAB, block_size=8, n_layer=1, n_head=2, n_embd=16))
-    assert counterfactual_regret(dense, TOKENS, SETTINGS, device) is None
+    assert counterfactual_regret(dense) is None
 
 
 def test_coactivation_rows_average_over_the_seeds_where_the_expert_was_used():

@@ -11,7 +11,6 @@ import torch
 from moe_rpo.models import GPT
 from moe_rpo.models.moe import MoE, max_violation
 from moe_rpo.routers import Router, RouterOutput
-from moe_rpo.training.lm import evaluation_batches, windows
 
 
 class Misrouted(Router):
@@ -114,31 +113,33 @@ def summarize_layers(layers: list[dict]) -> dict:
     return {key: float(np.mean([layer[key] for layer in per_layer])) for key in keys}
 
 
-@torch.no_grad()
-def counterfactual_regret(model: GPT, tokens: np.ndarray, settings: dict, device: torch.device,
-                          samples: int = 4) -> float | None:
-    """Route regret of a frozen MoE on the fixed evaluation windows: per token, its loss under the model's own
-    routing minus the lowest of its losses under `samples` alternative routings of equal compute (every MoE layer
-    sends every token to other experts, same k and weights: Misrouted with seeds 0..samples-1), floored at 0, and
-    the mean over tokens (nats). 0: no sampled alternative beats the router for any token. The alternatives
-    reroute all tokens at once, so a token's context is rerouted too. None for a dense model."""
-    if not model.routers():
-        return None
-    model.eval()
-    regrets = []
-    for starts in evaluation_batches(tokens, settings):
-        x, y = (t.to(device) for t in windows(tokens, starts, settings["block_size"]))
-        own = model(x, y).token_loss.float()
+class RouteRegret:
+    """Route regret of a frozen MoE, from the batches evaluate() hands it (an observer: the evaluation's pass gives
+    the model's own losses). result(): per token, its loss under the model's own routing minus the lowest of its
+    losses under `samples` alternative routings of equal compute (every MoE layer sends every token to other
+    experts, same k and weights: Misrouted with seeds 0..samples-1), floored at 0, and the mean over tokens (nats).
+    0: no sampled alternative beats the router for any token. The alternatives reroute all tokens at once, so a
+    token's context is rerouted too. None for a dense model."""
+
+    def __init__(self, model: GPT, samples: int = 4):
+        self.model, self.samples, self.regrets = model, samples, []
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, out) -> None:
+        if not out.routing:
+            return
+        own = out.token_loss.float()
         best = torch.full_like(own, float("inf"))
-        for seed in range(samples):
-            with misrouted(model, seed):
-                best = torch.minimum(best, model(x, y).token_loss.float())
-        regrets.append((own - best).clamp(min=0).mean().item())
-    return float(np.mean(regrets))
+        for seed in range(self.samples):
+            with misrouted(self.model, seed):
+                best = torch.minimum(best, self.model(x, y).token_loss.float())
+        self.regrets.append((own - best).clamp(min=0).mean().item())
+
+    def result(self) -> float | None:
+        return float(np.mean(self.regrets)) if self.regrets else None
 
 
 class Specialisation:
-    """Counts of which experts each token id meets, gathered from the batches evaluate() hands it (its `observe`:
+    """Counts of which experts each token id meets, gathered from the batches evaluate() hands it (an observer:
     one pass gives the loss and these). result(): means over MoE layers of token-id specialisation, the share of
     a token id's occurrences dispatched to its most used expert, over all occurrences (1: every id always meets
     the same expert, as under hashing); and the co-activation matrix C[i][j], the share of the tokens dispatched
@@ -151,9 +152,9 @@ class Specialisation:
         self.together = torch.zeros(len(routers), experts, experts, dtype=torch.float64)
         self.occurrences = 0
 
-    def __call__(self, x: torch.Tensor, out) -> None:
-        """x: [B, T] token ids on the CPU; out: the model's output on them (its routing per MoE layer)."""
-        ids = x.reshape(-1)
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, out) -> None:
+        """x: [B, T] token ids; out: the model's output on them (its routing per MoE layer)."""
+        ids = x.reshape(-1).cpu()
         for layer, routing in enumerate(out.routing):
             chosen = routing.selected().cpu().double()
             self.per_token[layer].index_add_(0, ids, chosen)

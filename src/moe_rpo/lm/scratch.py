@@ -12,8 +12,7 @@ import torch
 
 from moe_rpo.config import DENSE, Arm
 from moe_rpo.data.tokens import corpus_identity, open_tokens, read_meta
-from moe_rpo.lm.routing_quality import (Specialisation, counterfactual_regret, misrouted, stability,
-                                        summarize_layers)
+from moe_rpo.lm.routing_quality import RouteRegret, Specialisation, misrouted, stability, summarize_layers
 from moe_rpo.models import GPT, GPTConfig
 from moe_rpo.training.lm import evaluate, fit_routers_to_corpus, pick_device, train_lm
 
@@ -36,8 +35,8 @@ def final_metrics(model: GPT, train_tokens, val_tokens, train: dict) -> dict:
     router entropy, unrouted tokens, the loss increase when every token is sent to other experts, the
     counterfactual route regret, token-id specialisation and expert co-activation (lm/routing_quality.py)."""
     device = pick_device(train["device"])
-    token_routes = Specialisation(model)
-    on_val = evaluate(model, val_tokens, train, device, observe=token_routes)
+    token_routes, regret = Specialisation(model), RouteRegret(model)
+    on_val = evaluate(model, val_tokens, train, device, observers=(token_routes, regret))
     train_loss = evaluate(model, train_tokens, train, device)["val_loss"]
     metrics = {"train_loss": train_loss, "val_loss": on_val["val_loss"],
                "generalization_gap": on_val["val_loss"] - train_loss, **summarize_layers(on_val["layers"])}
@@ -46,8 +45,7 @@ def final_metrics(model: GPT, train_tokens, val_tokens, train: dict) -> dict:
             metrics["misrouting_penalty"] = evaluate(model, val_tokens, train, device)["val_loss"] - on_val["val_loss"]
     else:
         metrics["misrouting_penalty"] = None
-    metrics["route_regret"] = counterfactual_regret(model, val_tokens, train, device)
-    return metrics | token_routes.result()
+    return metrics | {"route_regret": regret.result()} | token_routes.result()
 
 
 def run(settings: dict, seed: int, corpus_dir: str | Path, checkpoint: str | Path | None = None) -> dict:

@@ -152,11 +152,12 @@ def evaluation_batches(tokens: np.ndarray, settings: dict) -> list[list[int]]:
 @torch.no_grad()
 def evaluate(model: GPT, tokens: np.ndarray, settings: dict, device: torch.device,
              world: distributed.World | None = None, label: str = "evaluation", routes: bool = False,
-             observe=None) -> dict:
+             observers=()) -> dict:
     """Mean loss on fixed windows of `tokens` and, per MoE layer, the routing metrics (greedy routing).
     With `routes`, also "selection": [MoE layers, tokens, E] bool, the experts that the first STABILITY_TOKENS
     evaluation tokens were dispatched to (what the stability metrics compare between evaluations).
-    `observe(x, out)`, if given, sees each batch this process evaluates (more metrics from the same pass).
+    Each of `observers` is called as observer(x, y, out) with each batch this process evaluates, on the device
+    (more metrics from the same pass).
     With a data-parallel `world` (every rank must call it), the ranks share the evaluation batches and all
     return the numbers of one process."""
     model.eval()
@@ -165,11 +166,11 @@ def evaluate(model: GPT, tokens: np.ndarray, settings: dict, device: torch.devic
     if world is not None and world.size > 1:
         batches = batches[world.rank::world.size]
     for starts in batches:
-        x, y = windows(tokens, starts, settings["block_size"])
-        out = model(x.to(device), y.to(device))
+        x, y = (t.to(device) for t in windows(tokens, starts, settings["block_size"]))
+        out = model(x, y)
         losses.append(out.loss.item())
-        if observe is not None:
-            observe(x, out)
+        for observer in observers:
+            observer(x, y, out)
         layers.append([routing_metrics(routing) for routing in out.routing])
         if routes and out.routing:
             selections.append(torch.stack([routing.selected() for routing in out.routing]).cpu())
