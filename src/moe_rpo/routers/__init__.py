@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import inspect
 
+from moe_rpo.code_inputs import PLUGIN
 from moe_rpo.routers.base import Router, RouterOutput
 from moe_rpo.routers.base_layers import BaseLayer
 from moe_rpo.routers.deepseek_v3 import DeepSeekV3Gate
@@ -13,10 +14,9 @@ from moe_rpo.routers.expert_choice import ExpertChoice
 from moe_rpo.routers.fixed_random import FixedRandom
 from moe_rpo.routers.hashing import Hash
 from moe_rpo.routers.jitter import Jitter
-from moe_rpo.routers.moe_plus_plus import MoEPlusPlus
 from moe_rpo.routers.loss_free import LossFreeBalance
+from moe_rpo.routers.moe_plus_plus import MoEPlusPlus
 from moe_rpo.routers.noisy_topk import NoisyTopK
-from moe_rpo.code_inputs import PLUGIN
 from moe_rpo.routers.plugin import load_class
 from moe_rpo.routers.reinforce import Reinforce
 from moe_rpo.routers.remoe import ReMoE
