@@ -396,3 +396,51 @@ def test_checkpoints_still_resume_under_weights_only(corpus, tmp_path, monkeypat
 def test_the_routerless_groups_take_fixed_and_learned_routers_by_their_trait():
     refused({"routerless": {"fixed": [{"router": "standard", "k": 1}]}},
             "routerless.fixed.0: router 'standard' (softmax_topk) trains; the fixed group takes fixed routers only")
+
+
+# --- names that become paths and shell words (second adversarial run, cases 1 and 2) ----------------------
+
+@pytest.mark.parametrize("name", ["x$(touch /tmp/PWNED)", "../../../../tmp/x", "a/b", "..", "", "a{x}", "x" * 300,
+                                  "-rf", "a b", "a;b"])
+def test_a_router_name_that_is_not_a_plain_word_is_refused_naming_the_key(name):
+    refused({"routers": {name: {"method": "softmax_topk"}}}, "routers:")
+
+
+@pytest.mark.parametrize("name", ["../x", "a b", "x" * 65])
+def test_a_corpus_name_that_is_not_a_plain_word_is_refused(name):
+    refused({"corpora": {name: {"source": "shakespeare"}}}, "corpora:")
+
+
+def test_a_shell_injection_through_a_router_name_is_refused_before_any_job(tmp_path):
+    marker = tmp_path / "PWNED"
+    config = tmp_path / "evil.yaml"
+    evil = f"x$(touch {marker})"
+    config.write_text(f"routers: {{'{evil}': {{method: softmax_topk}}}}\n"
+                      f"shakespeare_moe: {{methods: [{{router: '{evil}', k: 1}}]}}\n")
+    result = dry_run("--configfile", str(config))
+    assert result.returncode != 0 and "routers" in result.stdout and "does not match" in result.stdout
+    assert not marker.exists()
+
+
+def shell_commands() -> dict[str, str]:
+    """Every rule's shell command (its string pieces joined), by the file and line it starts on."""
+    commands = {}
+    for path in sorted((ROOT / "workflow" / "rules").glob("*.smk")):
+        lines = path.read_text().splitlines()
+        for i, line in enumerate(lines):
+            if line.strip() == "shell:":
+                pieces = []
+                for piece in lines[i + 1:]:
+                    if not piece.strip().startswith('"'):
+                        break
+                    pieces.append(piece.strip()[1:-1])
+                commands[f"{path.name}:{i + 1}"] = "".join(pieces)
+    return commands
+
+
+def test_every_field_of_every_shell_command_is_quoted():
+    commands = shell_commands()
+    assert len(commands) >= 10, commands  # the parser found the rules' commands
+    fields = {where: re.findall(r"(?<!\{)\{([^{}]+)\}(?!\})", command) for where, command in commands.items()}
+    unquoted = {where: [f for f in found if not f.endswith(":q")] for where, found in fields.items()}
+    assert not any(unquoted.values()), unquoted

@@ -28,5 +28,5 @@ rule base_model:
     benchmark:
         paths.benchmark(paths.BASE_MODEL["key"])
     shell:
-        "{params.launch} base-model --settings {params.settings:q} --corpus-dir {params.corpus_dir} "
-        "--out {output.model} --threads {threads} > {log} 2>&1"
+        "{params.launch:q} base-model --settings {params.settings:q} --corpus-dir {params.corpus_dir:q} "
+        "--out {output.model:q} --threads {threads:q} > {log:q} 2>&1"

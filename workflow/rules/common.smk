@@ -61,10 +61,12 @@ def settings_json(experiment):
 
 
 def launcher(train):
-    """How a training job starts: one process, or `train.processes` data-parallel ones under torchrun."""
+    """How a training job starts, as shell words (each quoted in the command): one process, or
+    `train.processes` data-parallel ones under torchrun."""
     if train["processes"] == 1:
-        return "python -m moe_rpo"
-    return f"python -m torch.distributed.run --standalone --nproc_per_node {train['processes']} -m moe_rpo"
+        return ["python", "-m", "moe_rpo"]
+    return ["python", "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(train["processes"]),
+            "-m", "moe_rpo"]
 
 
 def reported(paths_, category):

@@ -20,7 +20,7 @@ rule corpus_inventory:
     benchmark:
         paths.benchmark("data_{corpus}/inventory")
     shell:
-        "python -m moe_rpo corpus-inventory {wildcards.corpus} --settings {params.spec:q} --out {output} > {log} 2>&1"
+        "python -m moe_rpo corpus-inventory {wildcards.corpus:q} --settings {params.spec:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule corpus_shard:
@@ -44,8 +44,8 @@ rule corpus_shard:
     benchmark:
         paths.benchmark("data_{corpus}/shard{shard}")
     shell:
-        "python -m moe_rpo corpus-shard --inventory {input.inventory} --shards {params.shards} --shard {wildcards.shard} "
-        "--out {params.prefix} > {log} 2>&1"
+        "python -m moe_rpo corpus-shard --inventory {input.inventory:q} --shards {params.shards:q} --shard {wildcards.shard:q} "
+        "--out {params.prefix:q} > {log:q} 2>&1"
 
 
 rule corpus_gather:
@@ -70,5 +70,5 @@ rule corpus_gather:
     benchmark:
         paths.benchmark("data_{corpus}/gather")
     shell:
-        "python -m moe_rpo corpus-gather --inventory {input.inventory} --shards {params.prefixes} "
-        "--out-dir {params.out_dir} > {log} 2>&1"
+        "python -m moe_rpo corpus-gather --inventory {input.inventory:q} --shards {params.prefixes:q} "
+        "--out-dir {params.out_dir:q} > {log:q} 2>&1"

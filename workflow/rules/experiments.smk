@@ -28,8 +28,8 @@ for experiment in EXPERIMENTS.values():
         benchmark:
             paths.benchmark(f"{experiment.stem}/tables")
         shell:
-            "python -m moe_rpo tables {params.experiment} --runs {input.runs} --settings {params.view:q} "
-            "--out {output} > {log} 2>&1"
+            "python -m moe_rpo tables {params.experiment:q} --runs {input.runs:q} --settings {params.view:q} "
+            "--out {output:q} > {log:q} 2>&1"
 
     rule:
         name:
@@ -54,5 +54,5 @@ for experiment in EXPERIMENTS.values():
         benchmark:
             paths.benchmark(f"{experiment.stem}/figures")
         shell:
-            "python -m moe_rpo figures {params.experiment} --runs {input.runs} --tables {input.tables} "
-            "--settings {params.view:q} --out {output} > {log} 2>&1"
+            "python -m moe_rpo figures {params.experiment:q} --runs {input.runs:q} --tables {input.tables:q} "
+            "--settings {params.view:q} --out {output:q} > {log:q} 2>&1"

@@ -27,8 +27,8 @@ rule recovery_run:
     benchmark:
         paths.benchmark(paths.RECOVERY_RUN["key"])
     shell:
-        "{params.launch} recovery {wildcards.setting} --seed {wildcards.seed} --settings {params.settings:q} "
-        "--base {input.base} --corpus-dir {params.corpus_dir} --out {output} --threads {threads} > {log} 2>&1"
+        "{params.launch:q} recovery {wildcards.setting:q} --seed {wildcards.seed:q} --settings {params.settings:q} "
+        "--base {input.base:q} --corpus-dir {params.corpus_dir:q} --out {output:q} --threads {threads:q} > {log:q} 2>&1"
 
 
 # The layer sweep: the sweep's methods for one other set of MoE layers, setting and seed; the same job as
@@ -73,5 +73,5 @@ rule recovery_design:
     benchmark:
         paths.benchmark(paths.RECOVERY_DESIGN["key"])
     shell:
-        "python -m moe_rpo recovery-design --seed {wildcards.seed} --settings {params.settings:q} "
-        "--base {input.base} --corpus-dir {params.corpus_dir} --out {output} --threads {threads} > {log} 2>&1"
+        "python -m moe_rpo recovery-design --seed {wildcards.seed:q} --settings {params.settings:q} "
+        "--base {input.base:q} --corpus-dir {params.corpus_dir:q} --out {output:q} --threads {threads:q} > {log:q} 2>&1"

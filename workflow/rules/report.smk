@@ -22,8 +22,8 @@ rule claims:
     benchmark:
         paths.benchmark("claims")
     shell:
-        "python -m moe_rpo claims --tables-dir {params.tables_dir} --settings {params.thresholds:q} --out {output} "
-        "> {log} 2>&1"
+        "python -m moe_rpo claims --tables-dir {params.tables_dir:q} --settings {params.thresholds:q} --out {output:q} "
+        "> {log:q} 2>&1"
 
 
 rule report:
@@ -56,5 +56,5 @@ rule report:
     benchmark:
         paths.benchmark("report")
     shell:
-        "python -m moe_rpo report --results-dir {params.results_dir} --out-dir {params.out_dir} "
-        "--templates {params.templates} --settings {params.config:q} > {log} 2>&1"
+        "python -m moe_rpo report --results-dir {params.results_dir:q} --out-dir {params.out_dir:q} "
+        "--templates {params.templates:q} --settings {params.config:q} > {log:q} 2>&1"

@@ -22,8 +22,8 @@ rule toy_run:
     benchmark:
         paths.benchmark(paths.TOY_RUN["key"])
     shell:
-        "python -m moe_rpo toy {params.toy} --seed {wildcards.seed} --settings {params.settings:q} "
-        "--out {params.prefix} > {log} 2>&1"
+        "python -m moe_rpo toy {params.toy:q} --seed {wildcards.seed:q} --settings {params.settings:q} "
+        "--out {params.prefix:q} > {log:q} 2>&1"
 
 
 use rule toy_run as toy_benchmark_run with:

@@ -24,6 +24,6 @@ rule train_run:
     benchmark:
         paths.benchmark(paths.TRAIN_RUN["key"])
     shell:
-        "{params.launch} train {wildcards.training} {wildcards.method} --seed {wildcards.seed} "
-        "--settings {params.settings:q} --corpus-dir {params.corpus_dir} --out {output} --threads {threads} "
-        "> {log} 2>&1"
+        "{params.launch:q} train {wildcards.training:q} {wildcards.method:q} --seed {wildcards.seed:q} "
+        "--settings {params.settings:q} --corpus-dir {params.corpus_dir:q} --out {output:q} --threads {threads:q} "
+        "> {log:q} 2>&1"
