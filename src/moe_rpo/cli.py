@@ -1,5 +1,5 @@
 """Command line of the pipeline: every Snakemake rule calls one of these commands, and each also runs
-on its own, e.g. `moe-rpo toy routing --seed 0 --config config/config.yaml --out results/toy/routing/seed0`."""
+on its own, e.g. `moe-rpo toy routing --config config/config.yaml --out results/toy/routing/run`."""
 from __future__ import annotations
 
 import argparse
@@ -48,19 +48,19 @@ def _timed(step, *args):
 
 
 def cmd_toy(args):
-    """Run one toy experiment for one seed; write PREFIX.npz (arrays) and PREFIX.json (metrics, provenance)."""
-    import numpy as np  # noqa: PLC0415
+    """Run one toy experiment for all its seeds at once; write PREFIX.npz (arrays) and PREFIX.json (metrics of
+    every seed, provenance)."""
     import torch  # noqa: PLC0415
 
     settings = _settings(args, lambda c: cfg.experiment_settings(c, args.experiment))
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(1)
     module = importlib.import_module(f"moe_rpo.toy.{args.experiment}")
-    (arrays, records), prov = _timed(module.run, settings, args.seed)
+    (arrays, records), prov = _timed(module.run, settings)
     out = Path(args.out)
-    write_npz(out.with_suffix(".npz"), {**arrays, "__seed__": np.array(args.seed)})
-    write_json(out.with_suffix(".json"), {"experiment": args.experiment, "seed": args.seed, "settings": settings,
-                                          "records": records, "provenance": prov})
+    write_npz(out.with_suffix(".npz"), arrays)
+    write_json(out.with_suffix(".json"), {"experiment": args.experiment, "seeds": settings["seeds"],
+                                          "settings": settings, "records": records, "provenance": prov})
 
 
 def cmd_corpus_inventory(args):
@@ -252,7 +252,6 @@ def parser() -> argparse.ArgumentParser:
 
     toy = sub.add_parser("toy", help=cmd_toy.__doc__)
     toy.add_argument("experiment", choices=cfg.TOY_EXPERIMENTS)
-    toy.add_argument("--seed", type=int, required=True)
     toy.add_argument("--out", required=True, help="output prefix; writes PREFIX.npz and PREFIX.json")
     _add_settings_args(toy, "the experiment's settings")
     toy.set_defaults(func=cmd_toy)

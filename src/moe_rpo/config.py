@@ -358,20 +358,22 @@ def load(*paths: str | Path) -> dict:
 
 
 def toy_seeds(config: dict, experiment: str) -> list[int]:
-    """The seeds a toy runs: its own, or the global `seeds`."""
-    return config["toy"][experiment]["seeds"] or config["seeds"]
+    """The seeds a toy runs: a list, or N for seeds 0 to N-1."""
+    seeds = config["toy"][experiment]["seeds"]
+    return list(range(seeds)) if isinstance(seeds, int) else seeds
 
 
-def _toy_run_section(config: dict, experiment: str) -> dict:
-    """A toy's section less its seeds (a run has one seed)."""
-    return {key: value for key, value in config["toy"][experiment].items() if key != "seeds"}
+def _toy_run_section(config: dict, experiment: str, seeds: list[int]) -> dict:
+    """A toy's section for its one job: the seeds it runs, and the seed whose full series the figures show."""
+    section = {key: value for key, value in config["toy"][experiment].items() if key != "seeds"}
+    return section | {"seeds": seeds, "shown_seed": config["report"]["trajectory_seed"]}
 
 
 def experiment_settings(config: dict, experiment: str) -> dict:
     """The settings one toy experiment runs with: its run section plus the specs of the routers it uses."""
     if experiment not in TOY_EXPERIMENTS:
         raise ConfigError(f"unknown toy experiment {experiment!r}; choose one of {list(TOY_EXPERIMENTS)}")
-    section = _toy_run_section(config, experiment)
+    section = _toy_run_section(config, experiment, toy_seeds(config, experiment))
     names = [m["router"] if isinstance(m, dict) else m for m in section["methods"]]
     section["routers"] = {name: config["routers"][name] for name in names}
     return section
@@ -381,7 +383,8 @@ def benchmark_toy_settings(config: dict) -> dict:
     """Toy 1 (routing) settings that run exactly the benchmark's (router, k) pairs."""
     from moe_rpo.routers import router_class  # noqa: PLC0415  (torch: the config check has imported it already)
 
-    section = _toy_run_section(config, "routing")
+    bench = config["benchmark"]["toy"]["seeds"]
+    section = _toy_run_section(config, "routing", list(range(bench)) if isinstance(bench, int) else bench)
     # MoE++'s null experts need token features, which the toy has not: its toy column says 'not run'
     section["runs"] = [m for m in config["benchmark"]["methods"]
                        if not router_class(config["routers"][m["router"]]).adds_null_experts]

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Callable, NamedTuple
 
 from moe_rpo import paths
-from moe_rpo.config import (DENSE, Arm, RecoverySetting, arm_router, layer_set_label, layer_sweep_sets,
-                             recovery_settings, toy_seeds)
+from moe_rpo.config import (DENSE, Arm, RecoverySetting, arm_router, benchmark_toy_settings, layer_set_label,
+                             layer_sweep_sets, recovery_settings, toy_seeds)
 
 
 class Job(NamedTuple):
@@ -81,8 +81,8 @@ def load(ref: str):
 # --- jobs --------------------------------------------------------------------------------------------------
 
 def toy_jobs(experiment: str, seeds: list[int], label: str = "") -> list[Job]:
-    return [Job.of(paths.TOY_RUN, f"{label}seed {seed}", (".json", ".npz"), experiment=experiment, seed=seed)
-            for seed in seeds]
+    """A toy's one job, which trains all its seeds side by side."""
+    return [Job.of(paths.TOY_RUN, f"{label}{len(seeds)} seeds", (".json", ".npz"), experiment=experiment)]
 
 
 def recovery_jobs(settings: list[str], seeds: list[int]) -> list[Job]:
@@ -118,7 +118,7 @@ def benchmark_shakespeare_methods(config: dict) -> list[dict]:
 
 def benchmark_jobs(config: dict) -> list[Job]:
     bench = config["benchmark"]
-    return (toy_jobs("benchmark", bench["toy"]["seeds"], "toy ")
+    return (toy_jobs("benchmark", benchmark_toy_settings(config)["seeds"], "toy ")
             + recovery_jobs(bench["recovery"]["settings"], config["recovery"]["seeds"])
             + training_jobs("shakespeare_moe", benchmark_shakespeare_methods(config), config["shakespeare_moe"]["seeds"]))
 

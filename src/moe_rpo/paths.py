@@ -7,7 +7,7 @@ RESULTS = "results"
 
 # A job writes its record at RECORD.json (toys also RECORD.npz); its log and Snakemake benchmark are named by
 # its key: logs/KEY.log, benchmarks/KEY.tsv.
-TOY_RUN = {"record": "toy/{experiment}/seed{seed}", "key": "toy_{experiment}/seed{seed}"}
+TOY_RUN = {"record": "toy/{experiment}/run", "key": "toy_{experiment}/run"}  # every seed of a toy in one job
 RECOVERY_RUN = {"record": "lm/recovery/{setting}/seed{seed}", "key": "lm_recovery/{setting}/seed{seed}"}
 RECOVERY_LAYERS_RUN = {"record": "lm/recovery_layers/{layers}/{setting}/seed{seed}",
                        "key": "lm_recovery_layers/{layers}/{setting}/seed{seed}"}

@@ -11,51 +11,59 @@ from moe_rpo.toy import barrier, collapse, dilemma, routing
 MODULES = {"routing": routing, "collapse": collapse, "dilemma": dilemma, "barrier": barrier}
 
 
-def small_settings(experiment):
+def small_settings(experiment, seeds=(0, 1, 2)):
     config = cfg.validate({})
     settings = cfg.experiment_settings(config, experiment)
-    settings["steps"] = 40
+    settings["steps"], settings["seeds"] = 40, list(seeds)
     if experiment == "collapse":
         settings["log_every"] = 10
     return settings
 
 
 @pytest.mark.parametrize("experiment", MODULES)
-def test_same_seed_same_numbers(experiment):
+def test_same_seeds_same_numbers(experiment):
     settings = small_settings(experiment)
-    arrays_a, records_a = MODULES[experiment].run(settings, seed=3)
-    arrays_b, records_b = MODULES[experiment].run(settings, seed=3)
+    arrays_a, records_a = MODULES[experiment].run(settings)
+    arrays_b, records_b = MODULES[experiment].run(settings)
     assert records_a == records_b
     assert arrays_a.keys() == arrays_b.keys()
     for key in arrays_a:
         np.testing.assert_array_equal(arrays_a[key], arrays_b[key])
-    _, records_c = MODULES[experiment].run(settings, seed=4)
-    assert records_c != records_a
+    by_seed = {seed: [r for r in records_a if r["seed"] == seed] for seed in settings["seeds"]}
+    assert by_seed[0] != [{**r, "seed": 0} for r in by_seed[1]]  # other seeds, other numbers
 
 
 @pytest.mark.parametrize("experiment", MODULES)
 def test_records_feed_the_tables(experiment, tmp_path):
-    settings = small_settings(experiment)
-    paths = []
-    for seed in (0, 1):
-        _, records = MODULES[experiment].run(settings, seed)
-        paths.append(tmp_path / f"seed{seed}.json")
-        write_json(paths[-1], {"records": records})
+    settings = small_settings(experiment, seeds=(0, 1))
+    _, records = MODULES[experiment].run(settings)
+    write_json(tmp_path / "run.json", {"records": records})
     registered = EXPERIMENTS[experiment]
-    summary = summarize(per_seed_table(paths), registered.group_keys, registered.metrics)
+    summary = summarize(per_seed_table([tmp_path / "run.json"]), registered.group_keys, registered.metrics)
     assert set(registered.group_keys) <= set(summary.columns)
     assert (summary["seeds"] == 2).all()
     for metric in registered.metrics:
         assert summary[f"{metric}_median"].notna().all()
 
 
+@pytest.mark.parametrize("experiment", MODULES)
+def test_only_the_shown_seed_keeps_its_full_series(experiment):
+    """The records hold metrics of every seed; the arrays hold the shown seed's series and summaries over seeds,
+    so that they do not grow with the seeds."""
+    few, many = (MODULES[experiment].run(small_settings(experiment, seeds))[0] for seeds in ((0, 1), range(6)))
+    assert few.keys() == many.keys()
+    assert {key.split("/")[0] for key in few if key.startswith("seed")} == {"seed0"}
+    assert all(few[key].shape == many[key].shape for key in few)
+
+
 def test_routing_trajectory_starts_at_the_initial_routing_and_has_every_step():
     settings = small_settings("routing")
-    arrays, records = routing.run(settings, seed=0)
+    arrays, records = routing.run(settings)
     for method in settings["methods"]:
         for k in settings["ks"]:
-            assert arrays[f"{method}_k{k}"].shape == (settings["steps"] + 1, 2)
+            assert arrays[f"seed0/{method}_k{k}"].shape == (settings["steps"] + 1, 2)
     assert {r["method"] for r in records} == set(settings["methods"])
+    assert len(records) == len(settings["methods"]) * len(settings["ks"]) * len(settings["seeds"])
 
 
 def test_barrier_loss_path_is_not_monotone_by_default():
@@ -67,7 +75,7 @@ def test_barrier_loss_path_is_not_monotone_by_default():
 
 def test_dilemma_target_lies_outside_the_standard_reachable_set():
     settings = small_settings("dilemma")
-    _, records = dilemma.run(settings, seed=0)
+    _, records = dilemma.run(settings)
     assert records[0]["optimum_distance"] < 1e-9 < records[0]["standard_reachable_distance"]
 
 

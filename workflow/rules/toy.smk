@@ -1,9 +1,9 @@
-# The toy experiments: one job per experiment and seed (every method inside), and toy 1 for the router
-# benchmark's (router, k) pairs. Their tables and figures: workflow/rules/experiments.smk.
+# The toy experiments: one job per experiment (every method and seed inside, the seeds side by side), and
+# toy 1 for the router benchmark's (router, k) pairs. Their tables and figures: workflow/rules/experiments.smk.
 
 
 rule toy_run:
-    """Train every method of one toy experiment for one seed."""
+    """Train every method of one toy experiment for all its seeds."""
     input:
         code=get_toy_code,
         plugins=plugin_code(lambda wc: settings_json(wc.experiment)),
@@ -22,7 +22,7 @@ rule toy_run:
     benchmark:
         paths.benchmark(paths.TOY_RUN["key"])
     shell:
-        "python -m moe_rpo toy {params.toy:q} --seed {wildcards.seed:q} --settings {params.settings:q} "
+        "python -m moe_rpo toy {params.toy:q} --settings {params.settings:q} "
         "--out {params.prefix:q} > {log:q} 2>&1"
 
 

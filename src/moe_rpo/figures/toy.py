@@ -87,28 +87,25 @@ def collapse_positions(arrays: dict, settings: dict, seed: int, out_dir) -> list
     return save(fig, out_dir, "toy_collapse_positions")
 
 
-def collapse_metrics(runs: list[dict], settings: dict, out_dir) -> list:
-    """Mean pairwise expert distance, drift from the optimum and router norm against steps, all seeds."""
+def collapse_metrics(arrays: dict, settings: dict, out_dir) -> list:
+    """Mean pairwise expert distance, drift from the optimum, router norm and routing accuracy against steps:
+    the mean over seeds (line) and their range (band)."""
     use_style()
-    rows = []
-    for seed, arrays in runs:
-        for method in settings["methods"]:
-            for wd in settings["weight_decays"]:
-                prefix = f"{method}/wd{wd:g}"
-                for i, step in enumerate(arrays[f"{prefix}/step"]):
-                    rows.append({"seed": seed, "variant": f"{label(method)}, wd={wd:g}", "step": step,
-                                 "pairwise distance": arrays[f"{prefix}/pairwise_distance"][i],
-                                 "drift from optimum": arrays[f"{prefix}/drift"][i],
-                                 "router weight norm": arrays[f"{prefix}/router_norm"][i],
-                                 "routing accuracy": arrays[f"{prefix}/routing_accuracy"][i]})
-    data = pd.DataFrame(rows)
-    metrics = ["pairwise distance", "drift from optimum", "router weight norm", "routing accuracy"]
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.2))
-    for ax, metric in zip(axes, metrics):
-        sns.lineplot(data=data, x="step", y=metric, hue="variant", errorbar=("pi", 100), ax=ax, legend=ax is axes[0])
-        ax.set_title(metric)
+    curves = {"pairwise_distance": "pairwise distance", "drift": "drift from optimum",
+              "router_norm": "router weight norm", "routing_accuracy": "routing accuracy"}
+    palette = sns.color_palette("deep")
+    fig, axes = plt.subplots(1, len(curves), figsize=(4 * len(curves), 3.2))
+    variants = [(m, wd) for m in settings["methods"] for wd in settings["weight_decays"]]
+    for ax, (key, title) in zip(axes, curves.items()):
+        for i, (method, wd) in enumerate(variants):
+            prefix = f"{method}/wd{wd:g}"
+            steps = arrays[f"{prefix}/step"]
+            ax.plot(steps, arrays[f"{prefix}/{key}/mean"], color=palette[i], label=f"{label(method)}, wd={wd:g}")
+            ax.fill_between(steps, arrays[f"{prefix}/{key}/min"], arrays[f"{prefix}/{key}/max"], color=palette[i],
+                            alpha=0.2, lw=0)
+        ax.set(title=title, xlabel="step")
     axes[0].legend(fontsize=7)
-    fig.suptitle("Expert collapse metrics (line: mean over seeds; band: min-max)", y=1.03)
+    fig.suptitle(f"Expert collapse metrics over {len(settings['seeds'])} seeds (line: mean; band: min-max)", y=1.03)
     return save(fig, out_dir, "toy_collapse_metrics")
 
 
@@ -144,11 +141,10 @@ def dilemma_weights(arrays: dict, settings: dict, seed: int, out_dir) -> list:
     return save(fig, out_dir, "toy_dilemma_weights")
 
 
-def barrier_landscape(runs: list[tuple[int, dict]], settings: dict, out_dir) -> list:
+def barrier_landscape(arrays: dict, shown: dict, settings: dict, seed: int, out_dir) -> list:
     """Left: the loss along the blend of A and B, and RPO's expected loss. Right: the routing
-    probability of B over training for every method and seed."""
+    probability of B over training per method: the mean over seeds, their range, and the shown seed."""
     use_style()
-    arrays = runs[0][1]
     t, path_loss = arrays["interpolation/t"], arrays["interpolation/loss"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
     left.plot(t, path_loss, lw=2, label="gradient routing: L((1-p) e_A + p e_B)")
@@ -159,55 +155,59 @@ def barrier_landscape(runs: list[tuple[int, dict]], settings: dict, out_dir) -> 
     palette = sns.color_palette("deep")
     for i, method in enumerate(settings["methods"]):
         key = f"{Arm.of(method).slug}/prob_b"
-        for j, (_, seed_arrays) in enumerate(runs):
-            right.plot(seed_arrays[key], color=palette[i], alpha=0.6, lw=1.2,
-                       label=f"{label(method['router'])} (K={method['k']})" if j == 0 else None)
-    right.set(xlabel="training step", ylabel="p(B)", ylim=(-0.02, 1.02), title="Routing probability of B (all seeds)")
+        steps = np.arange(len(arrays[f"{key}/mean"]))
+        right.fill_between(steps, arrays[f"{key}/min"], arrays[f"{key}/max"], color=palette[i], alpha=0.15, lw=0)
+        right.plot(steps, arrays[f"{key}/mean"], color=palette[i], lw=2,
+                   label=f"{label(method['router'])} (K={method['k']}): mean")
+        right.plot(steps, shown[key], color=palette[i], lw=1, ls=":", label=f"seed {seed}")
+    right.set(xlabel="training step", ylabel="p(B)", ylim=(-0.02, 1.02),
+              title=f"Routing probability of B ({len(settings['seeds'])} seeds; band: min-max)")
     right.legend(fontsize=7)
     return save(fig, out_dir, "toy_barrier_landscape")
 
 
-def toy_runs(records) -> tuple[list[tuple[int, dict]], dict]:
-    """The saved arrays of a toy experiment's runs (each record's .npz), in seed order, and the settings."""
-    runs = []
-    for record in records:
-        path = Path(record).with_suffix(".npz")
-        if not path.is_file():
-            raise FileNotFoundError(f"missing result arrays: {path}")
-        with np.load(path) as data:
-            runs.append((int(data["__seed__"]), {key: data[key] for key in data.files}))
-    return sorted(runs, key=lambda run: run[0]), read_json(records[0])["settings"]
+def toy_run(records) -> tuple[dict, dict]:
+    """The saved arrays of a toy experiment's one job (its record's .npz) and its settings."""
+    record = Path(records[0])
+    path = record.with_suffix(".npz")
+    if not path.is_file():
+        raise FileNotFoundError(f"missing result arrays: {path}")
+    with np.load(path) as data:
+        arrays = {key: data[key] for key in data.files}
+    return arrays, read_json(record)["settings"]
 
 
-def shown_run(runs: list[tuple[int, dict]], seed: int) -> dict:
-    """The arrays of the seed whose trajectories the figures draw."""
-    shown = dict(runs).get(seed)
-    if shown is None:
-        raise ValueError(f"report.trajectory_seed {seed} is not among the runs' seeds {[s for s, _ in runs]}")
+def shown_run(arrays: dict, seed: int) -> dict:
+    """The full series of the seed the figures draw (saved as "seed{N}/..."), keyed without the prefix."""
+    prefix = f"seed{seed}/"
+    shown = {key.removeprefix(prefix): value for key, value in arrays.items() if key.startswith(prefix)}
+    if not shown:
+        raise ValueError(f"report.trajectory_seed {seed} is not among the toy's seeds (its arrays have no {prefix})")
     return shown
 
 
 def draw_routing(experiment, inputs) -> list[Path]:
-    runs, settings = toy_runs(inputs.runs)
+    arrays, settings = toy_run(inputs.runs)
     seed = inputs.view["trajectory_seed"]
-    return (routing_trajectories(shown_run(runs, seed), settings, seed, inputs.out_dir)
+    return (routing_trajectories(shown_run(arrays, seed), settings, seed, inputs.out_dir)
             + routing_final_distance(pd.read_csv(inputs.tables["toy_routing_seeds"]),
                                      pd.read_csv(inputs.tables["toy_routing_optima"]), inputs.out_dir))
 
 
 def draw_collapse(experiment, inputs) -> list[Path]:
-    runs, settings = toy_runs(inputs.runs)
+    arrays, settings = toy_run(inputs.runs)
     seed = inputs.view["trajectory_seed"]
-    return (collapse_positions(shown_run(runs, seed), settings, seed, inputs.out_dir)
-            + collapse_metrics(runs, settings, inputs.out_dir))
+    return (collapse_positions(shown_run(arrays, seed), settings, seed, inputs.out_dir)
+            + collapse_metrics(arrays, settings, inputs.out_dir))
 
 
 def draw_dilemma(experiment, inputs) -> list[Path]:
-    runs, settings = toy_runs(inputs.runs)
+    arrays, settings = toy_run(inputs.runs)
     seed = inputs.view["trajectory_seed"]
-    return dilemma_weights(shown_run(runs, seed), settings, seed, inputs.out_dir)
+    return dilemma_weights(shown_run(arrays, seed), settings, seed, inputs.out_dir)
 
 
 def draw_barrier(experiment, inputs) -> list[Path]:
-    runs, settings = toy_runs(inputs.runs)
-    return barrier_landscape(runs, settings, inputs.out_dir)
+    arrays, settings = toy_run(inputs.runs)
+    seed = inputs.view["trajectory_seed"]
+    return barrier_landscape(arrays, shown_run(arrays, seed), settings, seed, inputs.out_dir)

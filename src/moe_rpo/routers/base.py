@@ -77,6 +77,9 @@ class Router(nn.Module):
     options: dict[str, Option] = {}  # the constructor's config options: description and range (routers/options.py)
     adds_null_experts: bool = False  # True: its pool ends with zero-computation experts (MoE++), listed per instance
     null_kinds: tuple[str, ...] = ()  # in `null_kinds`, that the MoE layer builds after its FFN experts
+    seed_batched: bool = False  # True: the toys may train one copy per seed as one batched computation
+    # (torch.func.vmap over the copies' stacked parameters): pure tensor code, random numbers from
+    # routers.noise, no state changed between steps (`update`). Tested per router (tests/unit/test_toy_seeds.py)
 
     def __init__(self, dim: int, num_experts: int, k: int):
         super().__init__()

@@ -31,6 +31,7 @@ def smooth_step(t: torch.Tensor, gamma: float) -> torch.Tensor:
 
 class DSelectK(Router):
     slot_per_expert = True
+    seed_batched = True
 
     options = {"gamma": Option("width of the smooth-step's cubic region", exclusive_minimum=0),
                "entropy_coef": Option("weight of the selectors' entropy regulariser", minimum=0)}

@@ -5,6 +5,7 @@ import torch
 
 from moe_rpo.routers.options import Option
 from moe_rpo.routers.softmax_topk import SoftmaxTopK
+from moe_rpo.routers import noise
 
 
 class Jitter(SoftmaxTopK):
@@ -21,5 +22,5 @@ class Jitter(SoftmaxTopK):
 
     def route_logits(self, x: torch.Tensor) -> torch.Tensor:
         if self.training and self.epsilon > 0:
-            x = x * torch.empty_like(x).uniform_(1 - self.epsilon, 1 + self.epsilon)
+            x = x * noise.uniform_like(x, 1 - self.epsilon, 1 + self.epsilon)
         return self.gate(x)

@@ -7,6 +7,7 @@ from torch.nn import functional as F
 
 from moe_rpo.routers.base import Router, RouterOutput
 from moe_rpo.routers.options import Option
+from moe_rpo.routers import noise
 
 
 def cv_squared(values: torch.Tensor) -> torch.Tensor:
@@ -27,6 +28,8 @@ class NoisyTopK(Router):
     W_g and W_noise start at zero, as in the paper.
     """
 
+    seed_batched = True
+
     options = {"w_importance": Option("weight of the importance loss CV(importance)^2", minimum=0),
                "w_load": Option("weight of the load loss CV(load)^2", minimum=0)}
 
@@ -45,7 +48,7 @@ class NoisyTopK(Router):
             weights, experts = probs.topk(self.k, dim=-1)
             return RouterOutput(experts=experts, weights=weights / weights.sum(-1, keepdim=True), probs=probs)
         noise_std = F.softplus(self.noise(x)) + 1e-2  # the floor keeps P(x, i) finite
-        noisy = clean + torch.randn_like(clean) * noise_std
+        noisy = clean + noise.normal_like(clean) * noise_std
         top_logits, experts = noisy.topk(min(self.k + 1, self.num_experts), dim=-1)
         weights = torch.softmax(top_logits[:, :self.k], dim=-1)
         gates = torch.zeros_like(clean).scatter(1, experts[:, :self.k], weights)

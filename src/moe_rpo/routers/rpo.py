@@ -10,6 +10,7 @@ from torch import nn
 from moe_rpo.routers.base import Router, RouterOutput
 from moe_rpo.routers.options import Option
 from moe_rpo.routers.policy import sample_without_replacement, selection_log_prob
+from moe_rpo.routers import noise
 
 
 class RPO(Router):
@@ -22,6 +23,7 @@ class RPO(Router):
     probability, weights = mu.
     """
 
+    seed_batched = True
     samples = True
 
     options = {"weight_std": Option("std of the Gaussian weight policy", exclusive_minimum=0),
@@ -54,7 +56,7 @@ class RPO(Router):
             return RouterOutput(experts=experts, weights=weight_mean.gather(-1, experts).detach(), probs=probs)
         experts = sample_without_replacement(probs, self.k)
         mean = weight_mean.gather(-1, experts)
-        weights = (mean + self.weight_std * torch.randn_like(mean)).detach()
+        weights = (mean + self.weight_std * noise.normal_like(mean)).detach()
         log_prob = selection_log_prob(log_probs, experts) + gaussian_log_prob(weights, mean, self.weight_std).sum(-1)
         return RouterOutput(experts=experts, weights=weights, probs=probs, log_prob=log_prob)
 

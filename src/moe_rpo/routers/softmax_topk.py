@@ -12,6 +12,7 @@ class SoftmaxTopK(Router):
     """Top-k of softmax(x W_R); weights are the raw probabilities (normalize=False) or the
     probabilities renormalised over the k selected experts (normalize=True)."""
 
+    seed_batched = True
     options = {"normalize": Option("renormalise the top-k weights to sum to one"),
                "init_std": Option("std of the gate's normal initialisation", minimum=0)}
 

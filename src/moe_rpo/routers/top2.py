@@ -15,6 +15,7 @@ import torch
 from moe_rpo.routers.base import RouterOutput, count_experts
 from moe_rpo.routers.options import Option
 from moe_rpo.routers.softmax_topk import SoftmaxTopK
+from moe_rpo.routers import noise
 
 Policy = Literal["random", "sampling"]
 
@@ -40,13 +41,12 @@ class Top2(SoftmaxTopK):
         probs = torch.softmax(logits, dim=-1)
         experts, mask = probs.topk(self.k, dim=-1).indices, None
         if self.training and self.k == 2 and self.second_policy == "sampling":
-            gumbel = -torch.empty_like(logits).exponential_().log()
-            others = (logits.detach() + gumbel).scatter(1, experts[:, :1], float("-inf"))
+            others = (logits.detach() + noise.gumbel_like(logits)).scatter(1, experts[:, :1], float("-inf"))
             experts = torch.cat([experts[:, :1], others.argmax(-1, keepdim=True)], dim=1)
         weights = probs.gather(-1, experts)
         weights = weights / weights.sum(-1, keepdim=True)
         if self.training and self.k == 2 and self.second_policy == "random":
-            keep_second = 2 * weights[:, 1].detach() > torch.rand(len(x), device=x.device)
+            keep_second = 2 * weights[:, 1].detach() > noise.rand(len(x), x.device)
             mask = torch.stack([torch.ones_like(keep_second), keep_second], dim=1)
             weights = weights * mask
         first = count_experts(experts[:, 0], self.num_experts) / len(x)

@@ -10,7 +10,8 @@ import torch
 from tqdm import tqdm
 
 from moe_rpo.config import Arm
-from moe_rpo.toy.fixed_experts import dense_weights, greedy_route, make_router, mix, train
+from moe_rpo.toy.fixed_experts import dense_weights, greedy, make_routers, mix, train
+from moe_rpo.toy.seeds import over_seeds, shown
 
 
 def readout_loss(z: torch.Tensor, settings: dict) -> torch.Tensor:
@@ -33,31 +34,36 @@ def barrier_height(settings: dict) -> float:
     return float(loss.max() - loss[0])
 
 
-def train_router(spec: dict, k: int, settings: dict, seed: int) -> dict[str, np.ndarray]:
-    torch.manual_seed(seed)
+def train_router(spec: dict, k: int, settings: dict, seeds: list[int]) -> dict[str, np.ndarray]:
+    """Per seed and step: the greedy routing probability of B, the dense weights and the loss, [S, steps + 1, ...]."""
     experts = torch.tensor(settings["experts"], dtype=torch.float32)
-    router = make_router(spec, 2, k, initial_logits=[0.0, float(np.log(settings["initial_prob_b"] / (1 - settings["initial_prob_b"])))])
-    prob_b, weights, loss = [], [], []
+    logit_b = float(np.log(settings["initial_prob_b"] / (1 - settings["initial_prob_b"])))
+    routers = make_routers(spec, seeds, 2, k, initial_logits=[0.0, logit_b])
+    log = []
 
-    def record():
-        out = greedy_route(router)
-        prob_b.append(out.probs[0, 1].item())
-        weights.append(dense_weights(out, 2)[0].numpy())
-        loss.append(readout_loss(mix(out, experts), settings).item())
+    def read(out):
+        return torch.cat([out.probs[0, 1:2], dense_weights(out, 2)[0], readout_loss(mix(out, experts), settings)])
 
-    train(router, settings, lambda out: readout_loss(mix(out, experts), settings), record)
-    return {"prob_b": np.array(prob_b), "weights": np.array(weights), "loss": np.array(loss)}
+    train(routers, settings, lambda out: readout_loss(mix(out, experts), settings),
+          lambda: log.append(greedy(routers, read)))
+    log = torch.stack(log, 1).numpy()
+    return {"prob_b": log[..., 0], "weights": log[..., 1:3], "loss": log[..., 3]}
 
 
-def run(settings: dict, seed: int) -> tuple[dict[str, np.ndarray], list[dict]]:
+def run(settings: dict) -> tuple[dict[str, np.ndarray], list[dict]]:
+    seeds = settings["seeds"]
     t, path_loss = interpolation_loss(settings)
     arrays, records = {"interpolation/t": t, "interpolation/loss": path_loss}, []
-    for method in tqdm(settings["methods"], desc=f"monotonicity barrier seed {seed}", mininterval=5):
+    for method in tqdm(settings["methods"], desc=f"monotonicity barrier, {len(seeds)} seeds", mininterval=5):
         name, k = method["router"], method["k"]
-        log = train_router(settings["routers"][name], k, settings, seed)
+        slug = Arm(name, k).slug
+        log = train_router(settings["routers"][name], k, settings, seeds)
+        arrays |= over_seeds(f"{slug}/prob_b", log["prob_b"])
         for key, values in log.items():
-            arrays[f"{Arm(name, k).slug}/{key}"] = values
-        records.append({"method": name, "k": k, "seed": seed, "final_prob_b": float(log["prob_b"][-1]),
-                        "final_loss": float(log["loss"][-1]), "routes_to_b": bool(log["weights"][-1][1] > log["weights"][-1][0]),
-                        "barrier_height": barrier_height(settings)})
+            arrays |= shown(settings, f"{slug}/{key}", values)
+        for s, seed in enumerate(seeds):
+            final = log["weights"][s, -1]
+            records.append({"method": name, "k": k, "seed": seed, "final_prob_b": float(log["prob_b"][s, -1]),
+                            "final_loss": float(log["loss"][s, -1]), "routes_to_b": bool(final[1] > final[0]),
+                            "barrier_height": barrier_height(settings)})
     return arrays, records

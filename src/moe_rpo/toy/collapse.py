@@ -9,22 +9,39 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from moe_rpo.routers import build_router
-from moe_rpo.training.step import phase_at, train_step
+from moe_rpo.toy.seeds import CHUNK, SeedRouters, over_seeds, shown
+from moe_rpo.training.step import phase_at
 
 
-def sample_batch(settings: dict, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Inputs [B, 2], their cluster ids [B] and regression targets [B]."""
+def sample_batch(settings: dict, generator: torch.Generator, size: int) -> tuple[torch.Tensor, ...]:
+    """`size` inputs [size, 2], their cluster ids [size] and regression targets [size]."""
     centers = torch.tensor(settings["cluster_centers"], dtype=torch.float32)
     optima = torch.tensor(settings["expert_optima"], dtype=torch.float32)
-    cluster = torch.randint(len(centers), (settings["batch_size"],), generator=generator)
-    x = centers[cluster] + settings["cluster_std"] * torch.randn(settings["batch_size"], 2, generator=generator)
-    y = (optima[cluster] * x).sum(-1) + settings["noise_std"] * torch.randn(settings["batch_size"], generator=generator)
+    cluster = torch.randint(len(centers), (size,), generator=generator)
+    x = centers[cluster] + settings["cluster_std"] * torch.randn(size, 2, generator=generator)
+    y = (optima[cluster] * x).sum(-1) + settings["noise_std"] * torch.randn(size, generator=generator)
     return x, cluster, y
 
 
+class SeedData:
+    """Every seed's training batches from its own generator, drawn CHUNK steps at a time: [S, batch, ...] a step."""
+
+    def __init__(self, settings: dict, seeds: list[int]):
+        self.settings, self.step = settings, 0
+        self.generators = [torch.Generator().manual_seed(seed) for seed in seeds]
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        i, batch = self.step % CHUNK, self.settings["batch_size"]
+        if i == 0:
+            drawn = [sample_batch(self.settings, g, CHUNK * batch) for g in self.generators]
+            self.x = torch.stack([x for x, _, _ in drawn]).unflatten(1, (CHUNK, batch))
+            self.y = torch.stack([y for _, _, y in drawn]).unflatten(1, (CHUNK, batch))
+        self.step += 1
+        return self.x[:, i], self.y[:, i]
+
+
 def with_bias(x: torch.Tensor) -> torch.Tensor:
-    return torch.cat([x, torch.ones(len(x), 1)], dim=1)
+    return torch.cat([x, torch.ones(*x.shape[:-1], 1)], dim=-1)
 
 
 def predict(out, experts: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -32,66 +49,84 @@ def predict(out, experts: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return (out.weights * (experts[out.experts] * x[:, None, :]).sum(-1)).sum(-1)
 
 
-def mean_pairwise_distance(points: np.ndarray) -> float:
-    return float(np.mean([np.linalg.norm(points[i] - points[j]) for i, j in itertools.combinations(range(len(points)), 2)]))
+def mean_pairwise_distance(points: np.ndarray) -> np.ndarray:
+    """[S, E, 2] -> [S]: each seed's mean distance over pairs of experts."""
+    pairs = list(itertools.combinations(range(points.shape[1]), 2))
+    return np.mean([np.linalg.norm(points[:, i] - points[:, j], axis=-1) for i, j in pairs], axis=0)
 
 
-def train_variant(spec: dict, weight_decay: float, settings: dict, seed: int) -> dict[str, np.ndarray]:
-    """Train router and experts; log expert positions and metrics every `log_every` steps."""
-    torch.manual_seed(seed)
-    optima = np.array(settings["expert_optima"], dtype=np.float32)
-    experts = torch.nn.Parameter(torch.tensor(optima))
-    router = build_router(spec, dim=3, num_experts=len(optima), k=settings["k"])
-    optimizer = torch.optim.AdamW([
-        {"params": router.parameters(), "weight_decay": weight_decay},
-        {"params": [experts], "weight_decay": 0.0},
-    ], lr=settings["lr"])
-    data_rng = torch.Generator().manual_seed(seed)
-    eval_x, eval_cluster, eval_y = sample_batch({**settings, "batch_size": settings["eval_size"]},
-                                                torch.Generator().manual_seed(10_000 + seed))
-    log = {key: [] for key in ("step", "positions", "pairwise_distance", "drift", "router_norm", "eval_loss",
-                               "routing_accuracy")}
+def train_variant(spec: dict, weight_decay: float, settings: dict, seeds: list[int]) -> dict[str, np.ndarray]:
+    """Train router and experts of every seed; log expert positions and metrics every `log_every` steps,
+    [S, logs, ...] each (steps: [logs])."""
+    optima = torch.tensor(settings["expert_optima"], dtype=torch.float32)
+    experts = optima.expand(len(seeds), -1, -1).clone().requires_grad_()
+    routers = SeedRouters(spec, seeds, 3, len(optima), settings["k"])
+    optimizer = torch.optim.AdamW([{"params": routers.parameters(), "weight_decay": weight_decay},
+                                   {"params": [experts], "weight_decay": 0.0}], lr=settings["lr"])
+    evaluation = [sample_batch(settings, torch.Generator().manual_seed(10_000 + seed), settings["eval_size"])
+                  for seed in seeds]
+    eval_x, eval_cluster, eval_y = (torch.stack(part) for part in zip(*evaluation))
+    log = {key: [] for key in ("step", "positions", "router_norm", "eval_loss", "routing_accuracy")}
 
+    @torch.no_grad()
     def record(step):
-        router.eval()
-        with torch.no_grad():
-            out = router(with_bias(eval_x))
-            loss = ((predict(out, experts, eval_x) - eval_y) ** 2).mean().item()
-        positions = experts.detach().numpy().copy()
+        routers.train(False)
+
+        def evaluate(router, experts, x, cluster, y):
+            out = router(with_bias(x))
+            return (((predict(out, experts, x) - y) ** 2).mean(),
+                    (out.experts[:, 0] == cluster).float().mean())
+
+        loss, accuracy = routers.map(evaluate, None, experts, eval_x, eval_cluster, eval_y)
         log["step"].append(step)
-        log["positions"].append(positions)
-        log["pairwise_distance"].append(mean_pairwise_distance(positions))
-        log["drift"].append(float(np.linalg.norm(positions - optima, axis=1).mean()))
-        log["router_norm"].append(float(router.gate.weight.detach().norm()))
-        log["eval_loss"].append(loss)
-        log["routing_accuracy"].append(float((out.experts[:, 0] == eval_cluster).float().mean()))
+        log["positions"].append(experts.detach().numpy().copy())
+        log["router_norm"].append(routers.parameter("gate.weight").detach().flatten(1).norm(dim=1).numpy())
+        log["eval_loss"].append(loss.numpy())
+        log["routing_accuracy"].append(accuracy.numpy())
+
+    def routed_loss(router, experts, x, y):
+        out = router(with_bias(x))
+        return out, (predict(out, experts, x) - y) ** 2
 
     record(0)
+    data, streams = SeedData(settings, seeds), routers.streams(settings["batch_size"])
     for step in range(settings["steps"]):
-        x, _, y = sample_batch(settings, data_rng)
-        train_step(router, optimizer, phase_at(step, router.alternation), with_bias(x),
-                   lambda out: (predict(out, experts, x) - y) ** 2, other_params=[experts], step=step)
+        x, y = data.next()
+        routers.step(optimizer, phase_at(step, routers.alternation), routed_loss, streams.next(), experts, x, y,
+                     other_params=[experts], step=step)
         if (step + 1) % settings["log_every"] == 0:
             record(step + 1)
-    return {key: np.array(values) for key, values in log.items()}
+    arrays = {key: np.stack(values, axis=1) for key, values in log.items() if key != "step"}
+    arrays["pairwise_distance"] = np.stack([mean_pairwise_distance(p) for p in np.moveaxis(arrays["positions"], 1, 0)], 1)
+    arrays["drift"] = np.linalg.norm(arrays["positions"] - optima.numpy(), axis=-1).mean(-1)
+    return {"step": np.array(log["step"]), **arrays}
 
 
-def run(settings: dict, seed: int) -> tuple[dict[str, np.ndarray], list[dict]]:
+CURVES = ("pairwise_distance", "drift", "router_norm", "routing_accuracy")  # drawn for every seed as a band
+
+
+def run(settings: dict) -> tuple[dict[str, np.ndarray], list[dict]]:
+    seeds = settings["seeds"]
     arrays, records = {}, []
     runs = [(name, wd) for name in settings["methods"] for wd in settings["weight_decays"]]
-    for name, wd in tqdm(runs, desc=f"expert collapse seed {seed}", mininterval=5):
-        log = train_variant(settings["routers"][name], wd, settings, seed)
-        for key, values in log.items():
-            arrays[f"{name}/wd{wd:g}/{key}"] = values
-        records.append({
-            "method": name, "weight_decay": wd, "seed": seed,
-            "initial_pairwise_distance": log["pairwise_distance"][0],
-            "final_pairwise_distance": log["pairwise_distance"][-1],
-            "pairwise_distance_ratio": log["pairwise_distance"][-1] / log["pairwise_distance"][0],
-            "final_drift": log["drift"][-1],
-            "final_router_norm": log["router_norm"][-1],
-            "max_router_norm": float(log["router_norm"].max()),
-            "final_eval_loss": log["eval_loss"][-1],
-            "final_routing_accuracy": log["routing_accuracy"][-1],
-        })
+    for name, wd in tqdm(runs, desc=f"expert collapse, {len(seeds)} seeds", mininterval=5):
+        log = train_variant(settings["routers"][name], wd, settings, seeds)
+        prefix = f"{name}/wd{wd:g}"
+        arrays[f"{prefix}/step"] = log["step"]
+        for key in CURVES:
+            arrays |= over_seeds(f"{prefix}/{key}", log[key])
+        arrays |= shown(settings, f"{prefix}/positions", log["positions"])
+        for s, seed in enumerate(seeds):
+            distance = log["pairwise_distance"][s]
+            records.append({
+                "method": name, "weight_decay": wd, "seed": seed,
+                "initial_pairwise_distance": float(distance[0]),
+                "final_pairwise_distance": float(distance[-1]),
+                "pairwise_distance_ratio": float(distance[-1] / distance[0]),
+                "final_drift": float(log["drift"][s, -1]),
+                "final_router_norm": float(log["router_norm"][s, -1]),
+                "max_router_norm": float(log["router_norm"][s].max()),
+                "final_eval_loss": float(log["eval_loss"][s, -1]),
+                "final_routing_accuracy": float(log["routing_accuracy"][s, -1]),
+            })
     return arrays, records

@@ -3,23 +3,28 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import numpy as np
 import torch
 
-from moe_rpo.routers import Router, RouterOutput, build_router
-from moe_rpo.training.step import phase_at, train_step
+from moe_rpo.config import TOY_DIM
+from moe_rpo.routers import Router, RouterOutput
+from moe_rpo.toy.seeds import SeedRouters
+from moe_rpo.training.step import phase_at
+
+ONE = torch.ones(1, TOY_DIM)  # the constant feature x = [1]
+TOKEN = torch.zeros(1, dtype=torch.long)  # every sample is the same token, id 0
 
 
-def make_router(spec: dict, num_experts: int, k: int, initial_logits=None) -> Router:
-    """A router over `num_experts` experts fed the constant feature x = [1] (and token id 0: every
-    sample is the same token), so that its gate weights are free logits; `initial_logits` optionally
-    sets them."""
-    router = build_router(spec, dim=1, num_experts=num_experts, k=k)
-    router.fit_token_counts(torch.ones(1))  # the only token is id 0
-    if initial_logits is not None:
-        with torch.no_grad():
-            router.gate.weight.copy_(torch.as_tensor(initial_logits, dtype=torch.float32)[:, None])
-    return router
+def make_routers(spec: dict, seeds: list[int], num_experts: int, k: int, initial_logits=None,
+                 batched: bool | None = None) -> SeedRouters:
+    """One router per seed over `num_experts` experts, fed the constant feature, so that its gate weights are
+    free logits; `initial_logits` optionally sets them. `batched`: as SeedRouters takes it."""
+    def prepare(router: Router) -> None:
+        router.fit_token_counts(torch.ones(1))  # the only token is id 0
+        if initial_logits is not None:
+            with torch.no_grad():
+                router.gate.weight.copy_(torch.as_tensor(initial_logits, dtype=torch.float32)[:, None])
+
+    return SeedRouters(spec, seeds, TOY_DIM, num_experts, k, prepare, batched)
 
 
 def mix(out: RouterOutput, expert_vectors: torch.Tensor) -> torch.Tensor:
@@ -33,30 +38,32 @@ def dense_weights(out: RouterOutput, num_experts: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def greedy_route(router: Router) -> RouterOutput:
-    """The router's deterministic decision (evaluation mode) for the constant input."""
-    router.eval()
-    return router(torch.ones(1, 1), torch.zeros(1, dtype=torch.long))
+def greedy(routers: SeedRouters, read: Callable[[RouterOutput], torch.Tensor]) -> torch.Tensor:
+    """read(decision) of every seed's router, [S, ...]: its deterministic decision (evaluation mode) for the
+    constant input."""
+    routers.train(False)
+    return routers.map(lambda router: read(router(ONE, TOKEN)))
 
 
-def train(router: Router, settings: dict, task_loss: Callable[[RouterOutput], torch.Tensor],
+def train(routers: SeedRouters, settings: dict, task_loss: Callable[[RouterOutput], torch.Tensor],
           record: Callable[[], None]) -> None:
-    """Train the router alone with Adam for settings["steps"] steps on a constant batch of
+    """Train the routers alone with Adam for settings["steps"] steps on a constant batch of
     settings["batch_size"] inputs; call `record` before training and after every step. A router with
     no parameters (hash, fixed random) keeps its decision: its trajectory stands still."""
-    params = list(router.parameters())
-    batch = torch.ones(settings["batch_size"], 1)
+    params = routers.parameters()
+    batch, tokens = torch.ones(settings["batch_size"], TOY_DIM), torch.zeros(settings["batch_size"], dtype=torch.long)
     record()
     if not params:
         for _ in range(settings["steps"]):
             record()
         return
     optimizer = torch.optim.Adam(params, lr=settings["lr"])
+    streams = routers.streams(len(batch))
+
+    def routed_loss(router):
+        out = router(batch, tokens)
+        return out, task_loss(out)
+
     for step in range(settings["steps"]):
-        train_step(router, optimizer, phase_at(step, router.alternation), batch, task_loss, step=step,
-                   token_ids=torch.zeros(len(batch), dtype=torch.long))
+        routers.step(optimizer, phase_at(step, routers.alternation), routed_loss, streams.next(), step=step)
         record()
-
-
-def as_numpy(rows: list[torch.Tensor]) -> np.ndarray:
-    return torch.stack(rows).numpy()

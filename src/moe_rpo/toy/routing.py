@@ -7,7 +7,8 @@ import torch
 from tqdm import tqdm
 
 from moe_rpo.config import Arm
-from moe_rpo.toy.fixed_experts import as_numpy, greedy_route, make_router, mix, train
+from moe_rpo.toy.fixed_experts import greedy, make_routers, mix, train
+from moe_rpo.toy.seeds import shown
 from moe_rpo.toy.optimum import best_standard_reachable, best_subset_fit
 
 
@@ -19,34 +20,34 @@ def optima(settings: dict) -> dict[int, dict]:
                 "standard_reachable": best_standard_reachable(experts, target, k)} for k in ks}
 
 
-def train_router(spec: dict, k: int, settings: dict, seed: int) -> np.ndarray:
-    """Train one router; return the greedy MoE output after every step, [steps + 1, 2]."""
-    torch.manual_seed(seed)
+def train_router(spec: dict, k: int, settings: dict, seeds: list[int]) -> np.ndarray:
+    """Train one router per seed; return the greedy MoE output after every step, [S, steps + 1, 2]."""
     experts = torch.tensor(settings["experts"], dtype=torch.float32)
     target = torch.tensor(settings["target"], dtype=torch.float32)
-    router = make_router(spec, len(experts), k)
+    routers = make_routers(spec, seeds, len(experts), k)
     outputs = []
-    train(router, settings, lambda out: ((mix(out, experts) - target) ** 2).sum(-1),
-          lambda: outputs.append(mix(greedy_route(router), experts)[0]))
-    return as_numpy(outputs)
+    train(routers, settings, lambda out: ((mix(out, experts) - target) ** 2).sum(-1),
+          lambda: outputs.append(greedy(routers, lambda out: mix(out, experts)[0])))
+    return torch.stack(outputs, 1).numpy()
 
 
-def run(settings: dict, seed: int) -> tuple[dict[str, np.ndarray], list[dict]]:
-    target = np.array(settings["target"])
+def run(settings: dict) -> tuple[dict[str, np.ndarray], list[dict]]:
+    target, seeds = np.array(settings["target"]), settings["seeds"]
     best = optima(settings)
     arrays, records = {}, []
     # every method at every K, or the explicit (router, k) pairs of "runs" (the router benchmark)
     runs = ([(m["router"], m["k"]) for m in settings["runs"]] if "runs" in settings
             else [(name, k) for name in settings["methods"] for k in settings["ks"]])
-    for name, k in tqdm(runs, desc=f"toy routing seed {seed}", mininterval=5):
-        trajectory = train_router(settings["routers"][name], k, settings, seed)
-        arrays[Arm(name, k).slug] = trajectory
-        distance = float(np.linalg.norm(trajectory[-1] - target))
-        records.append({
-            "method": name, "k": k, "seed": seed, "final_distance": distance,
-            "gap_to_optimum": distance - best[k]["optimum"]["distance"],
-            "gap_to_standard_reachable": distance - best[k]["standard_reachable"]["distance"],
-            "optimum_distance": best[k]["optimum"]["distance"],
-            "standard_reachable_distance": best[k]["standard_reachable"]["distance"],
-        })
+    for name, k in tqdm(runs, desc=f"toy routing, {len(seeds)} seeds", mininterval=5):
+        trajectories = train_router(settings["routers"][name], k, settings, seeds)
+        arrays |= shown(settings, Arm(name, k).slug, trajectories)
+        for seed, trajectory in zip(seeds, trajectories):
+            distance = float(np.linalg.norm(trajectory[-1] - target))
+            records.append({
+                "method": name, "k": k, "seed": seed, "final_distance": distance,
+                "gap_to_optimum": distance - best[k]["optimum"]["distance"],
+                "gap_to_standard_reachable": distance - best[k]["standard_reachable"]["distance"],
+                "optimum_distance": best[k]["optimum"]["distance"],
+                "standard_reachable_distance": best[k]["standard_reachable"]["distance"],
+            })
     return arrays, records
