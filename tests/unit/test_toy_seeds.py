@@ -1,6 +1,5 @@
 """The toys train many seeds side by side: a seed's numbers do not depend on the seeds beside it, and a router
 that declares itself seed_batched trains batched exactly as one seed after another."""
-import numpy as np
 import pytest
 import torch
 
