@@ -29,19 +29,27 @@ class Regime:
 
     def shortfall(self, df: pd.DataFrame) -> str | None:
         """Why the runs in df fall short of the regime, or None when they reach it."""
-        steps, tokens = int(df["steps"].min()), float(df["tokens"].min())
-        loss = float(df.groupby(["method", "k"])["train_loss"].mean().min())
-        short = ([f"{steps} training steps, the paper's effect needs {self.min_steps}"] * (steps < self.min_steps)
-                 + [f"{tokens:.3g} training tokens, the paper's effect needs {self.min_tokens:.3g}"]
-                 * (tokens < self.min_tokens)
-                 + [f"the lowest final training loss is {loss:.3f}, the paper's runs end below {self.max_train_loss:g}"]
-                 * (loss > self.max_train_loss))
+        short = []
+        steps = int(df["steps"].min())
+        if steps < self.min_steps:
+            short.append(f"{steps} training steps, the paper's effect needs {self.min_steps}")
+        if self.min_tokens and (tokens := float(df["tokens"].min())) < self.min_tokens:
+            short.append(f"{tokens:.3g} training tokens, the paper's effect needs {self.min_tokens:.3g}")
+        if self.max_train_loss < float("inf"):
+            loss = float(df.groupby(["method", "k"])["train_loss"].mean().min())
+            if loss > self.max_train_loss:
+                short.append(f"the lowest final training loss is {loss:.3f}, the paper's runs end below "
+                             f"{self.max_train_loss:g}")
         return "; ".join(short) or None
 
     def as_dict(self) -> dict:
         return {"figure": self.figure, "description": self.description}
 
 
+TOY_REGIME = Regime(
+    "toy-routing-trajectories.png",
+    "the paper's 2-D toys train for 2000 steps (its trajectory figures plot 2000); a shorter run may stop before a "
+    "method gets where it is going", min_steps=2000)
 SHAKESPEARE_REGIME = Regime(
     "shakespeare-moe-loss.png",
     "5000 iterations of nanoGPT on Shakespeare; the four training curves separate only after about 2000 "
@@ -52,6 +60,8 @@ PRETRAINING_REGIME = Regime(
     "GPT-2 124M on TinyStories to about 15.7B tokens; the MoE curves separate from the dense one from "
     "about 0.5B tokens on",
     min_tokens=5e8)
+DISTANCE, SHARE = (0.0, float("inf")), (0.0, 1.0)  # the ranges of distances (and their ratios) and of shares
+
 # Read off the plots at the last iteration (5000) and the last token count (about 15.7B).
 SHAKESPEARE_PAPER_LOSSES = {"top-1": (0.61, 1.70), "top-2": (0.31, 2.19), "EM": (0.17, 2.51), "RPO": (0.11, 3.02)}
 PRETRAINING_PAPER_LOSSES = {"dense": 1.19, "MoE k=2": 1.10, "MoE + RPO k=2": 1.09}
@@ -90,6 +100,11 @@ def _claim(t: dict, cid: str, claim: str, metric: str, comparisons: list[Compari
                       "regime": regime.as_dict() | {"reached": not shortfall} if regime else None}}
 
 
+def _toy_claim(t: dict, df: pd.DataFrame, *args, **kwargs) -> dict:
+    """A toy's claim: inconclusive below the toys' regime (fewer steps than the paper's figures show)."""
+    return _claim(t, *args, regime=TOY_REGIME, df=df, **kwargs)
+
+
 def _means(quantity: str, by_arm: dict[str, pd.Series], spec: str = ".3f") -> str:
     return f"{quantity} (mean over seeds): " + ", ".join(f"{arm} {v.mean():{spec}}" for arm, v in by_arm.items()) + "."
 
@@ -100,7 +115,7 @@ def _interval(effect) -> str:
 
 def routing_claims(df: pd.DataFrame, t: dict) -> list[dict]:
     arms = t["arms"]
-    rpo = mean_effect("RPO K=2 final distance", by_seed(df, "final_distance", method=arms["rpo"], k=2))
+    rpo = mean_effect("RPO K=2 final distance", by_seed(df, "final_distance", method=arms["rpo"], k=2), DISTANCE)
     stalled = {m: mean_effect(f"{m} K=2 gap to the optimum", by_seed(df, "gap_to_optimum", method=arms[m], k=2))
                for m in ("standard", "jitter", "rl")}
     worse = difference("standard gap to the optimum, K=2 minus K=1",
@@ -108,19 +123,19 @@ def routing_claims(df: pd.DataFrame, t: dict) -> list[dict]:
                        by_seed(df, "gap_to_optimum", method=arms["standard"], k=1))
     figure = "toy-routing-trajectories.png"
     return [
-        _claim(t, "toy_rpo_k2_reaches_target", "RPO with K=2 reaches the target.",
+        _toy_claim(t, df, "toy_rpo_k2_reaches_target", "RPO with K=2 reaches the target.",
                "mean over seeds of the final distance of the greedy MoE output to the target (RPO, K=2; "
                "the K=2 optimum is at distance 0)",
                [Comparison(rpo, "<", t["reach_distance"])],
                f"RPO K=2 ends {_interval(rpo)} from the target (mean, 95% interval, {rpo.n} seeds).",
                f"{figure}: RPO's K=2 trajectory ends on the target."),
-        _claim(t, "toy_standard_variants_stall_k2",
+        _toy_claim(t, df, "toy_standard_variants_stall_k2",
                "Standard routing and its variants (jitter, RL) stall short of the optimum with K=2.",
                "mean over seeds of the gap between the final distance and the exact K=2 optimum, per variant",
                [Comparison(e, ">", t["stall_gap"]) for e in stalled.values()],
                "; ".join(f"{m}: gap {_interval(e)}" for m, e in stalled.items()) + ".",
                f"{figure}: the standard, jitter and RL trajectories with K=2 stop near the closest experts."),
-        _claim(t, "toy_standard_worse_with_k2",
+        _toy_claim(t, df, "toy_standard_worse_with_k2",
                "The failure of standard routing is most evident with more than one expert (K=2 vs K=1).",
                "gap to the exact K-optimum of standard routing, K=2 minus K=1, paired by seed",
                [Comparison(worse, ">", 0.0)], f"K=2 minus K=1 gap: {_interval(worse)}.",
@@ -131,7 +146,7 @@ def routing_claims(df: pd.DataFrame, t: dict) -> list[dict]:
 def collapse_claims(df: pd.DataFrame, t: dict) -> list[dict]:
     arms = t["arms"]
     ratio = {m: mean_effect(f"{m} distance ratio",
-                            by_seed(df, "pairwise_distance_ratio", method=arms[m], weight_decay=0.0))
+                            by_seed(df, "pairwise_distance_ratio", method=arms[m], weight_decay=0.0), DISTANCE)
              for m in ("standard", "rpo")}
     low, high = (sorted(df["weight_decay"].unique())[i] for i in (0, -1))
     norm = difference(f"standard final router norm, wd={high:g} minus wd={low:g}",
@@ -139,16 +154,16 @@ def collapse_claims(df: pd.DataFrame, t: dict) -> list[dict]:
                       by_seed(df, "final_router_norm", method=arms["standard"], weight_decay=low))
     paper = "The write-up shows this in words and an animation; no plotted numbers."
     return [
-        _claim(t, "toy_collapse_standard_pulls_experts_together",
+        _toy_claim(t, df, "toy_collapse_standard_pulls_experts_together",
                "Trained jointly with the router (standard), experts that start at their optima drift toward each other.",
                "final / initial mean pairwise distance between experts (standard, no weight decay), mean over seeds",
                [Comparison(ratio["standard"], "<", t["collapse_ratio"])],
                f"the experts' mean pairwise distance ends at {_interval(ratio['standard'])} times its start.", paper),
-        _claim(t, "toy_collapse_rpo_keeps_experts_apart", "RPO keeps the experts apart.",
+        _toy_claim(t, df, "toy_collapse_rpo_keeps_experts_apart", "RPO keeps the experts apart.",
                "final / initial mean pairwise distance between experts (RPO, no weight decay), mean over seeds",
                [Comparison(ratio["rpo"], ">=", t["collapse_ratio"])],
                f"RPO's experts end at {_interval(ratio['rpo'])} times their initial pairwise distance.", paper),
-        _claim(t, "toy_collapse_weight_decay_bounds_router_norm",
+        _toy_claim(t, df, "toy_collapse_weight_decay_bounds_router_norm",
                "Weight decay keeps the norm of the router weight matrix from exploding.",
                "final router weight norm (standard), largest minus smallest weight decay, paired by seed",
                [Comparison(norm, "<", 0.0)], f"router norm with minus without weight decay: {_interval(norm)}.", paper),
@@ -157,13 +172,13 @@ def collapse_claims(df: pd.DataFrame, t: dict) -> list[dict]:
 
 def dilemma_claims(df: pd.DataFrame, t: dict) -> list[dict]:
     arms = t["arms"]
-    standard = {m: mean_effect(f"{m} final distance", by_seed(df, "final_distance", method=arms[m]))
+    standard = {m: mean_effect(f"{m} final distance", by_seed(df, "final_distance", method=arms[m]), DISTANCE)
                 for m in ("standard", "standard_normalized")}
-    rpo = mean_effect("RPO final distance", by_seed(df, "final_distance", method=arms["rpo"]))
+    rpo = mean_effect("RPO final distance", by_seed(df, "final_distance", method=arms["rpo"]), DISTANCE)
     reachable = float(df["standard_reachable_distance"].iloc[0])
     figure = "standard-moe-weighting-dilemma.png"
     return [
-        _claim(t, "toy_dilemma_standard_cannot_weight",
+        _toy_claim(t, df, "toy_dilemma_standard_cannot_weight",
                "When the answer needs much of one expert and little of another, weights tied to the routing "
                "probabilities cannot express it.",
                "mean final distance to the target (optimum: 0), per standard variant",
@@ -171,7 +186,7 @@ def dilemma_claims(df: pd.DataFrame, t: dict) -> list[dict]:
                "; ".join(f"{m} ends {_interval(e)} from the target" for m, e in standard.items())
                + f"; the best point reachable with weights = probabilities is {reachable:.3f} away.",
                f"{figure}: the weights the answer needs lie off the probability simplex."),
-        _claim(t, "toy_dilemma_rpo_free_weights",
+        _toy_claim(t, df, "toy_dilemma_rpo_free_weights",
                "RPO's separate weight policy reaches the target.", "mean final distance to the target (RPO)",
                [Comparison(rpo, "<", t["reach_distance"])], f"RPO ends {_interval(rpo)} from the target.",
                f"{figure}: RPO's weight policy is free to leave the simplex."),
@@ -184,7 +199,7 @@ def barrier_claims(df: pd.DataFrame, t: dict) -> list[dict]:
     barrier = exact("loss barrier between A and B", df["barrier_height"].iloc[0])
     paper = "The write-up states this in words; no plotted numbers."
     return [
-        _claim(t, "toy_barrier_gradient_routing_stuck",
+        _toy_claim(t, df, "toy_barrier_gradient_routing_stuck",
                "Gradient routing needs a monotone path between expert combinations; where the loss along it is not "
                "monotone, the router gets stuck.",
                "the loss barrier along the blend from A to B, and the share of seeds whose final greedy routing "
@@ -193,7 +208,7 @@ def barrier_claims(df: pd.DataFrame, t: dict) -> list[dict]:
                f"the loss rises by {barrier.value:.3f} along the blend from A to B; standard routing picks B in "
                f"{standard.value:.0%} of {standard.n} seeds (95% interval {standard.low:.0%}-{standard.high:.0%}).",
                paper),
-        _claim(t, "toy_barrier_rpo_crosses", "RPO crosses the monotonicity barrier.",
+        _toy_claim(t, df, "toy_barrier_rpo_crosses", "RPO crosses the monotonicity barrier.",
                "share of seeds whose final greedy routing picks the optimal expert B (RPO)",
                [Comparison(rpo, ">=", t["routing_share"])],
                f"RPO picks B in {rpo.value:.0%} of {rpo.n} seeds (95% interval {rpo.low:.0%}-{rpo.high:.0%}).", paper),
@@ -204,8 +219,8 @@ def recovery_claims(df: pd.DataFrame, t: dict) -> list[dict]:
     threshold, sim = t["recovery_accuracy"], RecoverySetting("sim", t["recovery_sim_scale"]).name
     arms = t["arms"]
     diff = mean_effect("standard k=1 DIFF accuracy",
-                       by_seed(df, "accuracy", setting="diff", method=arms["standard"], k=1))
-    on_sim = {(m, k): mean_effect(f"{m} k={k} {sim} accuracy", by_seed(g, "accuracy"))
+                       by_seed(df, "accuracy", setting="diff", method=arms["standard"], k=1), SHARE)
+    on_sim = {(m, k): mean_effect(f"{m} k={k} {sim} accuracy", by_seed(g, "accuracy"), SHARE)
               for (m, k), g in df[df["setting"] == sim].groupby(["method", "k"])}
     if not on_sim:
         raise ValueError(f"no rows for setting {sim!r} in the results table; does the config run it?")

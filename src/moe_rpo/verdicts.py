@@ -7,20 +7,37 @@ mean cannot leave the observed range, and two seeds give only three distinct res
 with small n as it should. A share of seeds (a yes/no outcome per seed) gets the Wilson score interval, which
 stays inside [0, 1] and is not a point at 0/n or n/n.
 
+An interval is clipped to the range of its metric where it has one (an accuracy or a share lies in [0, 1], a
+distance is >= 0): the true mean lies in that range, so the clipped interval covers it whenever the t interval
+does, with the same 95%, and it never shows impossible values.
+
 A comparison asks on which side of a threshold the effect lies: `reproduced` when the whole interval is on the
-claim's side, `refuted` when it is wholly on the other side, `inconclusive` otherwise or with too few seeds."""
+claim's side, `refuted` when it is wholly on the other side, `inconclusive` otherwise or with too few seeds. Each
+comparison also states its power (statsmodels): the smallest effect its seeds detect (two-sided alpha 0.05, power
+0.8, from the observed spread) and about how many seeds would decide it, given the observed mean and spread.
+
+A claim of several comparisons is `reproduced` when every one is (an intersection-union test: no correction), and
+`refuted` when Holm's step-down correction over its m comparisons still rejects one in the refuting direction
+(one-sided, at the 2.5% that a 95% two-sided interval leaves on each side; for m = 1 exactly the interval's rule)."""
 from __future__ import annotations
 
+import functools
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import pandas as pd
 from scipy import stats
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.power import NormalIndPower, TTestPower
+from statsmodels.stats.proportion import proportion_effectsize, proportions_ztest
 
 REPRODUCED, REFUTED, INCONCLUSIVE = "reproduced", "refuted", "inconclusive"
 VERDICTS = (REPRODUCED, REFUTED, INCONCLUSIVE)
 LEVEL = 0.95
+ONE_SIDED = (1 - LEVEL) / 2  # what a 95% two-sided interval leaves beyond each end
+POWER = 0.8
+MAX_SEEDS = 10_000  # beyond this, "more seeds" is no answer
 SIDES = {"<": lambda x, t: x < t, "<=": lambda x, t: x <= t, ">": lambda x, t: x > t, ">=": lambda x, t: x >= t}
 
 
@@ -33,6 +50,8 @@ class Effect:
     n: int        # seeds behind it (pairs for a paired difference; the smaller arm for Welch)
     method: str   # how the interval was computed
     from_seeds: bool = True  # False: a number computed once (no interval, no seed count to check)
+    se: float = 0.0         # the standard error of a t interval (0 for shares and numbers computed once)
+    dof: float | None = None  # its degrees of freedom (None without spread)
 
 
 def _finite(values: pd.Series, label: str) -> np.ndarray:
@@ -51,14 +70,22 @@ def _t_interval(mean: float, se: float, dof: float) -> tuple[float, float]:
     return mean - half, mean + half
 
 
-def mean_effect(label: str, values: pd.Series) -> Effect:
-    """The mean over seeds with its t interval (a point for one seed: `judge` calls it too few seeds)."""
+def _clipped(low: float, high: float, bounds: tuple[float, float] | None) -> tuple[float, float]:
+    if bounds is None:
+        return low, high
+    return max(low, bounds[0]), min(high, bounds[1])
+
+
+def mean_effect(label: str, values: pd.Series, bounds: tuple[float, float] | None = None) -> Effect:
+    """The mean over seeds with its t interval, clipped to the metric's `bounds` (a point for one seed: `judge`
+    calls it too few seeds)."""
     x = _finite(values, label)
-    n = x.size
+    n, mean = x.size, float(x.mean())
     if n < 2:
-        return Effect(label, float(x.mean()), float(x.mean()), float(x.mean()), n, "t over seeds")
-    low, high = _t_interval(x.mean(), x.std(ddof=1) / math.sqrt(n), n - 1)
-    return Effect(label, float(x.mean()), float(low), float(high), n, "t over seeds")
+        return Effect(label, mean, mean, mean, n, "t over seeds")
+    se = float(x.std(ddof=1) / math.sqrt(n))
+    low, high = _clipped(*_t_interval(mean, se, n - 1), bounds)
+    return Effect(label, mean, float(low), float(high), n, "t over seeds", se=se, dof=n - 1)
 
 
 def difference(label: str, a: pd.Series, b: pd.Series) -> Effect:
@@ -67,7 +94,7 @@ def difference(label: str, a: pd.Series, b: pd.Series) -> Effect:
         raise ValueError(f"{label!r}: an arm has two rows for one seed")
     if set(a.index) == set(b.index):
         effect = mean_effect(label, a - b.loc[a.index])
-        return Effect(label, effect.value, effect.low, effect.high, effect.n, "paired t over seeds")
+        return replace(effect, method="paired t over seeds")
     x, y = _finite(a, label), _finite(b, label)
     value = float(x.mean() - y.mean())
     if min(x.size, y.size) < 2:
@@ -76,7 +103,8 @@ def difference(label: str, a: pd.Series, b: pd.Series) -> Effect:
     se = math.sqrt(vx + vy)
     dof = (vx + vy) ** 2 / (vx ** 2 / (x.size - 1) + vy ** 2 / (y.size - 1)) if se > 0 else math.inf
     low, high = _t_interval(value, se, dof)
-    return Effect(label, value, float(low), float(high), min(x.size, y.size), "Welch t over seeds")
+    return Effect(label, value, float(low), float(high), min(x.size, y.size), "Welch t over seeds", se=se,
+                  dof=dof if se > 0 else None)
 
 
 def share(label: str, outcomes: pd.Series) -> Effect:
@@ -95,6 +123,10 @@ def exact(label: str, value: float) -> Effect:
     return Effect(label, value, value, value, 1, "computed once", from_seeds=False)
 
 
+def _words(threshold: float) -> str:
+    return f"{threshold:g}"
+
+
 @dataclass(frozen=True)
 class Comparison:
     effect: Effect
@@ -102,28 +134,107 @@ class Comparison:
     threshold: float
 
     def judge(self, min_seeds: int) -> tuple[str, str]:
-        """(verdict, reason) of this comparison."""
+        """(verdict, reason) of this comparison on its own."""
         e, holds = self.effect, SIDES[self.side]
         if e.from_seeds and e.n < min_seeds:
             return INCONCLUSIVE, f"{e.label}: too few seeds ({e.n}; the config asks for {min_seeds})"
         if holds(e.low, self.threshold) and holds(e.high, self.threshold):
-            return REPRODUCED, f"{e.label}: the interval lies wholly {self.side} {self.threshold:g}"
+            return REPRODUCED, f"{e.label}: the interval lies wholly {self.side} {_words(self.threshold)}"
         if not holds(e.low, self.threshold) and not holds(e.high, self.threshold):
-            return REFUTED, f"{e.label}: the interval lies wholly on the other side of {self.side} {self.threshold:g}"
-        return INCONCLUSIVE, f"{e.label}: the interval contains {self.threshold:g}"
+            return REFUTED, (f"{e.label}: the interval lies wholly on the other side of {self.side} "
+                             f"{_words(self.threshold)}")
+        return INCONCLUSIVE, f"{e.label}: the interval contains {_words(self.threshold)}; {self.needed_in_words()}"
+
+    def p_refuting(self) -> float:
+        """One-sided p-value of the test whose rejection says the effect lies on the other side of the threshold
+        (the t test of a t interval, the score test of a Wilson interval: each inverts its interval)."""
+        e, claims_above = self.effect, self.side in (">", ">=")
+        if not e.from_seeds or (e.method.startswith("Wilson") and e.n == 0):
+            return 0.0 if not SIDES[self.side](e.value, self.threshold) else 1.0
+        if e.method.startswith("Wilson"):
+            if self.threshold in (0.0, 1.0):  # a share cannot lie beyond 0 or 1
+                return 1.0
+            _, p = proportions_ztest(round(e.value * e.n), e.n, value=self.threshold, prop_var=self.threshold,
+                                     alternative="smaller" if claims_above else "larger")
+            return float(p)
+        if e.se == 0:
+            return 0.0 if not SIDES[self.side](e.value, self.threshold) else 1.0
+        t = (e.value - self.threshold) / e.se
+        return float(stats.t.cdf(t, e.dof) if claims_above else stats.t.sf(t, e.dof))
+
+    @functools.cached_property  # judge, the reason and the record all ask
+    def _power(self) -> dict:
+        """The smallest difference from the threshold its seeds detect (two-sided alpha 0.05, power 0.8, the
+        observed spread), and about how many seeds would decide it at the observed mean and spread (None: the
+        spread is 0, or it is a number computed once; 'more than MAX_SEEDS' is a mean on the threshold)."""
+        e = self.effect
+        if not e.from_seeds or e.n < 2:
+            return {"mde": None, "seeds_to_decide": None}
+        alpha = 1 - LEVEL
+        if e.method.startswith("Wilson"):
+            p0 = min(max(self.threshold, 1e-6), 1 - 1e-6)
+            h = NormalIndPower().solve_power(nobs1=e.n, alpha=alpha, power=POWER, ratio=0)
+            mde = abs(math.sin(min(math.asin(math.sqrt(p0)) + h / 2, math.pi / 2)) ** 2 - p0)
+            gap = abs(proportion_effectsize(min(max(e.value, 1e-6), 1 - 1e-6), p0))
+            return {"mde": mde, "seeds_to_decide": self._seeds(gap, NormalIndPower(), ratio=0)}
+        spread = e.se * math.sqrt(e.n)  # the per-seed standard deviation
+        if spread == 0:
+            return {"mde": 0.0, "seeds_to_decide": None}
+        mde = TTestPower().solve_power(nobs=e.n, alpha=alpha, power=POWER) * spread
+        return {"mde": float(mde), "seeds_to_decide": self._seeds(abs(e.value - self.threshold) / spread, TTestPower())}
+
+    @staticmethod
+    def _seeds(effect_size: float, analysis, **kwargs) -> int:
+        """The fewest seeds (at least 2) whose power at this standardised effect reaches 0.8, by bisection on
+        statsmodels' power function (its solver fails below 2 seeds and near a zero effect); MAX_SEEDS + 1
+        where even MAX_SEEDS do not."""
+        key = "nobs1" if isinstance(analysis, NormalIndPower) else "nobs"
+
+        def enough(n):
+            power = analysis.power(effect_size=effect_size, alpha=1 - LEVEL, **{key: n}, **kwargs)
+            if math.isnan(power):  # the noncentral t fails at some large n, where the normal is exact enough
+                power = NormalIndPower().power(effect_size=effect_size, nobs1=n, alpha=1 - LEVEL, ratio=0)
+            return power >= POWER
+
+        if not enough(MAX_SEEDS):
+            return MAX_SEEDS + 1
+        low, high = 1, MAX_SEEDS  # enough(high), and 1 seed never decides
+        while high - low > 1:
+            middle = (low + high) // 2
+            low, high = (low, middle) if enough(middle) else (middle, high)
+        return high
+
+    def power(self) -> dict:
+        return dict(self._power)
+
+    def needed_in_words(self) -> str:
+        seeds = self.power()["seeds_to_decide"]
+        if seeds is None:
+            return "more seeds would not change it"
+        if seeds > MAX_SEEDS:
+            return f"not decidable by more seeds (the mean sits on {_words(self.threshold)}; over {MAX_SEEDS} needed)"
+        return f"about {seeds} seeds would decide it"
 
     def as_dict(self, min_seeds: int) -> dict:
         verdict, reason = self.judge(min_seeds)
         return {**asdict(self.effect), "side": self.side, "threshold": self.threshold, "verdict": verdict,
-                "reason": reason}
+                "reason": reason, "p_refuting": self.p_refuting(), **self.power()}
 
 
 def combine(comparisons: list[Comparison], min_seeds: int) -> tuple[str, str]:
-    """The verdict of a claim that needs every comparison: reproduced when all are, refuted when any is, else
-    inconclusive; the reason names the comparisons that decided it."""
+    """The verdict of a claim that needs every comparison: reproduced when all are (intersection-union: no
+    correction), refuted when Holm's correction over the m comparisons still rejects one in the refuting
+    direction, else inconclusive; the reason names the comparisons that decided it."""
     judged = [comparison.judge(min_seeds) for comparison in comparisons]
-    for verdict in (REFUTED, INCONCLUSIVE):
-        reasons = [reason for v, reason in judged if v == verdict]
-        if reasons:
-            return verdict, "; ".join(reasons)
+    enough = [v != INCONCLUSIVE or "too few seeds" not in r for v, r in judged]
+    p_values = [c.p_refuting() if ok else 1.0 for c, ok in zip(comparisons, enough)]
+    refuting = multipletests(p_values, alpha=ONE_SIDED, method="holm")[0]
+    if refuting.any():
+        reasons = "; ".join(reason for (_, reason), hit in zip(judged, refuting) if hit)
+        held = f" (Holm-corrected over {len(comparisons)} comparisons)" if len(comparisons) > 1 else ""
+        return REFUTED, reasons + held
+    reasons = [f"{r} (not after Holm's correction over {len(comparisons)})" if v == REFUTED else r
+               for (v, r) in judged if v != REPRODUCED]
+    if reasons:
+        return INCONCLUSIVE, "; ".join(reasons)
     return REPRODUCED, "every 95% interval lies on the claim's side of its threshold"

@@ -16,9 +16,9 @@ def at(value, seed):
     return value[seed % len(value)] if isinstance(value, list) else value
 
 
-def table(rows, **constant):
-    return pd.DataFrame([{key: at(value, seed) for key, value in row.items()} | constant | {"seed": seed}
-                         for row in rows for seed in SEEDS])
+def table(rows, steps=2000, **constant):
+    return pd.DataFrame([{key: at(value, seed) for key, value in row.items()} | constant
+                         | {"seed": seed, "steps": steps} for row in rows for seed in SEEDS])
 
 
 def routing_table(rpo_distance=0.01, stall_gap=0.3, standard_k1_gap=0.05):
@@ -88,3 +88,14 @@ def test_a_barrier_that_is_not_there_refutes_the_stuck_claim():
 def test_every_toy_claim_is_covered():
     ids = {c["id"] for claims, make in {(c, m) for c, m, *_ in CASES} for c in claims(make(), T)}
     assert ids == {case[2] for case in CASES} and len(ids) == 10
+
+
+@pytest.mark.parametrize("claims, make, claim_id, refuting, open_", CASES, ids=[case[2] for case in CASES])
+def test_a_toy_run_shorter_than_the_papers_is_inconclusive_and_says_so(claims, make, claim_id, refuting, open_):
+    """The paper's toys train 2000 steps: a refutation from 200 (the smoke config) is no refutation."""
+    short = make(**refuting)
+    short["steps"] = 200
+    claim = {c["id"]: c for c in claims(short, T)}[claim_id]
+    assert claim["verdict"] == INCONCLUSIVE
+    assert claim["reason"].startswith("below the paper's regime: 200 training steps, the paper's effect needs 2000")
+    assert claim["reason"].endswith("(the intervals alone: refuted)")

@@ -5,8 +5,10 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from moe_rpo.verdicts import (INCONCLUSIVE, REFUTED, REPRODUCED, Comparison, combine, difference, exact, mean_effect,
-                              share)
+from statsmodels.stats.power import TTestPower
+
+from moe_rpo.verdicts import (INCONCLUSIVE, MAX_SEEDS, ONE_SIDED, REFUTED, REPRODUCED, Comparison, combine, difference,
+                              exact, mean_effect, share)
 
 
 def seeds(*values, first=0):
@@ -69,9 +71,55 @@ def test_a_claim_needs_every_test():
     unsure = Comparison(mean_effect("c", seeds(-1.0, 1.0)), ">", 0)
     assert combine([ok, ok], 2)[0] == REPRODUCED
     assert combine([ok, unsure], 2) == (INCONCLUSIVE, unsure.judge(2)[1])
-    assert combine([ok, unsure, bad], 2) == (REFUTED, bad.judge(2)[1])  # one refuted test refutes the claim
+    verdict, reason = combine([ok, unsure, bad], 2)  # one refuted test refutes the claim, after Holm's correction
+    assert (verdict, reason) == (REFUTED, bad.judge(2)[1] + " (Holm-corrected over 3 comparisons)")
 
 
 def test_a_non_finite_number_never_decides_a_verdict():
     with pytest.raises(ValueError, match="non-finite"):
         mean_effect("loss", seeds(1.0, float("nan")))
+
+
+def test_a_refutation_by_one_of_several_comparisons_is_holm_corrected():
+    """Alone, a t interval just beyond the threshold refutes; among three comparisons Holm's step-down asks for
+    p below 0.025 / 3 first, so the same numbers leave the claim inconclusive; a clear refutation still refutes."""
+    just = Comparison(mean_effect("just", seeds(-0.2, -0.3, -0.25, -0.05, -0.1)), ">", 0)
+    assert just.judge(2)[0] == REFUTED
+    assert ONE_SIDED / 3 < just.p_refuting() < ONE_SIDED
+    holds = Comparison(exact("holds", 1.0), ">", 0)
+    assert combine([just], 2)[0] == REFUTED
+    verdict, reason = combine([just, holds, holds], 2)
+    assert verdict == INCONCLUSIVE and "not after Holm's correction over 3" in reason
+    clear = Comparison(mean_effect("clear", seeds(-1.0, -1.1, -0.9, -1.05, -0.95)), ">", 0)
+    assert combine([clear, holds, holds], 2)[0] == REFUTED
+
+
+def test_the_p_value_agrees_with_the_interval_for_one_comparison():
+    for values in [(0.1, 0.2, 0.3), (-0.1, 0.05, 0.2), (-0.3, -0.2, -0.1)]:
+        c = Comparison(mean_effect("x", seeds(*values)), ">", 0.0)
+        assert (c.judge(2)[0] == REFUTED) == (c.p_refuting() < ONE_SIDED)
+    wilson = Comparison(share("to B", pd.Series([True] * 3 + [False] * 17)), ">=", 0.8)
+    assert (wilson.judge(2)[0] == REFUTED) == (wilson.p_refuting() < ONE_SIDED) == True
+
+
+def test_power_gives_the_smallest_detectable_effect_and_the_seeds_that_would_decide():
+    x = seeds(0.7, 0.9, 0.75, 0.95)  # mean 0.825, sd 0.119
+    c = Comparison(mean_effect("acc", x, bounds=(0, 1)), ">=", 0.8)
+    power = c.power()
+    sd = x.std(ddof=1)
+    assert power["mde"] == pytest.approx(TTestPower().solve_power(nobs=4, alpha=0.05, power=0.8) * sd)
+    d = (x.mean() - 0.8) / sd
+    assert power["seeds_to_decide"] == math.ceil(TTestPower().solve_power(effect_size=d, alpha=0.05, power=0.8))
+    verdict, reason = c.judge(2)
+    assert verdict == INCONCLUSIVE and reason.endswith(f"about {power['seeds_to_decide']} seeds would decide it")
+    on = Comparison(mean_effect("on", seeds(0.7, 0.9, 0.7, 0.9)), ">=", 0.8)
+    assert on.power()["seeds_to_decide"] > MAX_SEEDS and "not decidable by more seeds" in on.judge(2)[1]
+    assert Comparison(exact("b", 1.0), ">", 0).power() == {"mde": None, "seeds_to_decide": None}
+
+
+def test_an_interval_stays_inside_its_metrics_range():
+    acc = mean_effect("SIM accuracy", seeds(0.0, 1.0, 0.1), bounds=(0.0, 1.0))
+    assert 0.0 <= acc.low < acc.high <= 1.0
+    unbounded = mean_effect("SIM accuracy", seeds(0.0, 1.0, 0.1))
+    assert unbounded.low < 0 and unbounded.high > 1  # what the clipping removes
+    assert Comparison(acc, ">=", 0.9).judge(2)[0] == INCONCLUSIVE

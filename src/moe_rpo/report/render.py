@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 from moe_rpo import paths
+from moe_rpo.config import benchmark_toy_settings
 from moe_rpo.experiments import EXPERIMENTS, load
 from moe_rpo.io import read_json
 from moe_rpo.verdicts import VERDICTS
@@ -53,7 +54,8 @@ def page_runs(results_dir: Path, experiment, config: dict) -> list[dict]:
     runs = []
     for job in experiment.jobs(config):
         record = read_json(results_dir / f"{job.record}.json")
-        runs.append({"label": job.label, "key": job.key, "seed": record["seed"],
+        seeds = record["seeds"] if "seeds" in record else [record["seed"]]  # a toy's one job runs every seed
+        runs.append({"label": job.label, "key": job.key, "seeds": seeds,
                      **_benchmark(results_dir / paths.BENCHMARK.format(key=job.key)),
                      "settings": record["settings"], **record["provenance"]})
     return runs
@@ -63,10 +65,11 @@ def budget_line(runs: list[dict], all_runs: dict[str, float], min_seeds: int) ->
     """What the run's budget gave this page: its jobs' compute, their share of every experiment's jobs, and
     its seeds against the claims' minimum."""
     minutes, total = sum(run["wall_s"] for run in runs) / 60, sum(all_runs.values()) / 60
-    seeds = sorted({run["seed"] for run in runs})
+    seeds = sorted({seed for run in runs for seed in run["seeds"]})
+    listed = ", ".join(map(str, seeds)) if len(seeds) <= 10 else f"{seeds[0]}-{seeds[-1]}"
     return (f"{len(runs)} jobs, {minutes:.1f} minutes of job time (wall time summed over its jobs): "
             f"{minutes / total:.0%} of the {total:.0f} minutes that all experiments' jobs took in this run (some "
-            f"pages share jobs). {len(seeds)} seeds ({', '.join(map(str, seeds))}); a claim "
+            f"pages share jobs). {len(seeds)} seeds ({listed}); a claim "
             f"needs at least {min_seeds}, and a 95% interval narrows roughly as 1/sqrt(seeds).")
 
 
@@ -106,7 +109,8 @@ def benchmark_facts(experiment, results_dir: Path, config: dict) -> dict:
     """The scale of each column of the router benchmark, then the base model its recovery jobs use."""
     toy, recovery = config["toy"]["routing"], config["recovery"]
     shakespeare = scale_facts(config["shakespeare_moe"])
-    return {"toy 1": f"{toy['steps']} steps, seeds {', '.join(map(str, config['benchmark']['toy']['seeds']))}",
+    seeds = benchmark_toy_settings(config)["seeds"]
+    return {"toy 1": f"{toy['steps']} steps, {len(seeds)} seeds",
             "recovery": f"{', '.join(config['benchmark']['recovery']['settings'])} (the recovery experiment's runs); "
                         f"{recovery['train']['steps']} steps of {recovery['train']['batch_size']} x "
                         f"{recovery['train']['block_size']} tokens; seeds {', '.join(map(str, recovery['seeds']))}",

@@ -63,7 +63,8 @@ def run(settings: dict) -> tuple[dict[str, np.ndarray], list[dict]]:
             arrays |= shown(settings, f"{slug}/{key}", values)
         for s, seed in enumerate(seeds):
             final = log["weights"][s, -1]
-            records.append({"method": name, "k": k, "seed": seed, "final_prob_b": float(log["prob_b"][s, -1]),
-                            "final_loss": float(log["loss"][s, -1]), "routes_to_b": bool(final[1] > final[0]),
+            records.append({"method": name, "k": k, "seed": seed, "steps": settings["steps"],
+                            "final_prob_b": float(log["prob_b"][s, -1]), "final_loss": float(log["loss"][s, -1]),
+                            "routes_to_b": bool(final[1] > final[0]),
                             "barrier_height": barrier_height(settings)})
     return arrays, records

@@ -119,7 +119,7 @@ def run(settings: dict) -> tuple[dict[str, np.ndarray], list[dict]]:
         for s, seed in enumerate(seeds):
             distance = log["pairwise_distance"][s]
             records.append({
-                "method": name, "weight_decay": wd, "seed": seed,
+                "method": name, "weight_decay": wd, "seed": seed, "steps": settings["steps"],
                 "initial_pairwise_distance": float(distance[0]),
                 "final_pairwise_distance": float(distance[-1]),
                 "pairwise_distance_ratio": float(distance[-1] / distance[0]),

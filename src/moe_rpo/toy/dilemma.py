@@ -33,7 +33,8 @@ def run(settings: dict) -> tuple[dict[str, np.ndarray], list[dict]]:
         weights = train_router(settings["routers"][name], settings, seeds)
         arrays |= shown(settings, f"{name}/weights", weights)
         for seed, path in zip(seeds, weights):
-            records.append({"method": name, "seed": seed, "final_distance": float(np.linalg.norm(path[-1] @ experts - target)),
+            records.append({"method": name, "seed": seed, "steps": settings["steps"],
+                            "final_distance": float(np.linalg.norm(path[-1] @ experts - target)),
                             **{f"final_weight_{i}": float(w) for i, w in enumerate(path[-1])},
                             "optimum_distance": optimum["distance"],
                             "standard_reachable_distance": reachable["distance"]})

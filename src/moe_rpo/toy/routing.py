@@ -44,7 +44,7 @@ def run(settings: dict) -> tuple[dict[str, np.ndarray], list[dict]]:
         for seed, trajectory in zip(seeds, trajectories):
             distance = float(np.linalg.norm(trajectory[-1] - target))
             records.append({
-                "method": name, "k": k, "seed": seed, "final_distance": distance,
+                "method": name, "k": k, "seed": seed, "steps": settings["steps"], "final_distance": distance,
                 "gap_to_optimum": distance - best[k]["optimum"]["distance"],
                 "gap_to_standard_reachable": distance - best[k]["standard_reachable"]["distance"],
                 "optimum_distance": best[k]["optimum"]["distance"],
