@@ -310,15 +310,51 @@ def pretraining_claims(df: pd.DataFrame, t: dict) -> list[dict]:
     ]
 
 
+AS_RUN = "as run"  # the robustness table's row of the configuration's own runs
+
+
+def under_readings(claims_of, df: pd.DataFrame, readings: pd.DataFrame, t: dict) -> list[dict]:
+    """The claims of `df`, each judged again under every reading (claims.readings): the reading's rows replace
+    the rows of the same methods, the other methods' rows stay. Each claim gets its robustness table
+    (`readings`: reading, verdict, reason and effects) and a headline saying whether the verdict survives."""
+    claims = claims_of(df, t)
+    if readings.empty:
+        return claims
+    tables = {AS_RUN: claims}
+    for name, rows in readings.groupby("reading", sort=False):
+        varied = set(zip(rows["method"], rows["k"]))
+        kept = df[[(m, k) not in varied for m, k in zip(df["method"], df["k"])]]
+        tables[name] = claims_of(pd.concat([kept, rows.drop(columns="reading")], ignore_index=True), t)
+    for i, claim in enumerate(claims):
+        table = [{"reading": name, "verdict": made[i]["verdict"], "reason": made[i]["reason"],
+                  "effects": [{key: c[key] for key in ("label", "value", "low", "high", "n", "verdict")}
+                              for c in made[i]["comparisons"]]} for name, made in tables.items()]
+        claim["readings"] = table
+        claim["robustness"] = robustness(table)
+    return claims
+
+
+def robustness(table: list[dict]) -> str:
+    """The headline of a robustness table: one verdict under every reading, or which reading gives which."""
+    verdicts = {row["verdict"] for row in table}
+    if len(verdicts) == 1:
+        return f"{verdicts.pop()} under every reading tried ({len(table)}, the runs as configured included)"
+    return "depends on the reading: " + "; ".join(f"{row['reading']}: {row['verdict']}" for row in table)
+
+
 def evaluate(tables_dir: str | Path, thresholds: dict) -> list[dict]:
-    """Every claim of every experiment that checks some, from its per-seed table in tables_dir."""
+    """Every claim of every experiment that checks some, from its per-seed table in tables_dir (and, where it
+    has one, judged again under each reading of its robustness table)."""
     claims = []
     for experiment in (e for e in EXPERIMENTS.values() if e.claims):
         path = Path(tables_dir) / f"{experiment.seeds_table}.csv"
-        if not path.is_file():
-            raise FileNotFoundError(f"missing results table: {path}")
+        robust = Path(tables_dir) / f"{experiment.robustness_table}.csv" if experiment.robustness_table else None
+        for table in (path, robust):
+            if table and not table.is_file():
+                raise FileNotFoundError(f"missing results table: {table}")
+        readings = pd.read_csv(robust) if robust else pd.DataFrame(columns=["reading"])
         try:
-            made = load(experiment.claims)(pd.read_csv(path), thresholds)
+            made = under_readings(load(experiment.claims), pd.read_csv(path), readings, thresholds)
         except ValueError as error:
             raise ValueError(f"{path}: {error}") from None
         claims += [{"id": claim["id"], "experiment": experiment.stem, **claim} for claim in made]

@@ -307,6 +307,7 @@ def check_references(config: dict) -> None:
                                   f"block_size {base['model']['block_size']}")
     check_routers_build(config)
     check_claim_arms(config)
+    check_readings(config)
 
 
 def arm_router(config: dict, arm: str) -> str:
@@ -411,6 +412,52 @@ def with_router_specs(section: dict, config: dict) -> dict:
     section["routers"] = {m["router"]: config["routers"][m["router"]] for m in section["methods"]
                           if m["router"] != DENSE}
     return section
+
+
+READINGS_EXPERIMENT = "shakespeare_moe"  # the experiment whose runs claims.readings vary
+
+
+def reading_methods(config: dict, reading: str) -> list[dict]:
+    """The methods of the readings' experiment that a reading reruns: those of the routers it names."""
+    routers = set(config["claims"]["readings"][reading]["routers"])
+    return [m for m in config[READINGS_EXPERIMENT]["methods"] if m["router"] in routers]
+
+
+def reading_run_settings(config: dict, reading: str, method: str) -> dict:
+    """A reading run's settings: the training run's, with the reading's router options and training changes, and
+    the reading itself (its name and description, which the tables read)."""
+    spec = config["claims"]["readings"][reading]
+    settings = training_run_settings(config, READINGS_EXPERIMENT, method)
+    router = settings["methods"][0]["router"]
+    settings["routers"] = {router: {**settings["routers"][router], **spec["options"]}}
+    changes = dict(spec["train"])
+    scale = changes.pop("steps_scale", 1)
+    train = settings["train"] | changes
+    for key in ("steps", "warmup_steps", "eval_every", "checkpoint_every"):
+        train[key] *= scale
+    return settings | {"train": train, "reading": {"name": reading, "description": spec["description"]}}
+
+
+def check_readings(config: dict) -> None:
+    """A reading names routers its experiment runs, and its options build each of them."""
+    import torch  # noqa: PLC0415
+
+    from moe_rpo.routers import build_router  # noqa: PLC0415
+
+    runs = {m["router"] for m in config[READINGS_EXPERIMENT]["methods"]}
+    for name, spec in config["claims"]["readings"].items():
+        for router in spec["routers"]:
+            if router not in runs:
+                raise ConfigError(f"claims.readings.{name}.routers: {router!r} is not among the {READINGS_EXPERIMENT} "
+                                  f"methods' routers {sorted(runs)}")
+            merged = {**config["routers"][router], **spec["options"]}
+            try:
+                validate_definition(merged, "router_spec")
+                with torch.random.fork_rng(devices=[]):  # building draws random weights: leave the stream alone
+                    build_router(merged, 8, 4, 1)
+            except (ConfigError, ValueError, TypeError) as error:
+                message = str(error).replace("\n", " ")
+                raise ConfigError(f"claims.readings.{name}.options: router {router!r}: {message}") from None
 
 
 def recovery_methods(config: dict, setting: str) -> list[dict]:

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Callable, NamedTuple
 
 from moe_rpo import paths
-from moe_rpo.config import (DENSE, Arm, RecoverySetting, arm_router, benchmark_toy_settings, layer_set_label,
-                             layer_sweep_sets, recovery_settings, toy_seeds)
+from moe_rpo.config import (DENSE, READINGS_EXPERIMENT, Arm, RecoverySetting, arm_router, benchmark_toy_settings,
+                             layer_set_label, layer_sweep_sets, reading_methods, recovery_settings, toy_seeds)
 
 
 class Job(NamedTuple):
@@ -58,6 +58,7 @@ class Experiment:
     metrics: tuple[str, ...] = ()     # ... with the spread over seeds of these
     claims: str | None = None         # "module:function"(seeds table, claims section) -> claims
     claim_arms: tuple[tuple[str, int | None], ...] = ()  # (claims.arms key, k or None: any k) it compares
+    robustness_table: str | None = None  # per-seed rows of its runs under claims.readings (a 'reading' column)
     facts: str | None = None          # "module:function"(experiment, results dir, config) -> page facts
     facts_title: str = "Scale"
     on_base_model: bool = False       # its numbers come from the (CPU-scale) base model
@@ -110,6 +111,14 @@ def training_jobs(experiment: str, methods: list[dict], seeds: list[int]) -> lis
             for slug in slugs for seed in seeds]
 
 
+def reading_jobs(config: dict) -> list[Job]:
+    """The runs of claims.readings: each reading's methods, every seed of the experiment it varies."""
+    return [Job.of(paths.READING_RUN, f"{reading}: {Arm.of(m).slug} seed {seed}", training=READINGS_EXPERIMENT,
+                   reading=reading, method=Arm.of(m).slug, seed=seed)
+            for reading in config["claims"]["readings"] for m in reading_methods(config, reading)
+            for seed in config[READINGS_EXPERIMENT]["seeds"]]
+
+
 def benchmark_shakespeare_methods(config: dict) -> list[dict]:
     """The benchmark's methods that the shakespeare_moe experiment runs (the others show 'not run')."""
     runs = {Arm.of(m) for m in config["shakespeare_moe"]["methods"]}
@@ -148,19 +157,23 @@ def _toy(name: str, title: str, summary: str, figures: tuple[str, ...], group_ke
 
 def _training(name: str, title: str, short_title: str, summary: str, claim_arms, curve_arms=None) -> Experiment:
     stem = f"lm_{name}"
+    readings = name == READINGS_EXPERIMENT  # its claims are judged again under each of claims.readings
 
     def view(config):  # the curves show the paper's methods where it names them, else every method
         shown = [] if curve_arms is None else [Arm(arm_router(config, arm), k).slug for arm, k in curve_arms]
         return {"title": short_title, "curve_methods": shown}
 
+    def jobs(config):
+        return training_jobs(name, config[name]["methods"], config[name]["seeds"]) + (
+            reading_jobs(config) if readings else [])
+
     return Experiment(
-        name=name, stem=stem, title=title, summary=summary, section=name,
-        jobs=lambda config: training_jobs(name, config[name]["methods"], config[name]["seeds"]),
-        tables=(f"{stem}_seeds", f"{stem}_summary"), shown=(f"{stem}_summary",),
-        figures=(f"{stem}_curves", f"{stem}_final"), make_tables="moe_rpo.tables:seed_tables",
+        name=name, stem=stem, title=title, summary=summary, section=name, jobs=jobs,
+        tables=(f"{stem}_seeds", f"{stem}_summary", *[f"{stem}_readings"] * readings), shown=(f"{stem}_summary",),
+        figures=(f"{stem}_curves", f"{stem}_final"), make_tables="moe_rpo.tables:training_tables",
         draw="moe_rpo.figures.training:draw_training", view=view, group_keys=("method", "k"),
         metrics=TRAINING_METRICS, claims=f"moe_rpo.claims:{name}_claims", claim_arms=claim_arms,
-        facts="moe_rpo.report.render:training_facts")
+        robustness_table=f"{stem}_readings" if readings else None, facts="moe_rpo.report.render:training_facts")
 
 
 def _recovery_view(config: dict) -> dict:

@@ -13,6 +13,8 @@ RECOVERY_LAYERS_RUN = {"record": "lm/recovery_layers/{layers}/{setting}/seed{see
                        "key": "lm_recovery_layers/{layers}/{setting}/seed{seed}"}
 RECOVERY_DESIGN = {"record": "lm/recovery_design/seed{seed}", "key": "lm_recovery_design/seed{seed}"}
 TRAIN_RUN = {"record": "lm/{training}/{method}/seed{seed}", "key": "lm_{training}/{method}/seed{seed}"}
+READING_RUN = {"record": "lm/{training}/readings/{reading}/{method}/seed{seed}",  # claims.readings
+               "key": "lm_{training}/readings/{reading}/{method}/seed{seed}"}
 BASE_MODEL = {"record": "lm/base/model", "key": "lm_base/base_model"}  # the model: lm/base/model.pt
 
 CORPUS = "data/{corpus}"  # train.bin, val.bin, meta.json; shards/ while it is prepared

@@ -39,6 +39,17 @@ def seed_tables(experiment, runs: list[str], view: dict) -> dict[str, pd.DataFra
     return _with_summary(experiment, per_seed_table(runs))
 
 
+def training_tables(experiment, runs: list[str], view: dict) -> dict[str, pd.DataFrame]:
+    """A training experiment's tables; the runs under claims.readings go to its robustness table instead, each row
+    with its reading's name."""
+    reading = {path: read_json(path)["settings"].get("reading") for path in runs}
+    tables = seed_tables(experiment, [path for path in runs if reading[path] is None], view)
+    if experiment.robustness_table:
+        rows = [per_seed_table([path]).assign(reading=reading[path]["name"]) for path in runs if reading[path]]
+        tables[experiment.robustness_table] = pd.concat(rows) if rows else pd.DataFrame(columns=["reading"])
+    return tables
+
+
 def _with_summary(experiment, seeds: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return {experiment.seeds_table: seeds,
             f"{experiment.stem}_summary": summarize(seeds, experiment.group_keys, experiment.metrics)}

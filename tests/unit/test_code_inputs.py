@@ -62,7 +62,8 @@ def test_every_rule_lists_what_its_command_imports_and_gpu_rules_ask_for_a_gpu()
     assert len({rule for rule, *_ in jobs}) >= 20
     for rule, code, shell, resources in jobs:
         # what the SLURM profile sends to GPU nodes (tests/workflow/test_slurm.py runs two of them there)
-        assert (resources.get("gpu") == "1") == (rule in ("base_model", "recovery_run", "recovery_layers_run", "recovery_design", "train_run")), rule
+        assert (resources.get("gpu") == "1") == (rule in ("base_model", "recovery_run", "recovery_layers_run", "recovery_design", "train_run",
+                                                         "reading_run")), rule
         words = shell.split("-m moe_rpo ")[1].split()
         command, extra = words[0], []
         if command == "toy":  # it imports the toy experiment's module by name

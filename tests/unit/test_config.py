@@ -137,7 +137,7 @@ def test_snakemake_fills_corpus_defaults_per_source(tmp_path):
 def test_cli_reports_a_bad_config_cleanly(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("toy: {routing: {batch_size: 1}}\n")
-    result = subprocess.run([sys.executable, "-m", "moe_rpo", "toy", "routing", "--seed", "0", "--config", str(bad),
+    result = subprocess.run([sys.executable, "-m", "moe_rpo", "toy", "routing", "--config", str(bad),
                              "--out", str(tmp_path / "x")], capture_output=True, text=True)
     assert result.returncode == 2
     assert "toy.routing.batch_size: 1 is less than the minimum of 2" in result.stderr
@@ -155,7 +155,7 @@ def test_paper_config_dry_run_lists_every_paper_experiment(profile):
     assert "results/data/openwebtext/shards/31.train.bin" in result.stdout
     assert "results/data/tinystories/shards/15.train.bin" in result.stdout
     for output in ["results/lm/pretraining/rpo_k2/seed0.json", "results/lm/shakespeare_moe/expert_choice_k2/seed2.json",
-                   "results/lm/recovery/sim0.3/seed2.json", "results/toy/benchmark/seed4.json",
+                   "results/lm/recovery/sim0.3/seed2.json", "results/toy/benchmark/run.json",
                    *[f"results/report/{e.stem}.html" for e in EXPERIMENTS.values()]]:
         assert output in result.stdout, output
 
@@ -190,8 +190,8 @@ def test_adding_a_router_takes_three_places(monkeypatch):
     with pytest.raises(cfg.ConfigError, match=re.escape("routers.cold.temperature: 0 is less than or equal")):
         cfg.validate({"routers": {"cold": {"method": "tempered", "temperature": 0}}})
     arrays, records = routing.run(cfg.experiment_settings(config, "routing") | {"methods": ["warm"], "ks": [1],
-                                                                                 "steps": 5}, seed=0)
-    assert list(arrays) == ["warm_k1"] and records[0]["method"] == "warm"
+                                                                                 "steps": 5, "seeds": [0]})
+    assert list(arrays) == ["seed0/warm_k1"] and records[0]["method"] == "warm"
 
 
 def test_claims_name_their_arms_and_a_rename_fails_at_config_time():
@@ -210,7 +210,8 @@ def test_claims_name_their_arms_and_a_rename_fails_at_config_time():
     claims = cfg.validate({})["claims"]
     claims["arms"]["rpo"] = "my_rpo"
     rows = pd.DataFrame({"method": ["standard", "standard_normalized", "my_rpo", "rpo"] * 2, "seed": [0] * 4 + [1] * 4,
-                         "final_distance": [0.3, 0.3, 0.01, 0.5] * 2, "standard_reachable_distance": 0.2})
+                         "final_distance": [0.3, 0.3, 0.01, 0.5] * 2, "standard_reachable_distance": 0.2,
+                         "steps": 2000})
     assert [c["verdict"] for c in dilemma_claims(rows, claims)] == ["reproduced", "reproduced"]  # my_rpo's row
 
 

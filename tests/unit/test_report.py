@@ -31,7 +31,8 @@ def synthetic_claims() -> list[dict]:
     from moe_rpo.claims import dilemma_claims, shakespeare_moe_claims
 
     thresholds = validate({})["claims"]
-    dilemma = pd.DataFrame([{"method": m, "seed": seed, "final_distance": d, "standard_reachable_distance": 0.2}
+    dilemma = pd.DataFrame([{"method": m, "seed": seed, "steps": 2000, "final_distance": d,
+                             "standard_reachable_distance": 0.2}
                             for m, d in [("standard", 0.3), ("standard_normalized", 0.3), ("rpo", 0.5)]
                             for seed in SEEDS])  # standard stalls (reproduced); RPO does not reach it (refuted)
     shakespeare = pd.DataFrame([{"method": m, "k": k, "seed": seed, "mean_train_loss": 2.0 + seed / 10, "train_loss": 1.5,
@@ -65,8 +66,11 @@ def results(tmp_path_factory, config) -> Path:
     for corpus in config["corpora"]:  # "tiny" and the default corpora, which a config's corpora extend
         (root / "data" / corpus).mkdir(parents=True)
         (root / "data" / corpus / "meta.json").write_text(json.dumps(meta))
-    jobs = {(job.record, job.key, int(job.record.rsplit("seed", 1)[1]))
-            for page in PAGES for job in page.jobs(config)}
+    def seed_of(record):  # a toy's one job runs every seed: call it seed 0
+        name = record.rsplit("/", 1)[1]
+        return int(name.removeprefix("seed")) if name.startswith("seed") else 0
+
+    jobs = {(job.record, job.key, seed_of(job.record)) for page in PAGES for job in page.jobs(config)}
     jobs = sorted(jobs) + [("lm/base/model", "lm_base/base_model", 0)]
     for record_stem, bench_stem, seed in jobs:
         run = {"seed": seed, "settings": {"steps": 200, "methods": ["standard", "rpo"]}, "records": [],
@@ -77,6 +81,8 @@ def results(tmp_path_factory, config) -> Path:
             run |= {"source": "pretrain", "parameters": 820224, "val_loss": 1.9712345,
                     "config": {"n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 128, "vocab_size": 65},
                     "settings": {"corpus": "tiny", "train": {"steps": 600, "batch_size": 32, "block_size": 128}}}
+        if record_stem.startswith("toy/"):
+            run["seeds"] = SEEDS  # a toy's one job runs every seed
         path = root / f"{record_stem}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(run))
@@ -151,12 +157,12 @@ def test_experiment_page_shows_files_numbers(rendered):
     for stem in PAGES[0].figures:
         assert f'src="../figures/{stem}.png"' in page and f'href="../figures/{stem}.pdf"' in page
     assert "0.1235" in page and "0.123456789" not in page  # tables: 4 significant digits
-    assert "<td>4.71</td>" in page and "<td>5.71</td>" in page and "10.42 s" in page  # benchmark wall times
+    assert "<td>4.71</td>" in page and "4.71 s" in page  # the benchmark's wall time (one job: every seed)
     assert "<td>399.5</td>" in page  # max_rss, and "-" shown as a dash
     budget = re.search(r"Budget.</strong> (.*?)</p>", page).group(1)
-    assert budget.startswith("2 jobs, 0.2 minutes of job time") and "2 seeds (0, 1); a claim needs at least 2" in budget
+    assert budget.startswith("1 jobs, 0.1 minutes of job time") and "2 seeds (0, 1); a claim needs at least 2" in budget
     assert "steps: 200" in page and "methods: [standard, rpo]" in page
-    assert "abc123def" in page and "dirty" in page
+    assert "abc123def" in page and "dirty" not in page  # its one job is clean (seed 1 stands for a dirty tree)
     assert "numpy" in page and "2.4.6" in page and "Linux-test" in page and "3.11.7" in page
     assert "Base model" not in page
 
@@ -166,9 +172,10 @@ def test_lm_page_shows_the_base_model_and_every_job(rendered):
     assert "Base model" in page and "820,224" in page and "1.971" in page and "pretrained here" in page
     assert "smaller scale" in page  # the default config says at what scale the page was made
     assert "<td>sim0.3 seed 1</td>" in page and "<td>diff seed 0</td>" in page
+    assert "dirty" in page  # the seed-1 records stand for runs from a dirty tree
 
 
-@pytest.mark.parametrize("missing", ["claims.json", "toy/dilemma/seed1.json", "benchmarks/toy_barrier/seed0.tsv",
+@pytest.mark.parametrize("missing", ["claims.json", "toy/dilemma/run.json", "benchmarks/toy_barrier/run.tsv",
                                      "figures/toy_routing_trajectories.pdf", "tables/toy_collapse_summary.csv",
                                      "data/tiny/meta.json", "lm/recovery/sim0.3/seed1.json", "lm/base/model.json",
                                      "benchmarks/lm_recovery/diff/seed0.tsv"])

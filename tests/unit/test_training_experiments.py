@@ -239,3 +239,75 @@ def test_a_shakespeare_run_with_fine_grained_and_shared_experts(corpus):
     settings = cfg.training_run_settings(config(shakespeare_moe=section), "shakespeare_moe", "standard_k1")
     result = scratch.run(settings, 0, corpus)
     assert result["final"]["gini"] is not None and len(result["history"][-1]["layers"][0]["load"]) == 8
+
+
+# --- readings of what the paper leaves unsaid (claims.readings) --------------------------------------------------
+
+READINGS = {"per_iteration": {"description": "E then M on one batch", "routers": ["rpo", "em"],
+                              "train": {"alternation": "iteration"}},
+            "equal_updates": {"description": "twice the steps", "routers": ["rpo", "em"], "train": {"steps_scale": 2}},
+            "wide_std": {"description": "std 0.3", "routers": ["rpo"], "options": {"weight_std": 0.3}}}
+
+
+def test_a_reading_reruns_the_methods_of_its_routers_with_its_changes():
+    from moe_rpo.experiments import reading_jobs
+
+    conf = config(claims={"readings": READINGS})
+    jobs = reading_jobs(conf)
+    assert {job.record.split("/")[3:5][0] for job in jobs} == set(READINGS)
+    assert len(jobs) == (2 + 2 + 1) * len(conf["shakespeare_moe"]["seeds"])
+    base = cfg.training_run_settings(conf, "shakespeare_moe", "rpo_k1")
+    doubled = cfg.reading_run_settings(conf, "equal_updates", "rpo_k1")
+    assert [doubled["train"][key] for key in ("steps", "eval_every", "checkpoint_every")] == \
+        [2 * base["train"][key] for key in ("steps", "eval_every", "checkpoint_every")]
+    assert cfg.reading_run_settings(conf, "per_iteration", "em_k1")["train"]["alternation"] == "iteration"
+    assert cfg.reading_run_settings(conf, "wide_std", "rpo_k1")["routers"]["rpo"]["weight_std"] == 0.3
+    assert base["train"]["alternation"] == "step" and base["routers"]["rpo"]["weight_std"] == 0.1
+
+
+@pytest.mark.parametrize("reading, message", [
+    ({"description": "x", "routers": ["jitter"]}, "claims.readings.r.routers: 'jitter' is not among"),
+    ({"description": "x", "routers": ["rpo"], "options": {"weight_std": -1}}, "claims.readings.r.options: router 'rpo'"),
+    ({"description": "x", "routers": ["rpo"], "options": {"nope": 1}}, "claims.readings.r.options: router 'rpo'"),
+    ({"description": "x", "routers": ["rpo"], "train": {"steps": 5}}, "claims.readings.r.train"),
+])
+def test_a_reading_that_cannot_run_is_refused_naming_its_key(reading, message):
+    with pytest.raises(cfg.ConfigError, match=message):
+        config(claims={"readings": {"r": reading}})
+
+
+def test_alternation_per_iteration_trains_the_experts_every_step(corpus, monkeypatch):
+    """Per step: 'step' takes one optimizer step, in the phase that flips with every step; 'iteration' an E-step
+    and then an M-step on the same batch."""
+    from moe_rpo.training import lm
+
+    seen, original = {}, lm.set_phase
+    for schedule in ("step", "iteration"):
+        phases = []
+        monkeypatch.setattr(lm, "set_phase", lambda r, rp, op, phase: phases.append(phase) or original(r, rp, op, phase))
+        conf = config(shakespeare_moe={**TINY, "methods": config()["shakespeare_moe"]["methods"],
+                                       "train": {**TINY["train"], "alternation": schedule}})
+        scratch.run(cfg.training_run_settings(conf, "shakespeare_moe", "rpo_k1"), 0, corpus)
+        seen[schedule] = [p for p in phases if p in ("E", "M")]
+    steps = TINY["train"]["steps"]
+    assert seen["step"][:steps] == ["E", "M"] * (steps // 2)
+    assert seen["iteration"][:2 * steps] == ["E", "M"] * steps
+
+
+def test_each_claim_is_judged_again_under_every_reading():
+    from moe_rpo.claims import under_readings
+
+    as_run = shakespeare_rows(RPO_WORST)
+    same = shakespeare_rows(RPO_WORST)
+    same = same[same["method"] == "rpo"].assign(reading="wide_std")
+    claims = under_readings(shakespeare_moe_claims, as_run, same, CLAIMS)
+    assert [c["robustness"] for c in claims] == ["refuted under every reading tried (2, the runs as configured "
+                                                 "included)"] * 2
+    better = shakespeare_rows(RPO_BEST)
+    better = better[better["method"] == "rpo"].assign(reading="per_iteration")
+    claims = under_readings(shakespeare_moe_claims, as_run, pd.concat([same, better]), CLAIMS)
+    assert claims[0]["robustness"].startswith("depends on the reading: as run: refuted; wide_std: refuted; "
+                                              "per_iteration: ")
+    assert [row["reading"] for row in claims[0]["readings"]] == ["as run", "wide_std", "per_iteration"]
+    assert claims[0]["readings"][2]["verdict"] != REFUTED
+    assert "readings" not in shakespeare_moe_claims(as_run, CLAIMS)[0]  # no readings: no table

@@ -27,11 +27,14 @@ def test_pipeline_produces_figures_claims_and_report(finished):
             assert (results / "tables" / f"{stem}.csv").is_file()
         assert (results / "report" / f"{page.stem}.html").is_file()
     for experiment in ("routing", "collapse", "dilemma", "barrier"):
-        assert (results / "logs" / f"toy_{experiment}" / "seed0.log").is_file()
+        assert (results / "logs" / f"toy_{experiment}" / "run.log").is_file()
     assert "100%" in (results / "logs" / "lm_recovery" / "sim0.3" / "seed1.log").read_text()
     claims = json.loads((results / "claims.json").read_text())["claims"]
     assert len(claims) >= 12 and {"lm_recovery_diff_unnormalized_finds_routing",
                                    "lm_recovery_sim_only_rpo_recovers"} <= {c["id"] for c in claims}
+    shakespeare = [c for c in claims if c["experiment"] == "lm_shakespeare_moe"]  # its claims.readings ran
+    assert shakespeare and all([row["reading"] for row in c["readings"]] == ["as run", "alternation_per_iteration"]
+                               and c["robustness"] for c in shakespeare)
 
 
 def test_pipeline_prepares_the_corpora_offline(finished):
@@ -113,7 +116,7 @@ def test_every_product_is_a_target(finished, tmp_path):
     """Deleting any product of a finished run makes the next run remake it (issue 15, case 10)."""
     workdir = copy_finished(finished, tmp_path / "run")
     products = {"results/tables/toy_routing_seeds.csv": "tables_toy_routing", "results/lm/base/model.pt": "base_model",
-                "results/toy/benchmark/seed0.npz": "toy_benchmark_run",
+                "results/toy/benchmark/run.npz": "toy_benchmark_run",
                 "results/tables/lm_benchmark_values.csv": "tables_lm_benchmark"}
     for path in products:
         (workdir / path).unlink()
@@ -126,11 +129,11 @@ def test_every_product_is_a_target(finished, tmp_path):
 def test_a_truncated_record_is_set_aside_and_remade(finished, tmp_path):
     """A corrupt record is named and its job runs again, instead of the tables job failing on every rerun."""
     workdir = copy_finished(finished, tmp_path / "run")
-    record = workdir / "results" / "toy" / "dilemma" / "seed0.json"
+    record = workdir / "results" / "toy" / "dilemma" / "run.json"
     record.write_text(record.read_text()[:100])
     result = snakemake(workdir)
     assert result.returncode == 0, result.stderr[-4000:]
-    assert "seed0.json cannot be read" in result.stderr and (record.parent / "seed0.json.corrupt").is_file()
+    assert "run.json cannot be read" in result.stderr and (record.parent / "run.json.corrupt").is_file()
     for name in ("claims.json", "tables/toy_dilemma_seeds.csv"):
         assert (workdir / "results" / name).read_text() == (finished / "results" / name).read_text(), name
 

@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 # they need: what the cluster path can get wrong, without the whole DAG. A recovery job would add a stage to
 # the chain (it waits for the base model, and the executor polls SLURM ever more slowly: 1, 11, 21 s...) and
 # nothing new: it is launched like the other GPU rules (its GPU request: tests/unit/test_code_inputs.py).
-TARGETS = [paths.record(paths.TOY_RUN, experiment="routing", seed=0),
+TARGETS = [paths.record(paths.TOY_RUN, experiment="routing"),
            paths.record(paths.TRAIN_RUN, training="shakespeare_moe", method="rpo_k1", seed=0),
            paths.record(paths.BASE_MODEL),
            paths.result(paths.CORPUS + "/meta.json", corpus="shakespeare")]
@@ -79,7 +79,7 @@ def test_jobs_through_slurm_equal_a_local_run(cluster, finished, tmp_path):
         assert (remote / path).read_bytes() == (local / path).read_bytes(), f"{path} differs from the local run"
     for path in TARGETS[:2]:  # the metric rows (the records' provenance and wall times differ by design)
         assert read_json(remote / path)["records"] == read_json(local / path)["records"], f"{path} differs"
-    arrays = paths.record(paths.TOY_RUN, ".npz", experiment="routing", seed=0)
+    arrays = paths.record(paths.TOY_RUN, ".npz", experiment="routing")
     with np.load(remote / arrays) as remote_arrays, np.load(local / arrays) as local_arrays:
         assert sorted(remote_arrays) == sorted(local_arrays)
         assert all(np.array_equal(remote_arrays[key], local_arrays[key]) for key in local_arrays)

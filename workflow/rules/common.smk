@@ -16,6 +16,7 @@ from moe_rpo.config import (
     recovery_design_settings,
     recovery_layers_settings,
     recovery_run_settings,
+    reading_run_settings,
     recovery_settings,
     training_run_settings,
 )
@@ -101,6 +102,10 @@ def get_training_settings(wildcards):
     return json.dumps(training_run_settings(config, wildcards.training, wildcards.method), sort_keys=True)
 
 
+def get_reading_settings(wildcards):
+    return json.dumps(reading_run_settings(config, wildcards.reading, wildcards.method), sort_keys=True)
+
+
 def get_training_launcher(wildcards):
     return launcher(config[wildcards.training]["train"])
 
@@ -141,3 +146,5 @@ wildcard_constraints:
     setting="|".join(RECOVERY_SETTINGS),
     layers="|".join(layer_sweep_sets(config["recovery"])) or "(?!)",  # (?!): no sweep, matches nothing
     training="|".join(TRAINING_EXPERIMENTS),
+    method=r"[A-Za-z0-9][A-Za-z0-9_-]*",  # a method slug (router_k1, dense): never a path
+    reading="|".join(config["claims"]["readings"]) or "(?!)",  # (?!): no readings, matches nothing

@@ -1,6 +1,7 @@
 # Claims (verdicts from the measured numbers) and the HTML report pages.
 
-CLAIM_TABLES = [paths.table(e.seeds_table) for e in EXPERIMENTS.values() if e.claims]
+CLAIM_TABLES = [paths.table(table) for e in EXPERIMENTS.values() if e.claims
+                for table in (e.seeds_table, e.robustness_table) if table]
 
 
 rule claims:

@@ -1,4 +1,5 @@
-# GPTs trained from scratch (Shakespeare MoE, pretraining): one job per method and seed. Their tables and
+# GPTs trained from scratch (Shakespeare MoE, pretraining): one job per method and seed, and per reading of
+# claims.readings, method and seed. Their tables and
 # figures, and those of the routerless comparison that reads the Shakespeare runs: experiments.smk.
 
 
@@ -27,3 +28,20 @@ rule train_run:
         "{params.launch:q} train {wildcards.training:q} {wildcards.method:q} --seed {wildcards.seed:q} "
         "--settings {params.settings:q} --corpus-dir {params.corpus_dir:q} --out {output:q} --threads {threads:q} "
         "> {log:q} 2>&1"
+
+
+use rule train_run as reading_run with:
+    input:
+        corpus=get_training_corpus,
+        code=code_of("train"),
+        plugins=plugin_code(get_reading_settings),
+    output:
+        paths.record(paths.READING_RUN),
+    params:
+        settings=get_reading_settings,
+        corpus_dir=get_corpus_dir,
+        launch=get_training_launcher,
+    log:
+        paths.log(paths.READING_RUN["key"]),
+    benchmark:
+        paths.benchmark(paths.READING_RUN["key"])

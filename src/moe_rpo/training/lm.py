@@ -27,7 +27,7 @@ from moe_rpo.io import atomic_path
 from moe_rpo.models import GPT
 from moe_rpo.models.moe import routing_metrics
 from moe_rpo.training import distributed
-from moe_rpo.training.step import E_STEP, JOINT, M_STEP, phase_at, set_phase
+from moe_rpo.training.step import E_STEP, JOINT, M_STEP, phases_at, set_phase
 
 EVAL_SEED = 1234  # the evaluation windows are the same for every method and seed
 STABILITY_TOKENS = 4096  # the evaluation tokens whose routes the stability metrics follow through training
@@ -380,47 +380,47 @@ def train_lm(model: GPT, train_tokens: np.ndarray, val_tokens: np.ndarray, setti
     bar = tqdm(range(state.step, settings["steps"]), desc=desc, total=settings["steps"], initial=state.step,
                file=sys.stderr, mininterval=0.5 if sys.stderr.isatty() else 15, disable=world.rank != 0)
     for step in bar:
-        phase = phase_at(step, alternation)
-        model.train()
-        set_phase(routers, router_params, other_params, phase)
         for group in optimizer.param_groups if optimizer else ():
             group["lr"] = lr_at(step, settings)
         x, y = to_device(batches.next(), device)
-        if optimizer is not None:
-            optimizer.zero_grad(set_to_none=True)
-        micro = settings["grad_accum"]
-        routings = []  # per micro-batch: each MoE layer's routing
-        for part, (mx, my) in enumerate(zip(x.chunk(micro), y.chunk(micro))):
-            baseline = greedy_loss(model, routers, mx, my, autocast) if (
-                settings["reinforce_baseline"] == "greedy" and phase != M_STEP and any_samples(routers)) else None
-            # data-parallel E-steps bypass DDP, whose reducer holds the M-step's parameters (see data_parallel)
-            ddp = synced is not None and phase != E_STEP
-            # gradients of all but the last micro-batch add up locally: DDP all-reduces their sum once
-            with synced.no_sync() if ddp and part < micro - 1 else contextlib.nullcontext():
-                with autocast:
-                    out = (synced if ddp else forward)(mx, my)
-                    terms = {}
-                    for i, (router, routing) in enumerate(zip(routers, out.routing)):
-                        layer_terms = router.loss_terms(routing, out.token_loss, baseline)
-                        terms |= {f"layer{i}/{key}": value for key, value in layer_terms.items()}
-                    total = out.loss + sum(terms.values(), torch.zeros((), device=device))
-                dtype = torch.promote_types(out.loss.dtype, torch.float32)  # float64 stays
-                reduced = torch.stack([out.loss.detach().to(dtype), (~torch.isfinite(total)).to(dtype)])
-                if world.size > 1:  # one all-reduce: the summed loss, and on how many ranks the loss was not finite
-                    distributed.sum_(reduced)
-                pending.append(PendingLoss(step, phase, part, out.loss.detach(),
-                                           {key: value.detach() for key, value in terms.items()}, reduced))
-                if optimizer is not None:
-                    (total / micro).backward()  # the mean over the micro-batches, as one batch would have it
-            routings.append(out.routing)
-        if optimizer is not None:
-            if synced is not None and phase == E_STEP:
-                distributed.average_gradients(router_params, world.size)
-            torch.nn.utils.clip_grad_norm_(list(trainable.values()), settings["grad_clip"])
-            optimizer.step()
-            for i, router in enumerate(routers):
-                if router.training:  # once per optimizer step, with every micro-batch's routing
-                    router.update([layers[i] for layers in routings])
+        for phase in phases_at(step, alternation, settings["alternation"]):
+            model.train()
+            set_phase(routers, router_params, other_params, phase)
+            if optimizer is not None:
+                optimizer.zero_grad(set_to_none=True)
+            micro = settings["grad_accum"]
+            routings = []  # per micro-batch: each MoE layer's routing
+            for part, (mx, my) in enumerate(zip(x.chunk(micro), y.chunk(micro))):
+                baseline = greedy_loss(model, routers, mx, my, autocast) if (
+                    settings["reinforce_baseline"] == "greedy" and phase != M_STEP and any_samples(routers)) else None
+                # data-parallel E-steps bypass DDP, whose reducer holds the M-step's parameters (see data_parallel)
+                ddp = synced is not None and phase != E_STEP
+                # gradients of all but the last micro-batch add up locally: DDP all-reduces their sum once
+                with synced.no_sync() if ddp and part < micro - 1 else contextlib.nullcontext():
+                    with autocast:
+                        out = (synced if ddp else forward)(mx, my)
+                        terms = {}
+                        for i, (router, routing) in enumerate(zip(routers, out.routing)):
+                            layer_terms = router.loss_terms(routing, out.token_loss, baseline)
+                            terms |= {f"layer{i}/{key}": value for key, value in layer_terms.items()}
+                        total = out.loss + sum(terms.values(), torch.zeros((), device=device))
+                    dtype = torch.promote_types(out.loss.dtype, torch.float32)  # float64 stays
+                    reduced = torch.stack([out.loss.detach().to(dtype), (~torch.isfinite(total)).to(dtype)])
+                    if world.size > 1:  # one all-reduce: the summed loss, and on how many ranks the loss was not finite
+                        distributed.sum_(reduced)
+                    pending.append(PendingLoss(step, phase, part, out.loss.detach(),
+                                               {key: value.detach() for key, value in terms.items()}, reduced))
+                    if optimizer is not None:
+                        (total / micro).backward()  # the mean over the micro-batches, as one batch would have it
+                routings.append(out.routing)
+            if optimizer is not None:
+                if synced is not None and phase == E_STEP:
+                    distributed.average_gradients(router_params, world.size)
+                torch.nn.utils.clip_grad_norm_(list(trainable.values()), settings["grad_clip"])
+                optimizer.step()
+                for i, router in enumerate(routers):
+                    if router.training:  # once per optimizer step, with every micro-batch's routing
+                        router.update([layers[i] for layers in routings])
         state.step = step + 1
         evaluating = state.step % settings["eval_every"] == 0 or state.step == settings["steps"]
         saving = checkpoint and state.step % settings["checkpoint_every"] == 0 and state.step < settings["steps"]

@@ -19,6 +19,16 @@ def phase_at(step: int, alternation: tuple[int, int] | None) -> str:
     return E_STEP if step % (e_steps + m_steps) < e_steps else M_STEP
 
 
+def phases_at(step: int, alternation: tuple[int, int] | None, schedule: str = "step") -> list[str]:
+    """The optimizer steps of training step `step`, by phase. "step": one, in the phase phase_at gives (the
+    phase flips with every optimizer step: RPO's pseudocode read literally). "iteration": one alternation cycle on
+    the same batch, e_steps E-steps and then m_steps M-steps, so the experts train every iteration."""
+    if alternation is None or schedule == "step":
+        return [phase_at(step, alternation)]
+    e_steps, m_steps = alternation
+    return [E_STEP] * e_steps + [M_STEP] * m_steps
+
+
 def set_phase(routers: Iterable[Router], router_params: Iterable[nn.Parameter], other_params: Iterable[nn.Parameter],
               phase: str) -> None:
     """E-step: only router parameters train; M-step: only the rest, and the frozen routers act greedily
