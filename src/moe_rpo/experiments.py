@@ -190,7 +190,10 @@ def _recovery_view(config: dict) -> dict:
 def _benchmark_view(config: dict) -> dict:
     known = recovery_settings(config["recovery"])
     sims = [name for name in config["benchmark"]["recovery"]["settings"] if known[name].mode == "sim"]
-    return {"methods": config["benchmark"]["methods"], "sim_setting": sims[0] if sims else None}
+    standard = arm_router(config, "standard")  # top-1 and top-2: what every arm is compared with
+    references = [m for m in config["benchmark"]["methods"] if m["router"] == standard and m["k"] in (1, 2)]
+    return {"methods": config["benchmark"]["methods"], "sim_setting": sims[0] if sims else None,
+            "references": references}
 
 
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
@@ -296,10 +299,15 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
                  "already chosen at half of training, on 4096 fixed validation tokens), the mean flip rate of those "
                  "routes between evaluations, token-id specialisation (the share of a token id's occurrences sent to "
                  "its most used expert), and whether the task gives the router a gradient at all. Cells: mean "
-                 "[95% t interval] over seeds; columns sort by a click on their header."),
+                 "[95% t interval] over seeds; columns sort by a click on their header. How sure the differences are, "
+                 "as rliable reports them: per quality column, each arm's probability of improvement over top-1 and "
+                 "top-2 (a seed of the arm beats a seed of the reference) with a 95% percentile bootstrap interval, "
+                 "* where it excludes 0.5 (a resolved difference); lm_benchmark_ranks.csv holds every ranked "
+                 "column's ranks with bootstrap intervals."),
         section="benchmark", jobs=benchmark_jobs,
-        tables=("lm_benchmark_quality", "lm_benchmark_balance", "lm_benchmark_routing", "lm_benchmark_values"),
-        shown=("lm_benchmark_quality", "lm_benchmark_balance", "lm_benchmark_routing"),
+        tables=("lm_benchmark_quality", "lm_benchmark_balance", "lm_benchmark_routing", "lm_benchmark_improvement",
+                "lm_benchmark_values", "lm_benchmark_improvement_values", "lm_benchmark_ranks"),
+        shown=("lm_benchmark_quality", "lm_benchmark_balance", "lm_benchmark_routing", "lm_benchmark_improvement"),
         figures=("lm_benchmark", "lm_benchmark_coactivation"), make_tables="moe_rpo.tables:benchmark_tables",
         draw="moe_rpo.figures.training:draw_benchmark", view=_benchmark_view,
         facts="moe_rpo.report.render:benchmark_facts", on_base_model=True),

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from moe_rpo.config import Arm, layer_set_label
+from moe_rpo.improvement import improvement_table, oriented, rank_table
 from moe_rpo.io import non_finite, read_json
 from moe_rpo.verdicts import mean_effect
 
@@ -215,12 +216,7 @@ def benchmark_table(sources: dict[str, pd.DataFrame], methods: list[dict], sim_s
     for m in methods:
         row = {"router": m["router"], "k": m["k"]}
         for name, column in BENCHMARK_COLUMNS.items():
-            df = sources[column.source]
-            mask = (df["method"] == m["router"]) & (df["k"] == m["k"])
-            if column.setting is not None:
-                mask &= df["setting"] == (sim_setting if column.setting == "sim" else column.setting)
-            values = (df.loc[mask, column.metric].dropna().astype(float) if column.metric in df
-                      else pd.Series([], dtype=float))  # records of an older version lack the newer metrics
+            values = column_values(sources, m, column, sim_setting)
             effect = mean_effect(name, values) if len(values) else None
             low, high = (np.clip([effect.low, effect.high], *column.bounds) if effect else (np.nan, np.nan))
             row |= {f"{name}_mean": effect.value if effect else np.nan, f"{name}_low": low, f"{name}_high": high,
@@ -232,6 +228,28 @@ def benchmark_table(sources: dict[str, pd.DataFrame], methods: list[dict], sim_s
     return pd.DataFrame(rows)
 
 
+def column_values(sources: dict[str, pd.DataFrame], method: dict, column: Column, sim_setting: str | None) -> pd.Series:
+    """A method's per-seed values of one benchmark column (empty where it did not run)."""
+    df = sources[column.source]
+    mask = (df["method"] == method["router"]) & (df["k"] == method["k"])
+    if column.setting is not None:
+        mask &= df["setting"] == (sim_setting if column.setting == "sim" else column.setting)
+    if column.metric not in df:  # records of an older version lack the newer metrics
+        return pd.Series([], dtype=float)
+    return df.loc[mask, column.metric].dropna().astype(float)
+
+
+def arm_label(method: dict) -> str:
+    return f"{method['router']} k={method['k']}"
+
+
+def benchmark_scores(sources: dict[str, pd.DataFrame], methods: list[dict], sim_setting: str | None) -> dict:
+    """Per ranked column, each method's per-seed values oriented so that higher is better (improvement.py)."""
+    return {name: {arm_label(m): oriented(column_values(sources, m, column, sim_setting).to_numpy(), column.better)
+                   for m in methods}
+            for name, column in BENCHMARK_COLUMNS.items() if column.better}
+
+
 def benchmark_tables(experiment, runs: list[str], view: dict) -> dict[str, pd.DataFrame]:
     """The benchmark's numbers (lm_benchmark_values) and its display tables, one per column group, from the
     toy-1, recovery and Shakespeare records it reads."""
@@ -241,8 +259,25 @@ def benchmark_tables(experiment, runs: list[str], view: dict) -> dict[str, pd.Da
     sources = {"toy": per_seed_table(by_source["routing"]), "recovery": per_seed_table(by_source["recovery"]),
                "shakespeare": per_seed_table(by_source["shakespeare_moe"])}
     table = benchmark_table(sources, view["methods"], view["sim_setting"])
+    scores = benchmark_scores(sources, view["methods"], view["sim_setting"])
+    improvement = improvement_table(scores, [arm_label(m) for m in view["references"]])
     return {f"lm_benchmark_{group}": benchmark_display(table, group) for group in BENCHMARK_GROUPS} | {
-        "lm_benchmark_values": table}
+        "lm_benchmark_improvement": improvement_display(improvement), "lm_benchmark_values": table,
+        "lm_benchmark_improvement_values": improvement, "lm_benchmark_ranks": rank_table(scores)}
+
+
+def improvement_display(improvement: pd.DataFrame) -> pd.DataFrame:
+    """The quality columns' probabilities of improvement for reading: one row per arm and reference arm, cells
+    'p [low, high]', marked * where the interval excludes 0.5."""
+    quality = [name for name, column in BENCHMARK_COLUMNS.items() if column.group == "quality" and column.better]
+    shown = improvement[improvement["metric"].isin(quality)]
+    out = shown[["arm", "reference"]].drop_duplicates().reset_index(drop=True)
+    for name in quality:
+        cells = {(row.arm, row.reference): (f"{row.probability:.2f} (too few seeds)" if np.isnan(row.low) else
+                                            f"{row.probability:.2f} [{row.low:.2f}, {row.high:.2f}]{'*' * row.resolved}")
+                 for row in shown[shown["metric"] == name].itertuples()}
+        out[name.replace("_", " ")] = [cells.get(key, "not run") for key in zip(out["arm"], out["reference"])]
+    return out
 
 
 def benchmark_display(table: pd.DataFrame, group: str) -> pd.DataFrame:

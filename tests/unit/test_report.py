@@ -28,7 +28,7 @@ def synthetic_claims() -> list[dict]:
     """Claims made by the real claim functions from small tables: one of each verdict, and a page's paper values."""
     import pandas as pd
 
-    from moe_rpo.claims import dilemma_claims, shakespeare_moe_claims
+    from moe_rpo.claims import dilemma_claims, shakespeare_moe_claims, under_readings
 
     thresholds = validate({})["claims"]
     dilemma = pd.DataFrame([{"method": m, "seed": seed, "steps": 2000, "final_distance": d,
@@ -39,7 +39,10 @@ def synthetic_claims() -> list[dict]:
                                  "val_loss": 1.6, "generalization_gap": 0.1, "steps": 200, "tokens": 204800}
                                 for m, k in [("standard", 1), ("standard", 2), ("em", 1), ("rpo", 1)] for seed in SEEDS])
     return ([{"experiment": "toy_dilemma", **c} for c in dilemma_claims(dilemma, thresholds)]
-            + [{"experiment": "lm_shakespeare_moe", **c} for c in shakespeare_moe_claims(shakespeare, thresholds)])
+            + [{"experiment": "lm_shakespeare_moe", **c}  # judged again under one reading (claims.readings)
+               for c in under_readings(shakespeare_moe_claims, shakespeare,
+                                       shakespeare[shakespeare["method"] == "rpo"].assign(reading="wide_std"),
+                                       thresholds)])
 
 
 CLAIMS = synthetic_claims()
@@ -59,6 +62,10 @@ def results(tmp_path_factory, config) -> Path:
         plt.close(fig)
     for stem in (stem for page in PAGES for stem in page.shown):
         (root / "tables" / f"{stem}.csv").write_text("method,k,final_distance\nrpo,2,0.123456789\nstandard,2,\n")
+    (root / "tables" / "lm_benchmark_improvement_values.csv").write_text(  # the benchmark's resolved count
+        "metric,arm,reference,probability,low,high,seeds,reference_seeds,resolved\n"
+        "toy_gap_to_optimum,rpo k=1,standard k=1,0.8,0.7,0.9,64,64,True\n"
+        "sim_accuracy,rpo k=1,standard k=1,1.0,,,2,2,False\n")
     (root / "claims.json").write_text(json.dumps({"thresholds": {}, "claims": CLAIMS}))
     meta = {"source": "shakespeare", "tokenizer": "char", "vocab_size": 65, "documents": 783, "empty_documents": 3,
             "invalid_utf8_sequences": 0, "shards": 2,
@@ -165,6 +172,17 @@ def test_experiment_page_shows_files_numbers(rendered):
     assert "abc123def" in page and "dirty" not in page  # its one job is clean (seed 1 stands for a dirty tree)
     assert "numpy" in page and "2.4.6" in page and "Linux-test" in page and "3.11.7" in page
     assert "Base model" not in page
+
+
+def test_a_claim_judged_under_readings_shows_its_robustness_table(rendered):
+    page = next(path for path in rendered if path.name == "lm_shakespeare_moe.html").read_text()
+    assert "<dt>Readings</dt>" in page and "under every reading tried (2, the runs as configured included)" in page
+    assert "<th>wide_std</th>" in page and "<th>as run</th>" in page
+
+
+def test_the_benchmark_page_counts_the_differences_it_resolves(rendered):
+    page = next(path for path in rendered if path.name == "lm_benchmark.html").read_text()
+    assert "1 of 1 pairwise differences resolved (1 in the arm&#39;s favour); 1 more have too few seeds" in page
 
 
 def test_lm_page_shows_the_base_model_and_every_job(rendered):

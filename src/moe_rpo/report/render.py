@@ -105,12 +105,25 @@ def scale_facts(section: dict) -> dict:
             "seeds": ", ".join(map(str, section["seeds"]))}
 
 
+def resolved_line(results_dir: Path) -> str:
+    """How many of the benchmark's pairwise differences (an arm against top-1 or top-2 in one ranked column) the
+    run resolves: the 95% interval of the probability of improvement excludes 0.5."""
+    import pandas as pd
+
+    table = pd.read_csv(_require(results_dir / paths.TABLE.format(table="lm_benchmark_improvement_values")))
+    tested = table.dropna(subset=["low"])
+    better = int((tested["resolved"] & (tested["low"] > 0.5)).sum())
+    return (f"{int(tested['resolved'].sum())} of {len(tested)} pairwise differences resolved ({better} in the arm's "
+            f"favour); {len(table) - len(tested)} more have too few seeds for an interval")
+
+
 def benchmark_facts(experiment, results_dir: Path, config: dict) -> dict:
     """The scale of each column of the router benchmark, then the base model its recovery jobs use."""
     toy, recovery = config["toy"]["routing"], config["recovery"]
     shakespeare = scale_facts(config["shakespeare_moe"])
     seeds = benchmark_toy_settings(config)["seeds"]
-    return {"toy 1": f"{toy['steps']} steps, {len(seeds)} seeds",
+    return {"resolved differences": resolved_line(results_dir),
+            "toy 1": f"{toy['steps']} steps, {len(seeds)} seeds",
             "recovery": f"{', '.join(config['benchmark']['recovery']['settings'])} (the recovery experiment's runs); "
                         f"{recovery['train']['steps']} steps of {recovery['train']['batch_size']} x "
                         f"{recovery['train']['block_size']} tokens; seeds {', '.join(map(str, recovery['seeds']))}",
