@@ -109,6 +109,9 @@ def validate(config: dict) -> dict:
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         raise ConfigError("invalid config:\n" + "\n".join(f"  {_key(e.absolute_path)}: {_message(e)}" for e in errors))
+    for section in (config["recovery"], *(config[name] for name in TRAINING_EXPERIMENTS)):
+        if section["seeds"] is None:  # null: the global seeds
+            section["seeds"] = list(config["seeds"])
     check_references(config)
     return config
 

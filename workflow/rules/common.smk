@@ -28,7 +28,6 @@ SRC = Path(workflow.basedir) / "src"
 shell.prefix(f'export PYTHONPATH="{SRC}${{{{PYTHONPATH:+:$PYTHONPATH}}}}"; ')
 CONDA_ENV = "../envs/moe-rpo.yaml"
 
-SEEDS = config["seeds"]
 CORPORA = sorted(config["corpora"])
 CORPUS_DIR = paths.result(paths.CORPUS)
 RECOVERY_SETTINGS = list(recovery_settings(config["recovery"]))
