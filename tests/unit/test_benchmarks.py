@@ -128,3 +128,13 @@ def test_run_times_reads_each_rules_jobs_from_a_snakemake_log():
     assert "| `base_model` | 1 | 3.0 | 0.0 | 3.0 |" in table
     assert "| `toy_run` | 2 | 1.0 | 0.5 | 1.5 |" in table  # one job still running: counted, not timed
     assert "| all | 3 | 4.0 | 0.0 | 3.0 |" in table and "1 jobs did not finish." in table
+
+
+def test_toy_seeds_benchmark_times_both_job_designs(tmp_path):
+    out = tmp_path / "toy_seeds.json"
+    subprocess.run([sys.executable, str(ROOT / "benchmarks/toy_seeds.py"), "--experiments", "barrier", "--few", "1",
+                    "--many", "4", "--steps", "20", "--json", str(out)], check=True, capture_output=True, text=True)
+    record = json.loads(out.read_text())
+    assert record["rows"][0]["experiment"] == "barrier" and record["rows"][0]["seeds_per_job"] == 4
+    assert len(record["rows"][0]["one_job_per_seed_s"]) == 1 and record["many_total_s"] > 0
+    assert {"machine", "date", "torch"} <= set(record)
