@@ -2,6 +2,7 @@
 # `snakemake --cores all` regenerates every figure, table, claims.json and the report pages.
 # The default profile (profiles/default) is picked up automatically.
 
+import os
 import sys
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from moe_rpo.io import set_aside_unreadable
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+configfile: os.path.join(workflow.basedir, "config", "config.yaml")  # also from a --directory elsewhere
 
 
 # The package's validator (the one the commands use): defaults, the schema and the cross-checks, with one

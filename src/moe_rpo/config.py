@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import math
 from importlib import resources
 from pathlib import Path
 from typing import NamedTuple
@@ -88,6 +89,17 @@ def _with_defaults(validator_class):
     return validators.extend(validator_class, {"properties": set_defaults})
 
 
+# JSON Schema counts 2.0 as an integer; a whole-number float in an integer field (steps: 10.0) fails later, in torch
+STRICT = validators.extend(Draft202012Validator, type_checker=Draft202012Validator.TYPE_CHECKER.redefine(
+    "integer", lambda checker, value: isinstance(value, int) and not isinstance(value, bool)))
+
+
+def _non_finite_value(config, path):
+    for key in path:
+        config = config[key]
+    return config
+
+
 def _key(path) -> str:
     return ".".join(str(p) for p in path) or "<top level>"
 
@@ -101,11 +113,21 @@ def _message(error) -> str:
     return error.message
 
 
+def _non_finite(value, path=()) -> tuple | None:
+    """The key path of the first NaN or infinite number in a config, or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path
+    children = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    return next((found for key, child in children if (found := _non_finite(child, (*path, key))) is not None), None)
+
+
 def validate(config: dict) -> dict:
     """Fill defaults and check `config` in place; raise ConfigError naming the offending key."""
     if not isinstance(config, dict):
         raise ConfigError(f"config must be a mapping, got {type(config).__name__}")
-    validator = _with_defaults(Draft202012Validator)(schema())
+    if (where := _non_finite(config)) is not None:  # NaN passes every range check
+        raise ConfigError(f"invalid config:\n  {_key(where)}: {_non_finite_value(config, where)} is not a finite number")
+    validator = _with_defaults(STRICT)(schema())
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         raise ConfigError("invalid config:\n" + "\n".join(f"  {_key(e.absolute_path)}: {_message(e)}" for e in errors))
@@ -135,7 +157,7 @@ def validate_definition(instance: dict, definition: str) -> dict:
     (e.g. a single corpus spec or training section); raise ConfigError naming the key."""
     root = schema()
     part = {"$schema": root["$schema"], "definitions": root["definitions"], "$ref": f"#/definitions/{definition}"}
-    errors = sorted(_with_defaults(Draft202012Validator)(part).iter_errors(instance),
+    errors = sorted(_with_defaults(STRICT)(part).iter_errors(instance),
                     key=lambda e: list(e.absolute_path))
     if errors:
         raise ConfigError(f"invalid {definition}:\n" +
@@ -357,7 +379,15 @@ def load(*paths: str | Path) -> dict:
     for path in map(Path, paths):
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
-        config = _overlay(config, yaml.safe_load(path.read_text()) or {})
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise ConfigError(f"{path}:{where}: not valid YAML ({getattr(error, 'problem', None) or error})") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: a config file holds a mapping of sections, got {type(loaded).__name__}")
+        config = _overlay(config, loaded or {})
     return validate(config)
 
 

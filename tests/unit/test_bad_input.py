@@ -444,3 +444,45 @@ def test_every_field_of_every_shell_command_is_quoted():
     fields = {where: re.findall(r"(?<!\{)\{([^{}]+)\}(?!\})", command) for where, command in commands.items()}
     unquoted = {where: [f for f in found if not f.endswith(":q")] for where, found in fields.items()}
     assert not any(unquoted.values()), unquoted
+
+
+# --- numbers and files the schema alone let through (second adversarial run, cases 3, 4, 9, 10) ------------------
+
+@pytest.mark.parametrize("config, key", [
+    ({"routers": {"loss_free": {"method": "loss_free", "update_rate": float("nan")}}}, "routers.loss_free.update_rate"),
+    ({"routers": {"deepseek_v3": {"method": "deepseek_v3", "update_rate": float("inf")}}},
+     "routers.deepseek_v3.update_rate"),
+    ({"routers": {"cool": {"method": "plugin", "target": "custom_router:CosineRouter",
+                           "options": {"temperature": float("-inf")}}}}, "routers.cool.options.temperature"),
+    ({"toy": {"routing": {"lr": float("nan")}}}, "toy.routing.lr"),
+])
+def test_a_non_finite_number_is_refused_at_config_time_naming_its_key(config, key):
+    refused(config, f"{key}: ")
+    with pytest.raises(cfg.ConfigError, match="is not a finite number"):
+        cfg.validate(config)
+
+
+@pytest.mark.parametrize("config, key", [
+    ({"pretraining": {"train": {"grad_accum": 2.0}}}, "pretraining.train.grad_accum: 2.0 is not of type 'integer'"),
+    ({"toy": {"routing": {"steps": 10.0}}}, "toy.routing.steps: 10.0 is not of type 'integer'"),
+    ({"recovery": {"num_experts": 4.0}}, "recovery.num_experts: 4.0 is not of type 'integer'"),
+])
+def test_a_whole_number_float_in_an_integer_field_is_refused(config, key):
+    refused(config, key)
+
+
+def test_malformed_yaml_on_the_command_line_is_one_line_naming_the_file_and_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("toy:\n  routing: {steps: 10\nseeds: [0]\n")
+    result = subprocess.run([sys.executable, "-m", "moe_rpo", "toy", "routing", "--config", str(bad), "--out",
+                             str(tmp_path / "x")], cwd=ROOT, env=ENV, capture_output=True, text=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"{bad}: line 3, column 6: not valid YAML" in result.stderr
+    assert len(result.stderr.strip().splitlines()) <= 3, result.stderr
+
+
+def test_a_run_directory_outside_the_checkout_works(tmp_path):
+    """The README's `snakemake --directory /scratch/run1`: the default config is found from the workflow."""
+    result = dry_run("--directory", str(tmp_path))
+    assert result.returncode == 0, result.stdout[-2000:]
+    assert "toy_run" in result.stdout
