@@ -205,6 +205,18 @@ def _router_uses(config: dict):
                        section["num_experts"] * section["granularity"], section["model"]["n_embd"])
 
 
+def check_plugin_options(cls, options: dict, where: str) -> None:
+    """A plugin's options checked as a built-in router's are: by the type hints of its constructor and the ranges
+    its `options` declare (routers/options.py)."""
+    from moe_rpo.routers.options import declared_schema, option_names  # noqa: PLC0415
+
+    for option, value in options.items():
+        if option in option_names(cls):
+            errors = list(STRICT(declared_schema(cls, option)).iter_errors(value))
+            if errors:
+                raise ConfigError(f"{where}.{option}: {errors[0].message}")
+
+
 def check_routers_build(config: dict) -> None:
     """Build every (router, k) once with the number of experts it will route to, so that a value the
     router refuses (k above the number of experts, BASE with k > 1, ...) fails now, naming the key."""
@@ -214,13 +226,13 @@ def check_routers_build(config: dict) -> None:
     from moe_rpo.routers import build_router, router_class  # noqa: PLC0415
     from moe_rpo.routers.plugin import check_interface  # noqa: PLC0415
 
-    for name, spec in config["routers"].items():  # a plugin: importable, a Router, keeps the interface
+    for name, spec in config["routers"].items():  # a plugin: importable, a Router, options as it declares them
         if spec["method"] == PLUGIN:
-            with torch.random.fork_rng(devices=[]):
-                try:
-                    check_interface(build_router(spec, 8, 4, 1))
-                except ValueError as error:
-                    raise ConfigError(f"routers.{name}: {error}") from None
+            try:
+                cls = router_class(spec)
+            except ValueError as error:
+                raise ConfigError(f"routers.{name}: {error}") from None
+            check_plugin_options(cls, spec["options"], f"routers.{name}.options")
 
     for group, trainable in (("fixed", False), ("learned", True)):  # what the routerless comparison compares
         for i, m in enumerate(config["routerless"][group]):
@@ -241,9 +253,12 @@ def check_routers_build(config: dict) -> None:
         if (name, k, experts, dim) in checked:
             continue
         checked.add((name, k, experts, dim))
+        spec = config["routers"][name]
         with torch.random.fork_rng(devices=[]):  # building draws random weights: leave the caller's stream alone
             try:
-                build_router(config["routers"][name], dim, experts, k)
+                router = build_router(spec, dim, experts, k)
+                if spec["method"] == PLUGIN:  # at every shape it will route, in training and evaluation mode
+                    check_interface(router)
             except ValueError as error:
                 raise ConfigError(f"{where}: router {name!r} with k={k} over {experts} experts: {error}") from None
 

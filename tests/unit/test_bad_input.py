@@ -486,3 +486,29 @@ def test_a_run_directory_outside_the_checkout_works(tmp_path):
     result = dry_run("--directory", str(tmp_path))
     assert result.returncode == 0, result.stdout[-2000:]
     assert "toy_run" in result.stdout
+
+
+# --- router buffers in a checkpoint (case 8) ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("damage", ["nan", "shape"])
+def test_a_checkpoint_with_a_bad_router_buffer_is_named_and_training_starts_afresh(corpus, tmp_path, capfd, damage):
+    """A loss-free router's balancing bias that is NaN (or of another shape) is a corrupt checkpoint: it is named
+    and the run trains from step 0, to the record an uninterrupted run gives."""
+    config = cfg.validate({"shakespeare_moe": {"model": dict(TINY_MODEL), "train": dict(TINY_TRAIN),
+                                               "methods": [{"router": r, "k": k} for r, k in (
+                                                   ("standard", 1), ("standard", 2), ("em", 1), ("rpo", 1),
+                                                   ("hash", 1), ("loss_free", 1))]},
+                           "routerless": {"fixed": [{"router": "hash", "k": 1}],
+                                          "learned": [{"router": "standard", "k": 1}]}})
+    settings = cfg.training_run_settings(config, "shakespeare_moe", "loss_free_k1")
+    checkpoint = tmp_path / "run.ckpt"
+    uninterrupted = scratch.run(settings, 0, corpus, checkpoint)  # leaves its last checkpoint (step 3 of 6)
+    state = torch.load(checkpoint, weights_only=True)
+    name = next(key for key in state["buffers"] if key.endswith("expert_bias"))
+    bias = state["buffers"][name]
+    state["buffers"][name] = torch.full_like(bias, float("nan")) if damage == "nan" else bias[:-1]
+    torch.save(state, checkpoint)
+    capfd.readouterr()
+    assert scratch.run(settings, 0, corpus, checkpoint) == uninterrupted
+    err = capfd.readouterr().err
+    assert f"ignoring the corrupt checkpoint {checkpoint} ({name}" in err and "training from step 0" in err

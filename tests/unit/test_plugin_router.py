@@ -1,6 +1,7 @@
 """Bring your own router: a Router subclass of another package, named in the config by its import path, is
 checked at config time (importable, a Router, keeps the interface) and built like a built-in router; its
 source files become the code inputs of the jobs that build it."""
+import re
 import sys
 import textwrap
 
@@ -67,9 +68,11 @@ def plugin_module(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("spec, message", [
-    ({"target": "my_routers:WrongShape"}, "routers.mine: its forward pass in training mode breaks the router "
-                                          "interface: probs must be a tensor of shape [16, 4]"),
-    ({"target": "my_routers:Crashes"}, "routers.mine: its forward pass failed in training mode: RuntimeError: boom"),
+    ({"target": "my_routers:WrongShape"}, "routers.mine: router 'mine' with k=1 over 4 experts: its forward pass in "
+                                          "training mode breaks the router interface: probs must be a tensor of shape "
+                                          "[16, 4]"),
+    ({"target": "my_routers:Crashes"}, "routers.mine: router 'mine' with k=1 over 4 experts: its forward pass failed "
+                                       "in training mode: RuntimeError: boom"),
     ({"target": "my_routers:NotARouter"}, "routers.mine: plugin target 'my_routers:NotARouter' is not a subclass"),
     ({"target": "my_routers:Missing"}, "module 'my_routers' has no 'Missing'"),
     ({"target": "no_such_package.routers:Mine"}, "cannot import 'no_such_package.routers'"),
@@ -113,3 +116,85 @@ def test_the_readmes_walk_through_builds_a_checked_plugin_router(tmp_path, monke
     finally:
         for name in ("my_package", "my_package.my_module"):
             sys.modules.pop(name, None)
+
+
+@pytest.fixture
+def broken_modules(tmp_path, monkeypatch):
+    """Plugin modules that fail when imported, and routers that ignore k or the number of experts."""
+    for name, body in {"raises_at_import": "raise RuntimeError('no GPU here')",
+                       "bad_syntax": "def broken(:\n    pass",
+                       "exits_at_import": "import sys\nsys.exit(0)"}.items():
+        (tmp_path / f"{name}.py").write_text(body + "\n")
+    (tmp_path / "careless.py").write_text(textwrap.dedent('''
+        import torch
+        from moe_rpo.routers import Router, RouterOutput
+
+        class IgnoresK(Router):
+            def __init__(self, dim, num_experts, k):
+                super().__init__(dim, num_experts, k)
+                self.gate = torch.nn.Linear(dim, num_experts)
+
+            def forward(self, x, token_ids=None):
+                probs = torch.softmax(self.gate(x), -1)
+                weights, experts = probs.topk(1, -1)  # one expert, whatever k
+                return RouterOutput(experts=experts, weights=weights, probs=probs)
+
+        class FourExperts(IgnoresK):
+            def __init__(self, dim, num_experts, k):
+                super().__init__(dim, 4, k)  # whatever the layer has
+                self.num_experts = num_experts
+
+            def forward(self, x, token_ids=None):
+                probs = torch.softmax(self.gate(x), -1)
+                weights, experts = probs.topk(self.k, -1)
+                return RouterOutput(experts=experts, weights=weights, probs=probs)
+        '''))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield
+    for name in ("raises_at_import", "bad_syntax", "exits_at_import", "careless"):
+        sys.modules.pop(name, None)
+
+
+@pytest.mark.parametrize("target, message", [
+    ("raises_at_import:R", "importing 'raises_at_import' raised RuntimeError: no GPU here"),
+    ("bad_syntax:R", "importing 'bad_syntax' raised SyntaxError"),
+    ("exits_at_import:R", "importing 'exits_at_import' raised SystemExit"),
+])
+def test_a_plugin_module_that_fails_at_import_is_one_line_naming_the_router(broken_modules, target, message):
+    with pytest.raises(cfg.ConfigError) as error:
+        cfg.validate({"routers": {"mine": {"method": "plugin", "target": target}}})
+    assert str(error.value).startswith("routers.mine: ") and message in str(error.value)
+    assert len(str(error.value).splitlines()) == 1
+
+
+@pytest.mark.parametrize("method, message", [
+    ({"router": "mine", "k": 2}, "benchmark.methods.0: router 'mine' with k=2 over 8 experts: its forward pass in "
+                                 "training mode breaks the router interface: experts must be a tensor of shape"),
+])
+def test_a_plugin_is_checked_at_every_k_and_number_of_experts_the_config_uses(broken_modules, method, message):
+    """A plugin that ignores k, listed with k=2, would write a '_k2' row that routes one expert per token."""
+    with pytest.raises(cfg.ConfigError, match=re.escape(message)):
+        cfg.validate({"routers": {"mine": {"method": "plugin", "target": "careless:IgnoresK"}},
+                      "benchmark": {"methods": [method]}})
+    with pytest.raises(cfg.ConfigError, match=r"shakespeare_moe.methods.6: router 'mine' with k=1 over 8 experts"):
+        cfg.validate({"routers": {"mine": {"method": "plugin", "target": "careless:FourExperts"}},
+                      "shakespeare_moe": {"num_experts": 8, "methods": cfg.validate({})["shakespeare_moe"]["methods"]
+                                          + [{"router": "mine", "k": 1}]}})
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"proj_dim": 0}, "routers.cool.options.proj_dim: 0 is less than the minimum of 1"),
+    ({"proj_dim": -3}, "routers.cool.options.proj_dim: -3 is less than the minimum of 1"),
+    ({"proj_dim": 2.0}, "routers.cool.options.proj_dim: 2.0 is not of type 'integer'"),
+    ({"temperature": True}, "routers.cool.options.temperature: True is not of type 'number'"),
+    ({"temperature": "no"}, "routers.cool.options.temperature: 'no' is not of type 'number'"),
+])
+def test_a_plugins_declared_option_types_and_ranges_are_checked(options, message):
+    with pytest.raises(cfg.ConfigError, match=re.escape(message)):
+        cfg.validate({"routers": {"cool": {"method": "plugin", "target": "custom_router:CosineRouter",
+                                           "options": options}}})
+
+
+def test_a_size_beyond_any_machine_is_refused_before_anything_is_allocated():
+    with pytest.raises(cfg.ConfigError, match=re.escape("routers.mpp.zero: 1000000000 is greater than the maximum")):
+        cfg.validate({"routers": {"mpp": {"method": "moe_plus_plus", "zero": 1_000_000_000}}})

@@ -75,5 +75,8 @@ def build_router(spec: dict, dim: int, num_experts: int, k: int) -> Router:
                          f"it takes {sorted(allowed)}")
     try:
         return cls(dim, num_experts, k, **options)
-    except TypeError as error:  # a plugin option of the wrong type, say
-        raise ValueError(f"router {spec.get('target', spec['method'])!r}: {error}") from None
+    except ValueError:
+        raise
+    except Exception as error:  # noqa: BLE001  (a plugin option of the wrong type, a size torch refuses, ...)
+        raise ValueError(f"router {spec.get('target', spec['method'])!r}: {type(error).__name__}: "
+                         f"{(str(error).splitlines() or [''])[0]}") from None

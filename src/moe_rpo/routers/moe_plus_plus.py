@@ -11,15 +11,17 @@ only (the config refuses it in a toy; the benchmark's toy column says 'not run')
 from __future__ import annotations
 
 from moe_rpo.routers.options import Option
+
+MAX_NULL_EXPERTS = 1024  # each kind: the paper pairs a few with 8-16 FFN experts; a billion would fill any memory
 from moe_rpo.routers.switch import Switch
 
 
 class MoEPlusPlus(Switch):
     adds_null_experts = True
 
-    options = {"zero": Option("zero experts: E(x) = 0", minimum=0),
-               "copy": Option("copy experts: E(x) = x", minimum=0),
-               "constant": Option("constant experts: E(x) = a1 x + a2 v", minimum=0),
+    options = {"zero": Option("zero experts: E(x) = 0", minimum=0, maximum=MAX_NULL_EXPERTS),
+               "copy": Option("copy experts: E(x) = x", minimum=0, maximum=MAX_NULL_EXPERTS),
+               "constant": Option("constant experts: E(x) = a1 x + a2 v", minimum=0, maximum=MAX_NULL_EXPERTS),
                "balance_coef": Switch.options["balance_coef"],
                "init_std": Switch.options["init_std"]}
 

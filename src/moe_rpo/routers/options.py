@@ -19,6 +19,7 @@ class Option:
     description: str
     minimum: float | None = None            # value >= minimum
     exclusive_minimum: float | None = None  # value > exclusive_minimum
+    maximum: float | None = None            # value <= maximum (sizes: what a machine can allocate)
     exclusive_maximum: float | None = None  # value < exclusive_maximum
 
 
@@ -44,9 +45,21 @@ def option_schema(cls, name: str) -> dict:
     option, default = cls.options[name], inspect.signature(cls.__init__).parameters[name].default
     schema = {**_value_schema(typing.get_type_hints(cls.__init__)[name]),
               "description": f"{option.description} (default {json.dumps(default)})"}
-    bounds = {"minimum": option.minimum, "exclusiveMinimum": option.exclusive_minimum,
+    bounds = {"minimum": option.minimum, "exclusiveMinimum": option.exclusive_minimum, "maximum": option.maximum,
               "exclusiveMaximum": option.exclusive_maximum}
     return schema | {key: value for key, value in bounds.items() if value is not None}
+
+
+def declared_schema(cls, name: str) -> dict:
+    """The schema of a plugin router's option, from what its class declares: the type hint of its constructor
+    parameter and, where `options` lists it, its range (a plugin need not declare either)."""
+    if name in cls.options:
+        return option_schema(cls, name)
+    hint = typing.get_type_hints(cls.__init__).get(name)
+    try:
+        return _value_schema(hint) if hint is not None else {}
+    except KeyError:  # a hint the config cannot express (a class, a list): the constructor checks it
+        return {}
 
 
 def spec_schema(methods: dict[str, type]) -> dict:

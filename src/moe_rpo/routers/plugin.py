@@ -20,6 +20,9 @@ def load_class(target: str) -> type[Router]:
     except ImportError as error:
         raise ValueError(f"plugin target {target!r}: cannot import {module_name!r} ({error}); install its package "
                          f"(pip install -e path/to/package) or put it on PYTHONPATH") from None
+    except (Exception, SystemExit) as error:  # noqa: BLE001  (a plugin module runs code when imported: name it)
+        raise ValueError(f"plugin target {target!r}: importing {module_name!r} raised {type(error).__name__}: "
+                         f"{(str(error).splitlines() or [''])[0]}") from None
     cls = getattr(module, name, None)
     if cls is None:
         raise ValueError(f"plugin target {target!r}: module {module_name!r} has no {name!r}")

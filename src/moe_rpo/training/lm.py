@@ -238,6 +238,21 @@ def read_checkpoint(path: Path, device: torch.device, desc: str) -> dict | None:
     return state
 
 
+def tensors_problem(saved: dict, expected: dict) -> str | None:
+    """What is wrong with a checkpoint's tensors against the model's (parameters or router buffers): a name the
+    model lacks, another shape or dtype, or a NaN or infinity; None when they fit."""
+    for name, value in saved.items():
+        if name not in expected:
+            return f"{name} is not in the model"
+        target = expected[name]
+        if not isinstance(value, torch.Tensor) or value.shape != target.shape or value.dtype != target.dtype:
+            return (f"{name} is {getattr(value, 'dtype', type(value).__name__)} {list(getattr(value, 'shape', []))}, "
+                    f"the model's {target.dtype} {list(target.shape)}")
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            return f"{name} holds a NaN or an infinity"
+    return None
+
+
 @dataclass
 class TrainState:
     """Where a run stands: the steps done, the evaluation rows so far and the training losses since the last
@@ -273,6 +288,12 @@ class TrainState:
         if saved["fingerprint"] != fingerprint:
             if world.rank == 0:
                 print(f"{desc}: ignoring {path} (made with other settings)", file=sys.stderr)
+            return cls()
+        problem = tensors_problem(saved["trainable"], trainable) or tensors_problem(saved.get("buffers", {}), buffers)
+        if problem:  # a corrupt checkpoint: named, set aside, and the run starts afresh
+            if world.rank == 0:
+                print(f"{desc}: ignoring the corrupt checkpoint {path} ({problem}); training from step 0",
+                      file=sys.stderr)
             return cls()
         with torch.no_grad():
             for name, value in saved["trainable"].items():
