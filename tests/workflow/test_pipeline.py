@@ -247,3 +247,44 @@ def test_the_workflow_runs_from_another_directory(tmp_path):
                             cwd=ROOT, env=ENV, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-4000:]
     assert "src/moe_rpo/cli.py" in result.stdout and "Missing input" not in result.stderr
+
+
+def test_a_second_snakemake_on_the_same_directory_is_refused_while_the_first_runs(finished, tmp_path):
+    """Two invocations on one directory: the second stops at once, naming the lock; the first finishes."""
+    workdir = copy_finished(finished, tmp_path / "run")
+    shutil.rmtree(workdir / "results" / "toy" / "dilemma")
+    first = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "1", "--configfile", "config/test.yaml"],
+                             cwd=workdir, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    locks, deadline = workdir / ".snakemake" / "locks", time.time() + 120
+    while not (locks.is_dir() and any(locks.iterdir())) and time.time() < deadline:
+        time.sleep(0.1)
+    second = snakemake(workdir)
+    assert second.returncode != 0 and "cannot be locked" in second.stderr, second.stderr[-2000:]
+    out, err = first.communicate(timeout=600)
+    assert first.returncode == 0, err[-3000:]
+    assert (workdir / "results" / "toy" / "dilemma" / "run.json").is_file()
+
+
+def test_make_clean_then_a_dry_run_schedules_no_training(finished, tmp_path):
+    """`make clean` drops the toys, tables, figures, claims and report, and keeps the LM runs with their logs and
+    benchmark files, so the next run trains no language model again."""
+    workdir = copy_finished(finished, tmp_path / "run")
+    cleaned = subprocess.run(["make", "--no-print-directory", "clean"], cwd=workdir, env=ENV,
+                             capture_output=True, text=True)
+    assert cleaned.returncode == 0, cleaned.stderr
+    assert not (workdir / "results" / "claims.json").exists() and (workdir / "results" / "lm").is_dir()
+    jobs = dry_run_jobs(workdir)
+    rules = {job["rule"] for job in jobs.values()}
+    assert "toy_run" in rules and "claims" in rules
+    assert not rules & {"base_model", "recovery_run", "recovery_design", "train_run", "reading_run", "corpus_shard"}
+
+
+def test_the_snakemake_report_of_a_partial_run_names_what_is_missing(finished, tmp_path):
+    """`snakemake --report` after a partial run: a report of what exists is no report of the run, so it stops
+    with Snakemake's message naming a missing product."""
+    workdir = copy_finished(finished, tmp_path / "run")
+    missing = workdir / "results" / "figures" / "toy_dilemma_weights.png"
+    missing.unlink()
+    result = snakemake(workdir, "--report", str(tmp_path / "report.zip"))
+    assert result.returncode != 0 and "toy_dilemma_weights.png" in result.stderr + result.stdout
+    assert not (tmp_path / "report.zip").exists()
