@@ -14,7 +14,7 @@ import pandas as pd
 
 from moe_rpo.config import DENSE, RecoverySetting
 from moe_rpo.experiments import EXPERIMENTS, SHAKESPEARE_PAPER_METHODS, load
-from moe_rpo.verdicts import INCONCLUSIVE, Comparison, combine, difference, exact, mean_effect, share
+from moe_rpo.verdicts import INCONCLUSIVE, MAX_SEEDS, Comparison, combine, difference, exact, mean_effect, share
 
 @dataclass(frozen=True)
 class Regime:
@@ -23,6 +23,7 @@ class Regime:
     best method: a method that lags behind in a run that reached the regime is a finding, not a shortfall.)"""
     figure: str
     description: str
+    reached_by: str  # the configuration that reaches it, as a command
     min_steps: int = 0
     min_tokens: float = 0
     max_train_loss: float = float("inf")
@@ -49,17 +50,18 @@ class Regime:
 TOY_REGIME = Regime(
     "toy-routing-trajectories.png",
     "the paper's 2-D toys train for 2000 steps (its trajectory figures plot 2000); a shorter run may stop before a "
-    "method gets where it is going", min_steps=2000)
+    "method gets where it is going", "the default configuration (`make run`: 2000 toy steps)", min_steps=2000)
 SHAKESPEARE_REGIME = Regime(
     "shakespeare-moe-loss.png",
     "5000 iterations of nanoGPT on Shakespeare; the four training curves separate only after about 2000 "
     "iterations, when the training losses are below about 1.1, and every method then overfits",
-    min_steps=2000, max_train_loss=1.1)
+    "`make replicate` (config/regime.yaml: 3000 steps on four scenes, every reading)", min_steps=2000,
+    max_train_loss=1.1)
 PRETRAINING_REGIME = Regime(
     "tinystories-gpt2-negative-result.png",
     "GPT-2 124M on TinyStories to about 15.7B tokens; the MoE curves separate from the dense one from "
     "about 0.5B tokens on",
-    min_tokens=5e8)
+    "config/paper.yaml on GPUs (GPT-2 124M on TinyStories to about 15.7B tokens; at least 0.5B)", min_tokens=5e8)
 DISTANCE, SHARE = (0.0, float("inf")), (0.0, 1.0)  # the ranges of distances (and their ratios) and of shares
 
 # Read off the plots at the last iteration (5000) and the last token count (about 15.7B).
@@ -94,10 +96,30 @@ def _claim(t: dict, cid: str, claim: str, metric: str, comparisons: list[Compari
     why_not = [why for why in (shortfall and f"below the paper's regime: {shortfall}", unanswerable) if why]
     if why_not:
         verdict, reason = INCONCLUSIVE, f"{'; '.join(why_not)} (the intervals alone: {verdict})"
-    return {"id": cid, "claim": claim, "metric": metric, "verdict": verdict, "reason": reason,
+    if shortfall:
+        to_decide = f"reach the paper's regime: {regime.reached_by}"
+    elif unanswerable:
+        to_decide = f"a base model in which expert 0 is identifiable: {IDENTIFIABLE_BASE}"
+    else:
+        to_decide = seeds_to_decide(comparisons) if verdict == INCONCLUSIVE else None
+    return {"id": cid, "claim": claim, "metric": metric, "verdict": verdict, "reason": reason, "to_decide": to_decide,
             "comparisons": [c.as_dict(t["min_seeds"]) for c in comparisons], "explanation": explanation,
             "paper": {"summary": paper, "values": list(paper_values),
                       "regime": regime.as_dict() | {"reached": not shortfall} if regime else None}}
+
+
+IDENTIFIABLE_BASE = "GPT-2 124M pretrained on OpenWebText, as the paper (config/paper.yaml, on GPUs)"
+
+
+def seeds_to_decide(comparisons: list[Comparison]) -> str:
+    """What more seeds would do for an inconclusive claim: the most that any of its undecided comparisons needs."""
+    needed = [c.power()["seeds_to_decide"] for c in comparisons if c.judge(0)[0] == INCONCLUSIVE]
+    needed = [n for n in needed if n is not None]
+    if not needed:
+        return "more seeds would not change it"
+    if max(needed) > MAX_SEEDS:
+        return f"not decidable by more seeds: a mean sits on its threshold (over {MAX_SEEDS} seeds needed)"
+    return f"about {max(needed)} seeds"
 
 
 def _toy_claim(t: dict, df: pd.DataFrame, *args, **kwargs) -> dict:
@@ -357,5 +379,8 @@ def evaluate(tables_dir: str | Path, thresholds: dict) -> list[dict]:
             made = under_readings(load(experiment.claims), pd.read_csv(path), readings, thresholds)
         except ValueError as error:
             raise ValueError(f"{path}: {error}") from None
+        for claim in made:
+            if (claim["to_decide"] or "").startswith("about "):  # where the seeds are set
+                claim["to_decide"] += f" (`{experiment.section}.seeds`)"
         claims += [{"id": claim["id"], "experiment": experiment.stem, **claim} for claim in made]
     return claims

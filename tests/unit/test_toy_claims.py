@@ -99,3 +99,15 @@ def test_a_toy_run_shorter_than_the_papers_is_inconclusive_and_says_so(claims, m
     assert claim["verdict"] == INCONCLUSIVE
     assert claim["reason"].startswith("below the paper's regime: 200 training steps, the paper's effect needs 2000")
     assert claim["reason"].endswith("(the intervals alone: refuted)")
+
+
+@pytest.mark.parametrize("claims, make, claim_id, refuting, open_", CASES, ids=[case[2] for case in CASES])
+def test_an_undecided_claim_says_what_would_decide_it(claims, make, claim_id, refuting, open_):
+    decided = {c["id"]: c for c in claims(make(), T)}[claim_id]
+    assert decided["to_decide"] is None
+    undecided = {c["id"]: c for c in claims(make(**open_), T)}[claim_id]
+    assert undecided["to_decide"].startswith(("about ", "not decidable by more seeds")), undecided["to_decide"]
+    short = make(**open_)
+    short["steps"] = 200
+    assert {c["id"]: c for c in claims(short, T)}[claim_id]["to_decide"] == (
+        "reach the paper's regime: the default configuration (`make run`: 2000 toy steps)")
