@@ -19,11 +19,28 @@ RUNS = {"claims_default_cpu.json": "The default run (`make run`)",
         "claims_regime_cpu.json": "The paper's regime with every reading (`make replicate`)"}
 
 
+def job_seconds(results: Path) -> list[float]:
+    """Each job's wall time, from the run's Snakemake benchmark files."""
+    times = []
+    for path in sorted((results / "benchmarks").rglob("*.tsv")):
+        lines = path.read_text().splitlines()
+        if len(lines) > 1:
+            times.append(float(lines[1].split("\t")[0]))
+    return times
+
+
 def record(results: Path, run: str, wall_s: float) -> dict:
-    claims = json.loads((results / "claims.json").read_text())
+    claims, jobs = json.loads((results / "claims.json").read_text()), job_seconds(results)
     return {"run": run, "date": dt.date.today().isoformat(), "wall_s": wall_s,
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores", "claims": claims["claims"],
-            "thresholds": claims["thresholds"]}
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores", "cores_used": os.cpu_count(),
+            "jobs": len(jobs), "job_s": sum(jobs), "longest_job_s": max(jobs, default=0.0),
+            "claims": claims["claims"], "thresholds": claims["thresholds"]}
+
+
+def on_cores(measured: dict, cores: int) -> float:
+    """A run's wall time on `cores` cores, estimated from its job table: its summed job time spread over the cores,
+    and never less than its longest job (a lower bound: the jobs' dependencies can only add to it)."""
+    return max(measured["job_s"] / cores, measured["longest_job_s"])
 
 
 def _number(value) -> str:
@@ -45,7 +62,10 @@ def run_section(name: str, measured: dict) -> list[str]:
     counts = {v: sum(c["verdict"] == v for c in claims) for v in ("reproduced", "refuted", "inconclusive")}
     lines = [f"## {RUNS.get(name, name)}", "",
              f"`{measured['run']}`, measured {measured['date']} on {measured['machine']}: "
-             f"{measured['wall_s'] / 60:.1f} minutes of wall time. "
+             f"{measured['wall_s'] / 60:.1f} minutes of wall time on {measured['cores_used']} cores ({measured['jobs']} "
+             f"jobs, {measured['job_s'] / 60:.0f} job-minutes; on a 16-core workstation about "
+             f"{on_cores(measured, 16) / 60:.0f} minutes, estimated from the job table: the job-minutes over 16 cores, "
+             "at least the longest job; on one GPU: not measured). "
              + ", ".join(f"{n} {verdict}" for verdict, n in counts.items()) + f" of {len(claims)} claims.", "",
              "| claim | verdict | effects (mean [95% interval], seeds) | smallest detectable | seeds to decide |",
              "| --- | --- | --- | --- | --- |"]
@@ -55,8 +75,9 @@ def run_section(name: str, measured: dict) -> list[str]:
                      + "<br>".join(_effect(c) for c in comparisons) + " | "
                      + "<br>".join(_number(c.get("mde")) for c in comparisons) + " | "
                      + "<br>".join(_seeds(c) for c in comparisons) + " |")
-    lines += ["", "Why each is not decided:", ""]
-    lines += [f"- `{c['id']}`: {c['reason']}" for c in claims if c["verdict"] == "inconclusive"] or ["- none"]
+    lines += ["", "What would decide each undecided claim:", ""]
+    lines += [f"- `{c['id']}`: {c.get('to_decide') or 'see its reason'}. Why undecided: {c['reason']}"
+              for c in claims if c["verdict"] == "inconclusive"] or ["- none: every claim is decided"]
     robust = [c for c in claims if c.get("readings")]
     for claim in robust:
         lines += ["", f"**{claim['claim']}** {claim['robustness']}.", "",

@@ -138,3 +138,34 @@ def test_toy_seeds_benchmark_times_both_job_designs(tmp_path):
     assert record["rows"][0]["experiment"] == "barrier" and record["rows"][0]["seeds_per_job"] == 4
     assert len(record["rows"][0]["one_job_per_seed_s"]) == 1 and record["many_total_s"] > 0
     assert {"machine", "date", "torch"} <= set(record)
+
+
+def test_a_runs_claims_are_kept_with_its_job_table_and_rendered(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import verdicts
+
+    results = tmp_path / "results"
+    (results / "benchmarks" / "toy_x").mkdir(parents=True)
+    for name, seconds in (("a", 30.0), ("b", 90.0)):
+        (results / "benchmarks" / "toy_x" / f"{name}.tsv").write_text(f"s\th:m:s\n{seconds}\t0:00:30\n")
+    claim = {"id": "c1", "claim": "A claim.", "verdict": "inconclusive", "reason": "the interval contains 0.8",
+             "to_decide": "about 40 seeds (`toy.routing.seeds`)",
+             "comparisons": [{"label": "x", "value": 0.8, "low": 0.7, "high": 0.9, "n": 3, "mde": 0.2,
+                              "seeds_to_decide": 40}]}
+    (results / "claims.json").write_text(json.dumps({"thresholds": {}, "claims": [claim]}))
+    kept = verdicts.record(results, "make run", 300.0)
+    assert (kept["jobs"], kept["job_s"], kept["longest_job_s"]) == (2, 120.0, 90.0)
+    assert verdicts.on_cores(kept, 16) == 90.0  # never below the longest job
+    measured = tmp_path / "measured"
+    measured.mkdir()
+    (measured / "claims_default_cpu.json").write_text(json.dumps(kept))
+    page = verdicts.page(measured)
+    assert "0 reproduced, 0 refuted, 1 inconclusive of 1 claims" in page
+    assert "- `c1`: about 40 seeds (`toy.routing.seeds`). Why undecided: the interval contains 0.8" in page
+
+
+def test_the_verdicts_page_is_rendered_from_the_measured_claims():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import verdicts
+
+    assert (ROOT / "docs" / "verdicts.md").read_text() == verdicts.page()
