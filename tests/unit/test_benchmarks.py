@@ -137,6 +137,10 @@ def test_toy_seeds_benchmark_times_both_job_designs(tmp_path):
     record = json.loads(out.read_text())
     assert record["rows"][0]["experiment"] == "barrier" and record["rows"][0]["seeds_per_job"] == 4
     assert len(record["rows"][0]["one_job_per_seed_s"]) == 1 and record["many_total_s"] > 0
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import verdicts
+
+    assert "| barrier | 1 |" in "\n".join(verdicts.toy_seeds_section(record))
     assert {"machine", "date", "torch"} <= set(record)
 
 
