@@ -6,7 +6,6 @@ import copy
 import math
 import os
 
-import pytest
 from hypothesis import HealthCheck, find, given, settings
 from hypothesis import strategies as st
 
