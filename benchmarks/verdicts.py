@@ -29,9 +29,9 @@ def job_seconds(results: Path) -> list[float]:
     return times
 
 
-def record(results: Path, run: str, wall_s: float) -> dict:
+def record(results: Path, run: str, wall_s: float, note: str = "") -> dict:
     claims, jobs = json.loads((results / "claims.json").read_text()), job_seconds(results)
-    return {"run": run, "date": dt.date.today().isoformat(), "wall_s": wall_s,
+    return {"run": run, "note": note, "date": dt.date.today().isoformat(), "wall_s": wall_s,
             "machine": f"{platform.machine()}, {os.cpu_count()} cores", "cores_used": os.cpu_count(),
             "jobs": len(jobs), "job_s": sum(jobs), "longest_job_s": max(jobs, default=0.0),
             "claims": claims["claims"], "thresholds": claims["thresholds"]}
@@ -66,6 +66,7 @@ def run_section(name: str, measured: dict) -> list[str]:
              f"jobs, {measured['job_s'] / 60:.0f} job-minutes; on a 16-core workstation about "
              f"{on_cores(measured, 16) / 60:.0f} minutes, estimated from the job table: the job-minutes over 16 cores, "
              "at least the longest job; on one GPU: not measured). "
+             + (f"{measured['note']} " if measured.get("note") else "")
              + ", ".join(f"{n} {verdict}" for verdict, n in counts.items()) + f" of {len(claims)} claims.", "",
              "| claim | verdict | effects (mean [95% interval], seeds) | smallest detectable | seeds to decide |",
              "| --- | --- | --- | --- | --- |"]
@@ -127,11 +128,12 @@ def main() -> None:
     keep.add_argument("results", type=Path, help="the run's results directory")
     keep.add_argument("--run", required=True, help="the command that made it, as the docs name it")
     keep.add_argument("--wall-s", type=float, required=True, help="its wall time in seconds")
+    keep.add_argument("--note", default="", help="what else to know about the run (a sentence)")
     keep.add_argument("--json", type=Path, required=True)
     sub.add_parser("page", help="print docs/verdicts.md")
     args = parser.parse_args()
     if args.command == "record":
-        args.json.write_text(json.dumps(record(args.results, args.run, args.wall_s), indent=1) + "\n")
+        args.json.write_text(json.dumps(record(args.results, args.run, args.wall_s, args.note), indent=1) + "\n")
     else:
         print(page(), end="")
 
