@@ -92,8 +92,8 @@ def toy_seeds_section(measured: dict) -> list[str]:
     lines = ["## What many toy seeds cost", "",
              f"`benchmarks/toy_seeds.py`, measured {measured['date']} on {measured['machine']} ({measured['device']}, "
              f"torch {measured['torch']}), one job after another on a quiet machine: the seeds each toy ran before, "
-             f"one job per seed (start-up included), against {measured['many']} seeds in one job, trained side by "
-             "side. The time of a job on 2 cores is what matters: the toys' jobs run beside the language-model "
+             f"one job per seed ({measured['before']}, start-up included), against {measured['many']} seeds in one "
+             "job of this version, trained side by side. The time of a job on 2 cores is what matters: the toys' jobs run beside the language-model "
              "jobs, one core each.", "",
              f"| toy | jobs of 1 seed before | their time (s) | 1 job of {measured['many']} seeds (s) | "
              f"{measured['many']} seeds cost (one-seed jobs) |", "| --- | ---: | ---: | ---: | ---: |"]
