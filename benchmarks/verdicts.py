@@ -8,6 +8,7 @@ the docs page made from them (docs/verdicts.md: every number on it comes from th
 from __future__ import annotations
 
 import argparse
+import csv
 import datetime as dt
 import json
 import os
@@ -16,25 +17,34 @@ from pathlib import Path
 
 MEASURED = Path(__file__).parent / "measured"
 RUNS = {"claims_default_cpu.json": "The default run (`make run`)",
-        "claims_regime_cpu.json": "The paper's regime with every reading (`make replicate`)"}
+        "claims_regime_cpu.json": "The paper's regime with every reading (`make replicate`)",
+        "claims_full_cpu.json": "The full run (`config/full.yaml`: every router in the benchmark)"}
+MIN_SEEDS_FOR_AN_INTERVAL = 4  # of the benchmark's probability of improvement (moe_rpo.improvement.separable)
 
 
-def job_seconds(results: Path) -> list[float]:
-    """Each job's wall time, from the run's Snakemake benchmark files."""
-    times = []
+def job_seconds(results: Path) -> dict[str, float]:
+    """Each job's wall time, from the run's Snakemake benchmark files, by the file's path under benchmarks/."""
+    times = {}
     for path in sorted((results / "benchmarks").rglob("*.tsv")):
         lines = path.read_text().splitlines()
         if len(lines) > 1:
-            times.append(float(lines[1].split("\t")[0]))
+            times[str(path.relative_to(results / "benchmarks"))] = float(lines[1].split("\t")[0])
     return times
 
 
 def record(results: Path, run: str, wall_s: float, note: str = "") -> dict:
     claims, jobs = json.loads((results / "claims.json").read_text()), job_seconds(results)
-    return {"run": run, "note": note, "date": dt.date.today().isoformat(), "wall_s": wall_s,
+    seeded = [s for key, s in jobs.items() if key.startswith("lm_") and "/seed" in key]  # a job per seed
+    improvement = results / "tables" / "lm_benchmark_improvement_values.csv"
+    rows = list(csv.DictReader(improvement.open())) if improvement.is_file() else []
+    tested = [row for row in rows if row["low"]]
+    resolved = {"pairs": len(rows), "with_interval": len(tested),
+                "resolved": sum(row["resolved"] == "True" for row in tested),
+                "in_the_arms_favour": sum(row["resolved"] == "True" and float(row["low"]) > 0.5 for row in tested)}
+    return {"run": run, "note": note, "date": dt.date.today().isoformat(), "wall_s": wall_s, "benchmark": resolved,
             "machine": f"{platform.machine()}, {os.cpu_count()} cores", "cores_used": os.cpu_count(),
-            "jobs": len(jobs), "job_s": sum(jobs), "longest_job_s": max(jobs, default=0.0),
-            "claims": claims["claims"], "thresholds": claims["thresholds"]}
+            "jobs": len(jobs), "job_s": sum(jobs.values()), "longest_job_s": max(jobs.values(), default=0.0),
+            "seed_job_s": sum(seeded), "claims": claims["claims"], "thresholds": claims["thresholds"]}
 
 
 def on_cores(measured: dict, cores: int) -> float:
@@ -57,6 +67,24 @@ def _seeds(c: dict) -> str:
     return "–" if seeds is None else "more than 10000" if seeds > 10000 else str(seeds)
 
 
+def benchmark_line(measured: dict) -> str:
+    """How many of the router benchmark's differences the run resolves, and what more seeds would cost."""
+    bench = measured.get("benchmark")
+    if not bench or not bench["pairs"]:
+        return ""
+    line = (f"The router benchmark resolves {bench['resolved']} of its {bench['with_interval']} pairwise differences "
+            f"that have an interval ({bench['in_the_arms_favour']} in the arm's favour; "
+            f"{bench['pairs'] - bench['with_interval']} more have too few seeds for one). ")
+    seeds = max((c["n"] for claim in measured["claims"] if claim["id"].startswith("lm_")
+                 for c in claim["comparisons"]), default=0)  # the language-model experiments' seeds
+    if bench["pairs"] > bench["with_interval"] and measured.get("seed_job_s") and seeds:
+        scale = 1 + measured["seed_job_s"] * (MIN_SEEDS_FOR_AN_INTERVAL / seeds - 1) / measured["job_s"]
+        line += (f"Its recovery and Shakespeare columns need {MIN_SEEDS_FOR_AN_INTERVAL} seeds an arm for an interval "
+                 f"(`--config seeds='[0,1,2,3]'`): about {measured['wall_s'] * scale / 60:.0f} minutes, estimated by "
+                 f"scaling its per-seed language-model jobs from {seeds} seeds to {MIN_SEEDS_FOR_AN_INTERVAL}. ")
+    return line
+
+
 def run_section(name: str, measured: dict) -> list[str]:
     claims = measured["claims"]
     counts = {v: sum(c["verdict"] == v for c in claims) for v in ("reproduced", "refuted", "inconclusive")}
@@ -67,6 +95,7 @@ def run_section(name: str, measured: dict) -> list[str]:
              f"{on_cores(measured, 16) / 60:.0f} minutes, estimated from the job table: the job-minutes over 16 cores, "
              "at least the longest job; on one GPU: not measured). "
              + (f"{measured['note']} " if measured.get("note") else "")
+             + benchmark_line(measured)
              + ", ".join(f"{n} {verdict}" for verdict, n in counts.items()) + f" of {len(claims)} claims.", "",
              "| claim | verdict | effects (mean [95% interval], seeds) | smallest detectable | seeds to decide |",
              "| --- | --- | --- | --- | --- |"]

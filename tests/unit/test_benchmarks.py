@@ -149,16 +149,20 @@ def test_a_runs_claims_are_kept_with_its_job_table_and_rendered(tmp_path):
     import verdicts
 
     results = tmp_path / "results"
-    (results / "benchmarks" / "toy_x").mkdir(parents=True)
-    for name, seconds in (("a", 30.0), ("b", 90.0)):
-        (results / "benchmarks" / "toy_x" / f"{name}.tsv").write_text(f"s\th:m:s\n{seconds}\t0:00:30\n")
+    for name, seconds in (("toy_x/run", 30.0), ("lm_y/seed0", 90.0)):
+        (results / "benchmarks" / name).parent.mkdir(parents=True, exist_ok=True)
+        (results / "benchmarks" / f"{name}.tsv").write_text(f"s\th:m:s\n{seconds}\t0:00:30\n")
     claim = {"id": "c1", "claim": "A claim.", "verdict": "inconclusive", "reason": "the interval contains 0.8",
              "to_decide": "about 40 seeds (`toy.routing.seeds`)",
              "comparisons": [{"label": "x", "value": 0.8, "low": 0.7, "high": 0.9, "n": 3, "mde": 0.2,
                               "seeds_to_decide": 40}]}
     (results / "claims.json").write_text(json.dumps({"thresholds": {}, "claims": [claim]}))
+    (results / "tables").mkdir()
+    (results / "tables" / "lm_benchmark_improvement_values.csv").write_text(
+        "metric,arm,reference,probability,low,high,seeds,reference_seeds,resolved\n"
+        "toy,rpo k=1,standard k=1,0.8,0.7,0.9,64,64,True\nsim,rpo k=1,standard k=1,1.0,,,3,3,False\n")
     kept = verdicts.record(results, "make run", 300.0)
-    assert (kept["jobs"], kept["job_s"], kept["longest_job_s"]) == (2, 120.0, 90.0)
+    assert (kept["jobs"], kept["job_s"], kept["longest_job_s"], kept["seed_job_s"]) == (2, 120.0, 90.0, 90.0)
     assert verdicts.on_cores(kept, 16) == 90.0  # never below the longest job
     measured = tmp_path / "measured"
     measured.mkdir()
@@ -166,6 +170,7 @@ def test_a_runs_claims_are_kept_with_its_job_table_and_rendered(tmp_path):
     page = verdicts.page(measured)
     assert "0 reproduced, 0 refuted, 1 inconclusive of 1 claims" in page
     assert "- `c1`: about 40 seeds (`toy.routing.seeds`). Why undecided: the interval contains 0.8" in page
+    assert "resolves 1 of its 1 pairwise differences that have an interval (1 in the arm's favour; 1 more" in page
 
 
 def test_the_verdicts_page_is_rendered_from_the_measured_claims():
