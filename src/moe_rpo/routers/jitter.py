@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import torch
 
+from moe_rpo.routers import noise
 from moe_rpo.routers.options import Option
 from moe_rpo.routers.softmax_topk import SoftmaxTopK
-from moe_rpo.routers import noise
 
 
 class Jitter(SoftmaxTopK):

@@ -5,9 +5,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from moe_rpo.routers import noise
 from moe_rpo.routers.base import Router, RouterOutput
 from moe_rpo.routers.options import Option
-from moe_rpo.routers import noise
 
 
 def cv_squared(values: torch.Tensor) -> torch.Tensor:

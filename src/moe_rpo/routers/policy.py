@@ -1,13 +1,7 @@
-"""Sampling and policy-gradient helpers shared by the routers that sample (RL, RPO)."""
+"""Policy-gradient helpers shared by the routers that sample (RL, RPO); they draw through routers/noise.py."""
 from __future__ import annotations
 
 import torch
-from moe_rpo.routers import noise
-
-
-def sample_without_replacement(probs: torch.Tensor, k: int) -> torch.Tensor:
-    """Sample k distinct experts per row of probs [N, E] (sequentially, Plackett-Luce)."""
-    return noise.sample_without_replacement(probs, k)
 
 
 def selection_log_prob(log_probs: torch.Tensor, experts: torch.Tensor) -> torch.Tensor:

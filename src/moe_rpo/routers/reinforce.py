@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import torch
 
-from moe_rpo.routers.policy import sample_without_replacement, selection_log_prob
-from moe_rpo.routers.softmax_topk import SoftmaxTopK
 from moe_rpo.routers.base import RouterOutput
+from moe_rpo.routers.noise import sample_without_replacement
+from moe_rpo.routers.policy import selection_log_prob
+from moe_rpo.routers.softmax_topk import SoftmaxTopK
 
 
 class Reinforce(SoftmaxTopK):

@@ -7,10 +7,10 @@ import math
 import torch
 from torch import nn
 
+from moe_rpo.routers import noise
 from moe_rpo.routers.base import Router, RouterOutput
 from moe_rpo.routers.options import Option
-from moe_rpo.routers.policy import sample_without_replacement, selection_log_prob
-from moe_rpo.routers import noise
+from moe_rpo.routers.policy import selection_log_prob
 
 
 class RPO(Router):
@@ -54,7 +54,7 @@ class RPO(Router):
         if not self.training:
             experts = probs.topk(self.k, dim=-1).indices
             return RouterOutput(experts=experts, weights=weight_mean.gather(-1, experts).detach(), probs=probs)
-        experts = sample_without_replacement(probs, self.k)
+        experts = noise.sample_without_replacement(probs, self.k)
         mean = weight_mean.gather(-1, experts)
         weights = (mean + self.weight_std * noise.normal_like(mean)).detach()
         log_prob = selection_log_prob(log_probs, experts) + gaussian_log_prob(weights, mean, self.weight_std).sum(-1)

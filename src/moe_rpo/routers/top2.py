@@ -12,10 +12,10 @@ from typing import Literal, get_args
 
 import torch
 
+from moe_rpo.routers import noise
 from moe_rpo.routers.base import RouterOutput, count_experts
 from moe_rpo.routers.options import Option
 from moe_rpo.routers.softmax_topk import SoftmaxTopK
-from moe_rpo.routers import noise
 
 Policy = Literal["random", "sampling"]
 
