@@ -14,7 +14,8 @@ import pandas as pd
 
 from moe_rpo.config import DENSE, RecoverySetting
 from moe_rpo.experiments import EXPERIMENTS, SHAKESPEARE_PAPER_METHODS, load
-from moe_rpo.verdicts import INCONCLUSIVE, MAX_SEEDS, Comparison, combine, difference, exact, mean_effect, share
+from moe_rpo.verdicts import (INCONCLUSIVE, NONNEGATIVE, SHARE, Comparison, combine, difference, exact, mean_effect,
+                              seeds_in_words, share)
 
 @dataclass(frozen=True)
 class Regime:
@@ -62,8 +63,6 @@ PRETRAINING_REGIME = Regime(
     "GPT-2 124M on TinyStories to about 15.7B tokens; the MoE curves separate from the dense one from "
     "about 0.5B tokens on",
     "config/paper.yaml on GPUs (GPT-2 124M on TinyStories to about 15.7B tokens; at least 0.5B)", min_tokens=5e8)
-DISTANCE, SHARE = (0.0, float("inf")), (0.0, 1.0)  # the ranges of distances (and their ratios) and of shares
-
 # Read off the plots at the last iteration (5000) and the last token count (about 15.7B).
 SHAKESPEARE_PAPER_LOSSES = {"top-1": (0.61, 1.70), "top-2": (0.31, 2.19), "EM": (0.17, 2.51), "RPO": (0.11, 3.02)}
 PRETRAINING_PAPER_LOSSES = {"dense": 1.19, "MoE k=2": 1.10, "MoE + RPO k=2": 1.09}
@@ -114,12 +113,7 @@ IDENTIFIABLE_BASE = "GPT-2 124M pretrained on OpenWebText, as the paper (config/
 def seeds_to_decide(comparisons: list[Comparison]) -> str:
     """What more seeds would do for an inconclusive claim: the most that any of its undecided comparisons needs."""
     needed = [c.power()["seeds_to_decide"] for c in comparisons if c.judge(0)[0] == INCONCLUSIVE]
-    needed = [n for n in needed if n is not None]
-    if not needed:
-        return "more seeds would not change it"
-    if max(needed) > MAX_SEEDS:
-        return f"not decidable by more seeds: a mean sits on its threshold (over {MAX_SEEDS} seeds needed)"
-    return f"about {max(needed)} seeds"
+    return seeds_in_words(max((n for n in needed if n is not None), default=None))
 
 
 def _toy_claim(t: dict, df: pd.DataFrame, *args, **kwargs) -> dict:
@@ -137,7 +131,7 @@ def _interval(effect) -> str:
 
 def routing_claims(df: pd.DataFrame, t: dict) -> list[dict]:
     arms = t["arms"]
-    rpo = mean_effect("RPO K=2 final distance", by_seed(df, "final_distance", method=arms["rpo"], k=2), DISTANCE)
+    rpo = mean_effect("RPO K=2 final distance", by_seed(df, "final_distance", method=arms["rpo"], k=2), NONNEGATIVE)
     stalled = {m: mean_effect(f"{m} K=2 gap to the optimum", by_seed(df, "gap_to_optimum", method=arms[m], k=2))
                for m in ("standard", "jitter", "rl")}
     worse = difference("standard gap to the optimum, K=2 minus K=1",
@@ -168,7 +162,7 @@ def routing_claims(df: pd.DataFrame, t: dict) -> list[dict]:
 def collapse_claims(df: pd.DataFrame, t: dict) -> list[dict]:
     arms = t["arms"]
     ratio = {m: mean_effect(f"{m} distance ratio",
-                            by_seed(df, "pairwise_distance_ratio", method=arms[m], weight_decay=0.0), DISTANCE)
+                            by_seed(df, "pairwise_distance_ratio", method=arms[m], weight_decay=0.0), NONNEGATIVE)
              for m in ("standard", "rpo")}
     low, high = (sorted(df["weight_decay"].unique())[i] for i in (0, -1))
     norm = difference(f"standard final router norm, wd={high:g} minus wd={low:g}",
@@ -194,9 +188,9 @@ def collapse_claims(df: pd.DataFrame, t: dict) -> list[dict]:
 
 def dilemma_claims(df: pd.DataFrame, t: dict) -> list[dict]:
     arms = t["arms"]
-    standard = {m: mean_effect(f"{m} final distance", by_seed(df, "final_distance", method=arms[m]), DISTANCE)
+    standard = {m: mean_effect(f"{m} final distance", by_seed(df, "final_distance", method=arms[m]), NONNEGATIVE)
                 for m in ("standard", "standard_normalized")}
-    rpo = mean_effect("RPO final distance", by_seed(df, "final_distance", method=arms["rpo"]), DISTANCE)
+    rpo = mean_effect("RPO final distance", by_seed(df, "final_distance", method=arms["rpo"]), NONNEGATIVE)
     reachable = float(df["standard_reachable_distance"].iloc[0])
     figure = "standard-moe-weighting-dilemma.png"
     return [

@@ -94,12 +94,6 @@ STRICT = validators.extend(Draft202012Validator, type_checker=Draft202012Validat
     "integer", lambda checker, value: isinstance(value, int) and not isinstance(value, bool)))
 
 
-def _non_finite_value(config, path):
-    for key in path:
-        config = config[key]
-    return config
-
-
 def _key(path) -> str:
     return ".".join(str(p) for p in path) or "<top level>"
 
@@ -114,9 +108,9 @@ def _message(error) -> str:
 
 
 def _non_finite(value, path=()) -> tuple | None:
-    """The key path of the first NaN or infinite number in a config, or None."""
+    """(key path, value) of the first NaN or infinite number in a config, or None."""
     if isinstance(value, float) and not math.isfinite(value):
-        return path
+        return path, value
     children = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
     return next((found for key, child in children if (found := _non_finite(child, (*path, key))) is not None), None)
 
@@ -125,8 +119,8 @@ def validate(config: dict) -> dict:
     """Fill defaults and check `config` in place; raise ConfigError naming the offending key."""
     if not isinstance(config, dict):
         raise ConfigError(f"config must be a mapping, got {type(config).__name__}")
-    if (where := _non_finite(config)) is not None:  # NaN passes every range check
-        raise ConfigError(f"invalid config:\n  {_key(where)}: {_non_finite_value(config, where)} is not a finite number")
+    if (found := _non_finite(config)) is not None:  # NaN passes every range check
+        raise ConfigError(f"invalid config:\n  {_key(found[0])}: {found[1]} is not a finite number")
     validator = _with_defaults(STRICT)(schema())
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
@@ -406,10 +400,14 @@ def load(*paths: str | Path) -> dict:
     return validate(config)
 
 
-def toy_seeds(config: dict, experiment: str) -> list[int]:
-    """The seeds a toy runs: a list, or N for seeds 0 to N-1."""
-    seeds = config["toy"][experiment]["seeds"]
+def seed_list(seeds: int | list[int]) -> list[int]:
+    """A toy_seeds value as a list: itself, or N as seeds 0 to N-1."""
     return list(range(seeds)) if isinstance(seeds, int) else seeds
+
+
+def toy_seeds(config: dict, experiment: str) -> list[int]:
+    """The seeds a toy runs."""
+    return seed_list(config["toy"][experiment]["seeds"])
 
 
 def _toy_run_section(config: dict, experiment: str, seeds: list[int]) -> dict:
@@ -432,8 +430,7 @@ def benchmark_toy_settings(config: dict) -> dict:
     """Toy 1 (routing) settings that run exactly the benchmark's (router, k) pairs."""
     from moe_rpo.routers import router_class  # noqa: PLC0415  (torch: the config check has imported it already)
 
-    bench = config["benchmark"]["toy"]["seeds"]
-    section = _toy_run_section(config, "routing", list(range(bench)) if isinstance(bench, int) else bench)
+    section = _toy_run_section(config, "routing", seed_list(config["benchmark"]["toy"]["seeds"]))
     # MoE++'s null experts need token features, which the toy has not: its toy column says 'not run'
     section["runs"] = [m for m in config["benchmark"]["methods"]
                        if not router_class(config["routers"][m["router"]]).adds_null_experts]

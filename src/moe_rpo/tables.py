@@ -10,7 +10,7 @@ import pandas as pd
 from moe_rpo.config import Arm, layer_set_label
 from moe_rpo.improvement import improvement_table, oriented, rank_table
 from moe_rpo.io import non_finite, read_json
-from moe_rpo.verdicts import mean_effect
+from moe_rpo.verdicts import NONNEGATIVE, SHARE, mean_effect
 
 def per_seed_table(run_files: list[str | Path]) -> pd.DataFrame:
     """All metric rows of the given run records (one JSON per seed); a non-finite number is refused."""
@@ -176,7 +176,6 @@ class Column(NamedTuple):
     bounds: tuple[float, float] = (-np.inf, np.inf)
 
 
-SHARE, NONNEGATIVE = (0.0, 1.0), (0.0, np.inf)
 BENCHMARK_COLUMNS = {
     "toy_gap_to_optimum": Column("toy", "gap_to_optimum", None, "quality", "low"),
     "diff_accuracy": Column("recovery", "accuracy", "diff", "quality", "high", SHARE),
@@ -217,8 +216,8 @@ def benchmark_table(sources: dict[str, pd.DataFrame], methods: list[dict], sim_s
         row = {"router": m["router"], "k": m["k"]}
         for name, column in BENCHMARK_COLUMNS.items():
             values = column_values(sources, m, column, sim_setting)
-            effect = mean_effect(name, values) if len(values) else None
-            low, high = (np.clip([effect.low, effect.high], *column.bounds) if effect else (np.nan, np.nan))
+            effect = mean_effect(name, values, column.bounds) if len(values) else None
+            low, high = (effect.low, effect.high) if effect else (np.nan, np.nan)
             row |= {f"{name}_mean": effect.value if effect else np.nan, f"{name}_low": low, f"{name}_high": high,
                     f"{name}_seeds": len(values)}
         recovery = sources["recovery"]
@@ -228,7 +227,8 @@ def benchmark_table(sources: dict[str, pd.DataFrame], methods: list[dict], sim_s
     return pd.DataFrame(rows)
 
 
-def column_values(sources: dict[str, pd.DataFrame], method: dict, column: Column, sim_setting: str | None) -> pd.Series:
+def column_values(sources: dict[str, pd.DataFrame], method: dict, column: Column,
+                  sim_setting: str | None) -> pd.Series:
     """A method's per-seed values of one benchmark column (empty where it did not run)."""
     df = sources[column.source]
     mask = (df["method"] == method["router"]) & (df["k"] == method["k"])

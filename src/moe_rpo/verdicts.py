@@ -38,6 +38,7 @@ LEVEL = 0.95
 ONE_SIDED = (1 - LEVEL) / 2  # what a 95% two-sided interval leaves beyond each end
 POWER = 0.8
 MAX_SEEDS = 10_000  # beyond this, "more seeds" is no answer
+SHARE, NONNEGATIVE = (0.0, 1.0), (0.0, math.inf)  # the ranges of accuracies and shares, and of distances and losses
 SIDES = {"<": lambda x, t: x < t, "<=": lambda x, t: x <= t, ">": lambda x, t: x > t, ">=": lambda x, t: x >= t}
 
 
@@ -149,16 +150,15 @@ class Comparison:
         """One-sided p-value of the test whose rejection says the effect lies on the other side of the threshold
         (the t test of a t interval, the score test of a Wilson interval: each inverts its interval)."""
         e, claims_above = self.effect, self.side in (">", ">=")
-        if not e.from_seeds or (e.method.startswith("Wilson") and e.n == 0):
+        wilson = e.method.startswith("Wilson")
+        if not e.from_seeds or e.n == 0 or (not wilson and e.se == 0):  # no spread: the point decides
             return 0.0 if not SIDES[self.side](e.value, self.threshold) else 1.0
-        if e.method.startswith("Wilson"):
+        if wilson:
             if self.threshold in (0.0, 1.0):  # a share cannot lie beyond 0 or 1
                 return 1.0
             _, p = proportions_ztest(round(e.value * e.n), e.n, value=self.threshold, prop_var=self.threshold,
                                      alternative="smaller" if claims_above else "larger")
             return float(p)
-        if e.se == 0:
-            return 0.0 if not SIDES[self.side](e.value, self.threshold) else 1.0
         t = (e.value - self.threshold) / e.se
         return float(stats.t.cdf(t, e.dof) if claims_above else stats.t.sf(t, e.dof))
 
@@ -208,12 +208,7 @@ class Comparison:
         return dict(self._power)
 
     def needed_in_words(self) -> str:
-        seeds = self.power()["seeds_to_decide"]
-        if seeds is None:
-            return "more seeds would not change it"
-        if seeds > MAX_SEEDS:
-            return f"not decidable by more seeds (the mean sits on {_words(self.threshold)}; over {MAX_SEEDS} needed)"
-        return f"about {seeds} seeds would decide it"
+        return seeds_in_words(self.power()["seeds_to_decide"])
 
     def as_dict(self, min_seeds: int) -> dict:
         verdict, reason = self.judge(min_seeds)
@@ -221,13 +216,21 @@ class Comparison:
                 "reason": reason, "p_refuting": self.p_refuting(), **self.power()}
 
 
+def seeds_in_words(seeds: int | None) -> str:
+    """What more seeds would do, in words, for the seeds a comparison (or the neediest of a claim's) needs."""
+    if seeds is None:
+        return "more seeds would not change it"
+    if seeds > MAX_SEEDS:
+        return f"not decidable by more seeds (a mean sits on its threshold; over {MAX_SEEDS} needed)"
+    return f"about {seeds} seeds would decide it"
+
+
 def combine(comparisons: list[Comparison], min_seeds: int) -> tuple[str, str]:
     """The verdict of a claim that needs every comparison: reproduced when all are (intersection-union: no
     correction), refuted when Holm's correction over the m comparisons still rejects one in the refuting
     direction, else inconclusive; the reason names the comparisons that decided it."""
     judged = [comparison.judge(min_seeds) for comparison in comparisons]
-    enough = [v != INCONCLUSIVE or "too few seeds" not in r for v, r in judged]
-    p_values = [c.p_refuting() if ok else 1.0 for c, ok in zip(comparisons, enough)]
+    p_values = [1.0 if c.effect.from_seeds and c.effect.n < min_seeds else c.p_refuting() for c in comparisons]
     refuting = multipletests(p_values, alpha=ONE_SIDED, method="holm")[0]
     if refuting.any():
         reasons = "; ".join(reason for (_, reason), hit in zip(judged, refuting) if hit)
