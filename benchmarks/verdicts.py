@@ -140,8 +140,8 @@ def page(measured_dir: Path = MEASURED) -> str:
              "do not edit. -->", "",
              "What the pipeline decided, run by run, with how sure it is: each comparison's mean and 95% interval, the "
              "smallest effect its seeds detect (two-sided alpha 0.05, power 0.8) and about how many seeds would "
-             "decide it at the observed mean and spread. How the verdicts are reached: the README's \"How sure each "
-             "verdict is\".", ""]
+             "decide it at the observed mean and spread. How the verdicts are reached: [statistics.md](statistics.md).",
+             ""]
     for name in RUNS:
         if (measured_dir / name).is_file():
             lines += run_section(name, json.loads((measured_dir / name).read_text()))
