@@ -9,6 +9,7 @@ from pathlib import Path
 from snakemake.utils import min_version
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # this checkout's package, the one its jobs run
+from moe_rpo.cluster import placeholder_message, unset_placeholders
 from moe_rpo.config import ConfigError, typed_command_line_values, validate
 from moe_rpo.io import set_aside_unreadable
 
@@ -25,6 +26,10 @@ try:
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
 
+placeholders = unset_placeholders(workflow.resource_settings)  # profiles/slurm as shipped: refused before any job
+if placeholders:
+    raise WorkflowError(placeholder_message(placeholders))
+
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
@@ -36,7 +41,7 @@ include: "workflow/rules/experiments.smk"
 include: "workflow/rules/report.smk"
 
 
-# Every product the README lists, so that deleting any of them makes the next run remake it.
+# Every product docs/experiments.md lists, so that deleting any of them makes the next run remake it.
 rule all:
     input:
         rules.report.output,

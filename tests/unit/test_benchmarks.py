@@ -1,5 +1,5 @@
-"""The GPU-hours benchmark (the source of the README's cost table) runs and counts the jobs the pipeline runs;
-the GPU check script and the MoE layer benchmark run (on the CPU here)."""
+"""The GPU-hours benchmark (behind docs/cluster.md's cost advice) runs and counts the jobs the pipeline runs; the
+GPU check script and the MoE layer benchmark run (on the CPU here)."""
 import json
 import os
 import subprocess
@@ -106,13 +106,25 @@ def test_router_gradients_measures_each_group_against_the_clip(tmp_path):
     assert 0 <= rpo["clipped_share"] <= 1 and rpo["advantage_std"] > 0
 
 
-def test_readme_gpu_table_is_rendered_from_the_measured_json():
+def test_the_performance_page_is_rendered_from_the_measured_files():
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    import gpu_table
+    import performance
 
-    source = "benchmarks/measured/gpu_check_h200.json"
-    block = gpu_table.readme_block((ROOT / "README.md").read_text(), source)
-    assert block.group(1).strip() == gpu_table.render(json.loads((ROOT / source).read_text()))
+    page = performance.page()
+    assert (ROOT / "docs" / "performance.md").read_text() == page
+    for name in ("claims_default_cpu.json", "toy_seeds_cpu.json", "gpu_check_h200.json"):  # each has its table
+        measured = json.loads((ROOT / "benchmarks/measured" / name).read_text())
+        assert measured["date"] in page
+
+
+def test_performance_tables_say_when_and_where_they_were_measured(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import performance
+
+    (tmp_path / performance.TESTS).write_text(json.dumps(performance.record_tests(400.0, 10, "a note")))
+    page = performance.page(tmp_path)
+    assert "`CI=true bash .ci/run` on a clean clone, measured" in page and "10 tests passed in 6.7 minutes" in page
+    assert "## Whole runs" in page and "## One GPU" not in page  # no GPU measurement there: no GPU table
 
 
 def test_run_times_reads_each_rules_jobs_from_a_snakemake_log():
@@ -131,16 +143,16 @@ def test_run_times_reads_each_rules_jobs_from_a_snakemake_log():
 
 
 def test_toy_seeds_benchmark_times_both_job_designs(tmp_path):
-    out = tmp_path / "toy_seeds.json"
+    out = tmp_path / "toy_seeds_cpu.json"
     subprocess.run([sys.executable, str(ROOT / "benchmarks/toy_seeds.py"), "--experiments", "barrier", "--few", "1",
                     "--many", "4", "--steps", "20", "--json", str(out)], check=True, capture_output=True, text=True)
     record = json.loads(out.read_text())
     assert record["rows"][0]["experiment"] == "barrier" and record["rows"][0]["seeds_per_job"] == 4
     assert len(record["rows"][0]["one_job_per_seed_s"]) == 1 and record["many_total_s"] > 0
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    import verdicts
+    import performance
 
-    assert "| barrier | 1 |" in "\n".join(verdicts.toy_seeds_section(record))
+    assert "| barrier | 1 |" in "\n".join(performance.toy_seeds_section(tmp_path))  # reads toy_seeds_cpu.json
     assert {"machine", "date", "torch"} <= set(record)
 
 

@@ -3,6 +3,7 @@ import functools
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -144,10 +145,29 @@ def test_cli_reports_a_bad_config_cleanly(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("profile", [[], ["--workflow-profile", "profiles/slurm"]], ids=["local", "slurm"])
-def test_paper_config_dry_run_lists_every_paper_experiment(profile):
+def filled_slurm_profile(directory: Path) -> Path:
+    """profiles/slurm with its placeholder partitions replaced, as a user does before the first run."""
+    text = (ROOT / "profiles/slurm/config.yaml").read_text()
+    (directory / "slurm").mkdir()
+    (directory / "slurm/config.yaml").write_text(text.replace("<cpu-partition>", "cpu").replace("<gpu-partition>", "gpu"))
+    return directory / "slurm"
+
+
+def test_the_slurm_profiles_placeholders_are_refused_before_any_job():
+    result = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--workflow-profile",
+                             "profiles/slurm"], cwd=ROOT, capture_output=True, text=True)
+    printed = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "the workflow profile still holds placeholders" in printed
+    assert "set-resources.train_run.slurm_partition: <gpu-partition>" in printed
+    assert "default-resources.slurm_partition: <cpu-partition>" in printed
+
+
+@pytest.mark.parametrize("profile", ["local", "slurm"])
+def test_paper_config_dry_run_lists_every_paper_experiment(profile, tmp_path):
     """config/paper.yaml over full.yaml (GPT-2 from the hub, OpenWebText, TinyStories) plans every experiment's
     DAG without data, a GPU or the network."""
+    profile = [] if profile == "local" else ["--workflow-profile", str(filled_slurm_profile(tmp_path))]
     result = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1", *profile, "--configfile",
                              "config/full.yaml", "config/paper.yaml"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -161,7 +181,7 @@ def test_paper_config_dry_run_lists_every_paper_experiment(profile):
 
 
 def test_adding_a_router_takes_three_places(monkeypatch):
-    """The README's walk-through: write the class, register it, name it in the config; the toy then runs it."""
+    """The docs' walk-through (routers.md): write the class, register it, name it in the config; the toy then runs it."""
     import torch
 
     from moe_rpo import routers

@@ -209,14 +209,14 @@ def test_make_clean_keeps_the_lm_runs(finished, tmp_path):
 
 
 def readme_blocks(heading: str) -> dict[str, str]:
-    """The python blocks of a README section, by the file their first line (a comment) names."""
-    section = (ROOT / "README.md").read_text().split(f"### {heading}\n", 1)[1].split("\n## ", 1)[0]
+    """The python blocks of a section of docs/experiments.md, by the file their first line (a comment) names."""
+    section = (ROOT / "docs/experiments.md").read_text().split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
     blocks = [block.split("\n```", 1)[0] for block in section.split("```python\n")[1:]]
     return {block.splitlines()[0].lstrip("# ").split(",")[0]: block for block in blocks}
 
 
 def test_the_readme_adds_an_experiment_in_one_registry_entry(finished, tmp_path):
-    """The README's walk-through, run on a finished pipeline: the new experiment gets its rules, table,
+    """The docs' walk-through, run on a finished pipeline: the new experiment gets its rules, table,
     figure and page, and no job trains (its runs exist)."""
     workdir = copy_finished(finished, tmp_path / "run")
     blocks = readme_blocks("Adding an experiment")
