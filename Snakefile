@@ -10,8 +10,9 @@ from snakemake.utils import min_version
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # this checkout's package, the one its jobs run
 from moe_rpo.cluster import placeholder_message, unset_placeholders
-from moe_rpo.config import ConfigError, typed_command_line_values, validate
+from moe_rpo.config import typed_command_line_values, validate
 from moe_rpo.io import set_aside_unreadable
+from moe_rpo.values import ConfigError
 
 min_version("9.0")
 

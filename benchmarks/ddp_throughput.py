@@ -25,7 +25,7 @@ def worker(spec: dict) -> None:
     import numpy as np  # noqa: PLC0415
     import torch  # noqa: PLC0415
 
-    from moe_rpo import config as cfg  # noqa: PLC0415
+    from moe_rpo import schema  # noqa: PLC0415
     from moe_rpo.models import GPT, GPTConfig  # noqa: PLC0415
     from moe_rpo.training.distributed import is_main  # noqa: PLC0415
     from moe_rpo.training.lm import train_lm  # noqa: PLC0415
@@ -43,7 +43,7 @@ def worker(spec: dict) -> None:
                           n_head=spec["n_head"], n_embd=spec["n_embd"], **moe))
 
     def run(steps):
-        settings = cfg.validate_definition(
+        settings = schema.validate_definition(
             {"steps": steps, "batch_size": spec["batch"], "block_size": spec["block_size"], "eval_every": 10 ** 9,
              "eval_batches": 1, "device": spec["device"], "bf16": spec["bf16"]}, "lm_train")
         started = time.perf_counter()

@@ -32,13 +32,13 @@ import json
 import time
 import warnings
 from dataclasses import dataclass, replace
-
 from pathlib import Path
 
 import torch
-
 from moe_layer import iso_active_dense, median_seconds, training_step
+
 from moe_rpo import config as cfg
+from moe_rpo import values
 from moe_rpo.models import GPT, GPTConfig, MoE
 from moe_rpo.models.experts import Experts, grouped_mm, grouped_mm_supported
 from moe_rpo.training.lm import configure_torch, fit_routers_to_corpus
@@ -201,7 +201,7 @@ def check_routers_strict(size: Size, device: torch.device) -> tuple[dict[str, st
     configure_torch(torch.get_num_threads())
     errors, syncs = {}, {}
     for name, spec in routers.items():
-        if spec["method"] == cfg.DENSE:
+        if spec["method"] == values.DENSE:
             continue
         model = GPT(replace(size.config(k=1), router=spec))
         fit_routers_to_corpus(model, idx.flatten().cpu().numpy())

@@ -27,11 +27,15 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from moe_rpo import config as cfg  # noqa: E402
-from moe_rpo.training.lm import configure_torch  # noqa: E402
+from moe_rpo import experiments, sections, values  # noqa: E402
 from moe_rpo.lm import scratch  # noqa: E402
 from moe_rpo.lm.recovery import layers_of  # noqa: E402
 from moe_rpo.models import GPT, GPTConfig, recovery_model  # noqa: E402
-from moe_rpo.training.lm import fit_routers_to_corpus, train_lm  # noqa: E402
+from moe_rpo.training.lm import (  # noqa: E402
+    configure_torch,  # noqa: E402
+    fit_routers_to_corpus,
+    train_lm,
+)
 
 VOCAB = {"gpt2": 50257, "char": 128}  # char: an upper bound of a character vocabulary
 
@@ -71,18 +75,18 @@ def wanted(rule: str, job: str, match: list[str]) -> bool:
 
 def training_rule(config: dict, steps: tuple[int, int], match: list[str]) -> Iterator[dict]:
     """train_run: one job per method and seed of shakespeare_moe and pretraining."""
-    for experiment in cfg.TRAINING_EXPERIMENTS:
+    for experiment in experiments.TRAINING_EXPERIMENTS:
         section = config[experiment]
         vocab = VOCAB[config["corpora"][section["corpus"]]["tokenizer"]]
         for method in section["methods"]:
-            name = cfg.Arm.of(method).slug
+            name = values.Arm.of(method).slug
             if not wanted("train_run", f"{experiment} {name}", match):
                 continue
-            settings = cfg.training_run_settings(config, experiment, name)
+            settings = sections.training_run_settings(config, experiment, name)
             timing = probe(lambda: scratch.build_model(settings, method, vocab, seed=0), settings["train"],
                            steps, vocab)
             # final metrics: train and val evaluations, and one more with misrouting for MoE models
-            per_job = job_seconds(timing, settings["train"], 2 + (method["router"] != cfg.DENSE))
+            per_job = job_seconds(timing, settings["train"], 2 + (method["router"] != values.DENSE))
             yield {"rule": "train_run", "job": f"{experiment} {name}", "jobs": len(section["seeds"]), **timing,
                    "job_h": per_job / 3600}
 
@@ -117,19 +121,19 @@ def recovery_rows(rule: str, config: dict, layers: list[int], methods: dict[str,
 def recovery_rule(config: dict, steps: tuple[int, int], match: list[str]) -> Iterator[dict]:
     """recovery_run: one job per setting and seed, each training its methods in turn (in the benchmark's
     settings the benchmark's too); one row per method, with the number of jobs that run it."""
-    trained = [m for name in cfg.recovery_settings(config["recovery"]) for m in cfg.recovery_methods(config, name)]
+    trained = [m for name in sections.recovery_settings(config["recovery"]) for m in sections.recovery_methods(config, name)]
     seeds = len(config["recovery"]["seeds"])  # one job per setting and seed
-    jobs = Counter({slug: n * seeds for slug, n in Counter(cfg.Arm.of(m).slug for m in trained).items()})
+    jobs = Counter({slug: n * seeds for slug, n in Counter(values.Arm.of(m).slug for m in trained).items()})
     yield from recovery_rows("recovery_run", config, config["recovery"]["layers"],
-                         {cfg.Arm.of(m).slug: m for m in trained}, jobs, steps, match)
+                         {values.Arm.of(m).slug: m for m in trained}, jobs, steps, match)
 
 
 def recovery_layers_rule(config: dict, steps: tuple[int, int], match: list[str]) -> Iterator[dict]:
     """recovery_layers_run: per set of MoE layers of the layer sweep, one job per sweep setting and seed."""
     sweep, recovery = config["recovery"]["layer_sweep"], config["recovery"]
-    methods = {cfg.Arm.of(m).slug: m for m in sweep["methods"]}
+    methods = {values.Arm.of(m).slug: m for m in sweep["methods"]}
     jobs = Counter({slug: len(sweep["settings"]) * len(recovery["seeds"]) for slug in methods})
-    for label, layers in cfg.layer_sweep_sets(recovery).items():
+    for label, layers in sections.layer_sweep_sets(recovery).items():
         for row in recovery_rows("recovery_layers_run", config, layers, methods, jobs, steps, match):
             yield dict(row, job=f"layers {label} {row['job']}")
 

@@ -20,7 +20,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from moe_rpo import config as cfg  # noqa: E402
+from moe_rpo import schema  # noqa: E402
 from moe_rpo.data import shakespeare  # noqa: E402
 from moe_rpo.data.prepare import inventory  # noqa: E402
 from moe_rpo.data.sources import read_documents  # noqa: E402
@@ -97,7 +97,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         write_corpus(tmp / "corpus", args.copies)
-        spec = cfg.validate_definition({"source": "local", "path": str(tmp / "corpus"), "shards": args.shards},
+        spec = schema.validate_definition({"source": "local", "path": str(tmp / "corpus"), "shards": args.shards},
                                        "corpus_spec")
         settings = json.dumps(spec)
         names = ("baseline (1 process)", f"sharded ({args.shards} processes)")

@@ -27,11 +27,17 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from moe_rpo import config as cfg  # noqa: E402
+from moe_rpo import sections, values  # noqa: E402
 from moe_rpo.lm import scratch  # noqa: E402
 from moe_rpo.lm.oracle import oracle  # noqa: E402
 from moe_rpo.lm.recovery import layers_of  # noqa: E402
 from moe_rpo.models import GPT, GPTConfig, recovery_model  # noqa: E402
-from moe_rpo.training.lm import configure_torch, evaluate, fit_routers_to_corpus, train_lm  # noqa: E402
+from moe_rpo.training.lm import (  # noqa: E402
+    configure_torch,
+    evaluate,
+    fit_routers_to_corpus,
+    train_lm,
+)
 
 VOCAB = 65  # Shakespeare's characters
 
@@ -63,13 +69,13 @@ def split_training(build, train_tokens, val_tokens, settings: dict) -> dict:
 
 
 def recovery_profile(config: dict, methods: list[str], tokens) -> tuple[list[tuple[str, float]], GPT]:
-    settings = cfg.recovery_run_settings(config, "diff")
+    settings = sections.recovery_run_settings(config, "diff")
     train = dict(settings["train"], device="cpu")
     base = GPT(GPTConfig(vocab_size=VOCAB, **config["base_model"]["model"])).eval()
     for p in base.parameters():
         p.requires_grad_(False)
     layers = layers_of(settings, base.config.n_layer)
-    chosen = {cfg.Arm.of(m).slug: m for m in settings["methods"]}
+    chosen = {values.Arm.of(m).slug: m for m in settings["methods"]}
 
     def build(slug):
         method = chosen[slug]
@@ -89,7 +95,7 @@ def recovery_profile(config: dict, methods: list[str], tokens) -> tuple[list[tup
 
 
 def shakespeare_profile(config: dict, slug: str, tokens) -> list[tuple[str, float]]:
-    settings = cfg.training_run_settings(config, "shakespeare_moe", slug)
+    settings = sections.training_run_settings(config, "shakespeare_moe", slug)
     train = dict(settings["train"], device="cpu")
     split = split_training(lambda: scratch.build_model(settings, settings["methods"][0], VOCAB, seed=0), *tokens, train)
     return [(f"shakespeare {slug}: {train['steps']} steps", split["steps"]),
@@ -131,7 +137,7 @@ def main() -> None:
           f"steps (base evaluation, oracle, evaluations; {len(args.methods)} methods, a job runs all of its)")
     if args.profile_steps:
         print(f"\ntorch.profiler, {args.profile_steps} recovery steps of {args.methods[0]}:")
-        print(top_operators(model, tokens, cfg.recovery_run_settings(config, "diff")["train"], args.profile_steps))
+        print(top_operators(model, tokens, sections.recovery_run_settings(config, "diff")["train"], args.profile_steps))
 
 
 if __name__ == "__main__":

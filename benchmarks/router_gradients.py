@@ -30,13 +30,18 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from moe_rpo import config as cfg  # noqa: E402
-from moe_rpo.config import Arm, RecoverySetting  # noqa: E402
 from moe_rpo.data.tokens import open_tokens  # noqa: E402
 from moe_rpo.lm.recovery import frozen_base, layers_of  # noqa: E402
 from moe_rpo.models import recovery_model  # noqa: E402
 from moe_rpo.routers import METHODS  # noqa: E402
 from moe_rpo.routers.policy import leave_one_out_baseline  # noqa: E402
-from moe_rpo.training.lm import Batches, configure_torch, fit_routers_to_corpus, greedy_loss  # noqa: E402
+from moe_rpo.training.lm import (  # noqa: E402
+    Batches,
+    configure_torch,
+    fit_routers_to_corpus,
+    greedy_loss,
+)
+from moe_rpo.values import Arm, RecoverySetting  # noqa: E402
 
 
 def router_gradient(model, x, y, baseline_kind: str, draw: int) -> tuple[dict[str, torch.Tensor], list[torch.Tensor]]:

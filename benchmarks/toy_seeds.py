@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from moe_rpo import config as cfg
+from moe_rpo import sections
 
 EXPERIMENTS = ("routing", "collapse", "dilemma", "barrier")
 BEFORE = {"routing": 3, "collapse": 3, "dilemma": 3, "barrier": 16}  # the default seeds of one job per seed
@@ -41,7 +42,7 @@ def timed(command: list[str], src: Path | None = None) -> float:
 
 def job_seconds(experiment: str, seeds: list[int], out: Path, steps: int | None) -> float:
     """Wall time of one `moe-rpo toy` process of this checkout training `seeds`."""
-    settings = cfg.experiment_settings(cfg.validate({}), experiment) | {"seeds": seeds}
+    settings = sections.experiment_settings(cfg.validate({}), experiment) | {"seeds": seeds}
     if steps:
         settings["steps"] = steps
     return timed(["toy", experiment, "--settings", json.dumps(settings), "--out", str(out)])

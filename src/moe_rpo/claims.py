@@ -12,10 +12,21 @@ from pathlib import Path
 
 import pandas as pd
 
-from moe_rpo.config import DENSE, RecoverySetting
 from moe_rpo.experiments import EXPERIMENTS, SHAKESPEARE_PAPER_METHODS, load
-from moe_rpo.verdicts import (INCONCLUSIVE, NONNEGATIVE, SHARE, Comparison, combine, difference, exact, mean_effect,
-                              seeds_in_words, share)
+from moe_rpo.values import DENSE, RecoverySetting
+from moe_rpo.verdicts import (
+    INCONCLUSIVE,
+    NONNEGATIVE,
+    SHARE,
+    Comparison,
+    combine,
+    difference,
+    exact,
+    mean_effect,
+    seeds_in_words,
+    share,
+)
+
 
 @dataclass(frozen=True)
 class Regime:

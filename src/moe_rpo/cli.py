@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from moe_rpo import config as cfg
+from moe_rpo import sections, values
 from moe_rpo.io import read_json, write_json, write_npz
 
 
@@ -52,7 +53,7 @@ def cmd_toy(args):
     every seed, provenance)."""
     import torch  # noqa: PLC0415
 
-    settings = _settings(args, lambda c: cfg.experiment_settings(c, args.experiment))
+    settings = _settings(args, lambda c: sections.experiment_settings(c, args.experiment))
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(1)
     module = importlib.import_module(f"moe_rpo.toy.{args.experiment}")
@@ -67,7 +68,7 @@ def cmd_corpus_inventory(args):
     """Check a corpus spec and count its documents (first preprocessing step; fails before any work)."""
     from moe_rpo.data.prepare import inventory  # noqa: PLC0415
 
-    spec = _settings(args, lambda c: cfg.corpus_spec(c, args.corpus))
+    spec = _settings(args, lambda c: sections.corpus_spec(c, args.corpus))
     record, prov = _timed(inventory, spec)
     write_json(args.out, {**record, "provenance": prov})
     print(f"{args.corpus}: {record['documents']} documents, tokenizer {record['tokenizer']['name']} "
@@ -95,16 +96,16 @@ def cmd_prepare(args):
     """Prepare a corpus in one process (inventory, every shard, gather), without Snakemake."""
     from moe_rpo.data.prepare import prepare_corpus  # noqa: PLC0415
 
-    meta = prepare_corpus(_settings(args, lambda c: cfg.corpus_spec(c, args.corpus)), args.out_dir)
+    meta = prepare_corpus(_settings(args, lambda c: sections.corpus_spec(c, args.corpus)), args.out_dir)
     print(json.dumps({split: info["tokens"] for split, info in meta["splits"].items()}))
 
 
 def cmd_base_model(args):
     """Pretrain the dense base model on a corpus (or load it from Hugging Face); write the model and its record."""
     from moe_rpo.lm.base import build_base  # noqa: PLC0415
-    from moe_rpo.training.lm import configure_torch  # noqa: PLC0415
     from moe_rpo.models import save_gpt  # noqa: PLC0415
     from moe_rpo.training.distributed import is_main  # noqa: PLC0415
+    from moe_rpo.training.lm import configure_torch  # noqa: PLC0415
 
     settings = _settings(args, lambda c: c["base_model"])
     configure_torch(settings["train"]["threads"] or args.threads)  # 0: the job's threads
@@ -124,11 +125,11 @@ def cmd_recovery(args):
     import shutil  # noqa: PLC0415
 
     from moe_rpo.lm import recovery  # noqa: PLC0415
-    from moe_rpo.training.lm import configure_torch  # noqa: PLC0415
     from moe_rpo.training.distributed import is_main  # noqa: PLC0415
+    from moe_rpo.training.lm import configure_torch  # noqa: PLC0415
 
-    settings = _settings(args, lambda c: cfg.recovery_run_settings(c, args.setting))
-    known = cfg.recovery_settings(settings)
+    settings = _settings(args, lambda c: sections.recovery_run_settings(c, args.setting))
+    known = sections.recovery_settings(settings)
     if args.setting not in known:
         raise ValueError(f"unknown recovery setting {args.setting!r}; the config has {list(known)}")
     setting = known[args.setting].as_dict()
@@ -152,7 +153,7 @@ def cmd_recovery_design(args):
     from moe_rpo.lm import recovery  # noqa: PLC0415
     from moe_rpo.training.lm import configure_torch  # noqa: PLC0415
 
-    settings = _settings(args, cfg.recovery_design_settings)
+    settings = _settings(args, sections.recovery_design_settings)
     configure_torch(settings["train"]["threads"] or args.threads)  # 0: the job's threads
     rows, prov = _timed(recovery.identifiability_sweep, settings, args.seed, args.base, args.corpus_dir)
     write_json(Path(args.out), {"experiment": "recovery_design", "seed": args.seed, "settings": settings,
@@ -164,10 +165,10 @@ def cmd_recovery_design(args):
 def cmd_train(args):
     """Train one method of a from-scratch experiment (shakespeare_moe, pretraining) for one seed."""
     from moe_rpo.lm import scratch  # noqa: PLC0415
-    from moe_rpo.training.lm import configure_torch  # noqa: PLC0415
     from moe_rpo.training.distributed import is_main  # noqa: PLC0415
+    from moe_rpo.training.lm import configure_torch  # noqa: PLC0415
 
-    settings = _settings(args, lambda c: cfg.training_run_settings(c, args.experiment, args.method))
+    settings = _settings(args, lambda c: sections.training_run_settings(c, args.experiment, args.method))
     configure_torch(settings["train"]["threads"] or args.threads)  # 0: the job's threads
     out = Path(args.out)
     result, prov = _timed(scratch.run, settings, args.seed, args.corpus_dir, out.with_suffix(".ckpt"))
@@ -251,7 +252,7 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     toy = sub.add_parser("toy", help=cmd_toy.__doc__)
-    toy.add_argument("experiment", choices=cfg.TOY_EXPERIMENTS)
+    toy.add_argument("experiment", help="a section under `toy` (routing, collapse, dilemma, barrier)")
     toy.add_argument("--out", required=True, help="output prefix; writes PREFIX.npz and PREFIX.json")
     _add_settings_args(toy, "the experiment's settings")
     toy.set_defaults(func=cmd_toy)
@@ -299,7 +300,7 @@ def parser() -> argparse.ArgumentParser:
     design.set_defaults(func=cmd_recovery_design)
 
     train = sub.add_parser("train", help=cmd_train.__doc__)
-    train.add_argument("experiment", choices=cfg.TRAINING_EXPERIMENTS)
+    train.add_argument("experiment", help="a training experiment's section (shakespeare_moe, pretraining)")
     train.add_argument("method", help="dense or <router>_k<k>, one of the experiment's methods (e.g. rpo_k1)")
     train.add_argument("--seed", type=int, required=True)
     _add_training_args(train, "run record (.json); the checkpoint lives beside it",
@@ -343,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         args.func(args)
-    except (cfg.ConfigError, FileNotFoundError, FloatingPointError, ValueError) as error:
+    except (values.ConfigError, FileNotFoundError, FloatingPointError, ValueError) as error:
         print(f"moe-rpo {args.command}: error: {error}", file=sys.stderr)
         return 2
     return 0

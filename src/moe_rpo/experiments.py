@@ -13,8 +13,16 @@ from pathlib import Path
 from typing import Callable, NamedTuple
 
 from moe_rpo import paths
-from moe_rpo.config import (DENSE, READINGS_EXPERIMENT, Arm, RecoverySetting, arm_router, benchmark_toy_settings,
-                             layer_set_label, layer_sweep_sets, reading_methods, recovery_settings, toy_seeds)
+from moe_rpo.sections import (
+    READINGS_EXPERIMENT,
+    arm_router,
+    benchmark_toy_settings,
+    layer_sweep_sets,
+    reading_methods,
+    recovery_settings,
+    toy_seeds,
+)
+from moe_rpo.values import DENSE, Arm, RecoverySetting, layer_set_label
 
 
 class Job(NamedTuple):
@@ -62,6 +70,7 @@ class Experiment:
     facts: str | None = None          # "module:function"(experiment, results dir, config) -> page facts
     facts_title: str = "Scale"
     on_base_model: bool = False       # its numbers come from the (CPU-scale) base model
+    kind: str = "reads"  # the job kind that makes its runs: 'toy', 'recovery', 'training'; 'reads': others' runs
 
     @property
     def seeds_table(self) -> str:
@@ -152,7 +161,7 @@ def _toy(name: str, title: str, summary: str, figures: tuple[str, ...], group_ke
         figures=figures, make_tables=make_tables, draw=f"moe_rpo.figures.toy:draw_{name}",
         view=lambda config: {"trajectory_seed": config["report"]["trajectory_seed"]},
         group_keys=group_keys, metrics=metrics,
-        claims=f"moe_rpo.claims:{name}_claims", claim_arms=claim_arms)
+        claims=f"moe_rpo.claims:{name}_claims", claim_arms=claim_arms, kind="toy")
 
 
 def _training(name: str, title: str, short_title: str, summary: str, claim_arms, curve_arms=None) -> Experiment:
@@ -173,7 +182,8 @@ def _training(name: str, title: str, short_title: str, summary: str, claim_arms,
         figures=(f"{stem}_curves", f"{stem}_final"), make_tables="moe_rpo.tables:training_tables",
         draw="moe_rpo.figures.training:draw_training", view=view, group_keys=("method", "k"),
         metrics=TRAINING_METRICS, claims=f"moe_rpo.claims:{name}_claims", claim_arms=claim_arms,
-        robustness_table=f"{stem}_readings" if readings else None, facts="moe_rpo.report.render:training_facts")
+        robustness_table=f"{stem}_readings" if readings else None, facts="moe_rpo.report.render:training_facts",
+        kind="training")
 
 
 def _recovery_view(config: dict) -> dict:
@@ -187,13 +197,17 @@ def _recovery_view(config: dict) -> dict:
             "sweep_settings": config["recovery"]["layer_sweep"]["settings"]}
 
 
+# The experiments whose records each group of the benchmark's columns reads (a record names its experiment).
+BENCHMARK_SOURCES = {"toy": ("routing",), "recovery": ("recovery",), "shakespeare": ("shakespeare_moe",)}
+
+
 def _benchmark_view(config: dict) -> dict:
     known = recovery_settings(config["recovery"])
     sims = [name for name in config["benchmark"]["recovery"]["settings"] if known[name].mode == "sim"]
     standard = arm_router(config, "standard")  # top-1 and top-2: what every arm is compared with
     references = [m for m in config["benchmark"]["methods"] if m["router"] == standard and m["k"] in (1, 2)]
     return {"methods": config["benchmark"]["methods"], "sim_setting": sims[0] if sims else None,
-            "references": references}
+            "references": references, "sources": BENCHMARK_SOURCES}
 
 
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
@@ -258,7 +272,7 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
                  "min_layer_identifiability", "oracle_loss", "val_loss_unit_weights", "mean_weight", "entropy",
                  "pretrained_load", "max_load"),
         claims="moe_rpo.claims:recovery_claims", claim_arms=(("standard", 1), ("rpo", None)),
-        facts="moe_rpo.report.render:base_model_facts", facts_title="Base model", on_base_model=True),
+        facts="moe_rpo.report.render:base_model_facts", facts_title="Base model", on_base_model=True, kind="recovery"),
     _training("shakespeare_moe", "Shakespeare MoE: RPO vs top-1 vs top-2 vs EM", "Shakespeare MoE",
               "nanoGPT-style GPTs whose every MLP is an MoE layer, trained from scratch on Shakespeare "
               "characters; routers, experts and the rest train together (RPO and EM by E/M alternation). "
@@ -312,6 +326,10 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
         draw="moe_rpo.figures.training:draw_benchmark", view=_benchmark_view,
         facts="moe_rpo.report.render:benchmark_facts", on_base_model=True),
 ]}
+
+
+TOY_EXPERIMENTS = tuple(e.name for e in EXPERIMENTS.values() if e.kind == "toy")  # the sections under `toy`
+TRAINING_EXPERIMENTS = tuple(e.name for e in EXPERIMENTS.values() if e.kind == "training")  # a job per method, seed
 
 
 def experiment_named(name: str) -> Experiment:

@@ -7,10 +7,11 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from moe_rpo.config import Arm, layer_set_label
 from moe_rpo.improvement import improvement_table, oriented, rank_table
 from moe_rpo.io import non_finite, read_json
+from moe_rpo.values import Arm, layer_set_label
 from moe_rpo.verdicts import NONNEGATIVE, SHARE, mean_effect
+
 
 def per_seed_table(run_files: list[str | Path]) -> pd.DataFrame:
     """All metric rows of the given run records (one JSON per seed); a non-finite number is refused."""
@@ -253,11 +254,11 @@ def benchmark_scores(sources: dict[str, pd.DataFrame], methods: list[dict], sim_
 def benchmark_tables(experiment, runs: list[str], view: dict) -> dict[str, pd.DataFrame]:
     """The benchmark's numbers (lm_benchmark_values) and its display tables, one per column group, from the
     toy-1, recovery and Shakespeare records it reads."""
-    by_source = {"routing": [], "recovery": [], "shakespeare_moe": []}
+    column_of = {experiment: column for column, experiments in view["sources"].items() for experiment in experiments}
+    by_source = {column: [] for column in view["sources"]}
     for path in runs:
-        by_source[read_json(path)["experiment"]].append(path)
-    sources = {"toy": per_seed_table(by_source["routing"]), "recovery": per_seed_table(by_source["recovery"]),
-               "shakespeare": per_seed_table(by_source["shakespeare_moe"])}
+        by_source[column_of[read_json(path)["experiment"]]].append(path)
+    sources = {column: per_seed_table(paths) for column, paths in by_source.items()}
     table = benchmark_table(sources, view["methods"], view["sim_setting"])
     scores = benchmark_scores(sources, view["methods"], view["sim_setting"])
     improvement = improvement_table(scores, [arm_label(m) for m in view["references"]])

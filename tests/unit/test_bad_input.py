@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from moe_rpo import config as cfg
+from moe_rpo import schema, sections, values
 from moe_rpo.claims import evaluate as evaluate_claims
 from moe_rpo.data.prepare import gather, inventory, prepare_corpus, tokenize_shard
 from moe_rpo.data.sources import CorpusError, count_documents
@@ -31,7 +32,7 @@ TINY_MODEL = {"n_layer": 2, "n_head": 2, "n_embd": 16, "block_size": 16}
 
 
 def refused(config: dict, message: str) -> None:
-    with pytest.raises(cfg.ConfigError, match=re.escape(message)):
+    with pytest.raises(values.ConfigError, match=re.escape(message)):
         cfg.validate(config)
 
 
@@ -42,7 +43,7 @@ def dry_run(*args: str) -> subprocess.CompletedProcess:
 
 
 def char_corpus(root: Path, split_seed: int = 2357) -> Path:
-    spec = cfg.validate_definition({"source": "shakespeare", "tokenizer": "char", "max_documents": 20,
+    spec = schema.validate_definition({"source": "shakespeare", "tokenizer": "char", "max_documents": 20,
                                     "val_fraction": 0.3, "split_seed": split_seed}, "corpus_spec")
     prepare_corpus(spec, root, shards=1)
     return root
@@ -60,7 +61,7 @@ def training_settings(method: str = "standard_k1") -> dict:
                                                "methods": paper_methods},
                            "routerless": {"fixed": [{"router": "hash", "k": 1}],
                                           "learned": [{"router": "standard", "k": 1}]}})
-    return cfg.training_run_settings(config, "shakespeare_moe", method)
+    return sections.training_run_settings(config, "shakespeare_moe", method)
 
 
 def tiny_gpt(vocab: int, block_size: int = 16) -> GPT:
@@ -118,11 +119,11 @@ def test_a_router_that_cannot_be_built_fails_the_dry_run_naming_the_key():
 def test_recovery_job_names_the_block_size_key(corpus, tmp_path):
     base = tmp_path / "base.pt"
     save_gpt(tiny_gpt(read_meta(corpus)["vocab_size"], block_size=8), base)
-    settings = cfg.recovery_run_settings(cfg.validate({}), "diff")
+    settings = sections.recovery_run_settings(cfg.validate({}), "diff")
     block = settings["train"]["block_size"]
     with pytest.raises(ValueError, match=re.escape(f"recovery.train.block_size: {block} exceeds the base "
                                                    f"model's block_size 8")):
-        recovery.run(settings, cfg.recovery_settings(settings)["diff"], 0, base, corpus, tmp_path / "work")
+        recovery.run(settings, sections.recovery_settings(settings)["diff"], 0, base, corpus, tmp_path / "work")
 
 
 # 5. and 6. settings and methods that would collapse into one ------------------------------------
@@ -243,7 +244,7 @@ def test_a_truncated_model_file_is_named(tmp_path):
 def fresh_history(corpus, checkpoint=None):
     """A tiny dense GPT trained on the corpus (with an optional checkpoint): its evaluation history."""
     tokens = [open_tokens(corpus, split) for split in ("train", "val")]
-    settings = cfg.validate_definition(dict(TINY_TRAIN), "lm_train")
+    settings = schema.validate_definition(dict(TINY_TRAIN), "lm_train")
     return train_lm(tiny_gpt(read_meta(corpus)["vocab_size"]), *tokens, settings, seed=0, checkpoint=checkpoint,
                     fingerprint="f")
 
@@ -259,7 +260,7 @@ def test_a_validation_split_shorter_than_a_window_is_named(tmp_path):
     path = tmp_path / "val.bin"
     np.arange(10, dtype=np.uint16).tofile(path)
     tokens = np.memmap(path, dtype=np.uint16, mode="r")
-    settings = cfg.validate_definition(dict(TINY_TRAIN), "lm_train")
+    settings = schema.validate_definition(dict(TINY_TRAIN), "lm_train")
     with pytest.raises(ValueError, match=f"{re.escape(str(path))} holds 10 tokens, too few for one window"):
         evaluate(tiny_gpt(32), tokens, settings, torch.device("cpu"))
 
@@ -286,7 +287,7 @@ def test_a_file_named_parquet_that_is_not_parquet_is_named(tmp_path):
     (tmp_path / "docs").mkdir()
     fake = tmp_path / "docs" / "part.parquet"
     fake.write_text("not parquet at all")
-    spec = cfg.validate_definition({"source": "local", "path": str(tmp_path / "docs")}, "corpus_spec")
+    spec = schema.validate_definition({"source": "local", "path": str(tmp_path / "docs")}, "corpus_spec")
     with pytest.raises(CorpusError, match=f"{re.escape(str(fake))}: not a readable Parquet file"):
         count_documents(spec)
 
@@ -320,7 +321,7 @@ def test_the_documented_error_examples_are_what_the_pipeline_prints():
 # 14. shard checksums ---------------------------------------------------------------------------
 
 def test_a_flipped_byte_in_a_shard_is_refused(tmp_path):
-    spec = cfg.validate_definition({"source": "shakespeare", "tokenizer": "char", "max_documents": 6},
+    spec = schema.validate_definition({"source": "shakespeare", "tokenizer": "char", "max_documents": 6},
                                    "corpus_spec")
     record = inventory(spec)
     prefix = tmp_path / "shards" / "0"
@@ -439,7 +440,7 @@ def test_every_field_of_every_shell_command_is_quoted():
 ])
 def test_a_non_finite_number_is_refused_at_config_time_naming_its_key(config, key):
     refused(config, f"{key}: ")
-    with pytest.raises(cfg.ConfigError, match="is not a finite number"):
+    with pytest.raises(values.ConfigError, match="is not a finite number"):
         cfg.validate(config)
 
 
@@ -481,7 +482,7 @@ def test_a_checkpoint_with_a_bad_router_buffer_is_named_and_training_starts_afre
                                                    ("hash", 1), ("loss_free", 1))]},
                            "routerless": {"fixed": [{"router": "hash", "k": 1}],
                                           "learned": [{"router": "standard", "k": 1}]}})
-    settings = cfg.training_run_settings(config, "shakespeare_moe", "loss_free_k1")
+    settings = sections.training_run_settings(config, "shakespeare_moe", "loss_free_k1")
     checkpoint = tmp_path / "run.ckpt"
     uninterrupted = scratch.run(settings, 0, corpus, checkpoint)  # leaves its last checkpoint (step 3 of 6)
     state = torch.load(checkpoint, weights_only=True)

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from moe_rpo import config as cfg
+from moe_rpo import schema, sections, values
 from moe_rpo.data.prepare import prepare_corpus
 from moe_rpo.experiments import recovery_jobs, training_jobs
 from moe_rpo.models import GPT, GPTConfig, save_gpt
@@ -27,13 +28,13 @@ def test_gpu_hours_counts_the_pipelines_jobs(tmp_path):
     jobs = {(row["rule"], row["job"]): row["jobs"] for row in rows}
     # rpo runs in every recovery job; hash, a benchmark method only, in the jobs of the benchmark's settings
     benchmark_settings = config["benchmark"]["recovery"]["settings"]
-    runs = recovery_jobs(list(cfg.recovery_settings(config["recovery"])), config["recovery"]["seeds"])
+    runs = recovery_jobs(list(sections.recovery_settings(config["recovery"])), config["recovery"]["seeds"])
     expected = {("recovery_run", "rpo_k1"): len(runs),
                 ("recovery_run", "hash_k1"): len([job for job in runs if job.record.split("/")[-2] in benchmark_settings])}
     sweep = config["recovery"]["layer_sweep"]
-    expected |= {("recovery_layers_run", f"layers {label} {cfg.Arm.of(m).slug}"): len(sweep["settings"]) * len(config["recovery"]["seeds"])
-                 for label in cfg.layer_sweep_sets(config["recovery"]) for m in sweep["methods"]}
-    dense = [m for m in config["pretraining"]["methods"] if m["router"] == cfg.DENSE]
+    expected |= {("recovery_layers_run", f"layers {label} {values.Arm.of(m).slug}"): len(sweep["settings"]) * len(config["recovery"]["seeds"])
+                 for label in sections.layer_sweep_sets(config["recovery"]) for m in sweep["methods"]}
+    dense = [m for m in config["pretraining"]["methods"] if m["router"] == values.DENSE]
     expected[("train_run", "pretraining dense")] = len(training_jobs("pretraining", dense, config["pretraining"]["seeds"]))
     assert jobs == expected  # (timings at this toy scale are noise: not checked)
 
@@ -86,7 +87,7 @@ def test_profile_jobs_splits_a_jobs_time():
 
 
 def test_router_gradients_measures_each_group_against_the_clip(tmp_path):
-    spec = cfg.validate_definition({"source": "shakespeare", "tokenizer": "char", "max_documents": 20,
+    spec = schema.validate_definition({"source": "shakespeare", "tokenizer": "char", "max_documents": 20,
                                     "val_fraction": 0.3}, "corpus_spec")
     meta = prepare_corpus(spec, tmp_path / "corpus", shards=1)
     save_gpt(GPT(GPTConfig(vocab_size=meta["vocab_size"], n_layer=2, n_head=2, n_embd=16, block_size=32)),

@@ -1,5 +1,6 @@
 """Code inputs are derived from imports: the ast walk agrees with Python's own static import finder, and
 every rule lists exactly what its command imports, less the exclusions declared next to the rule."""
+import ast
 import modulefinder
 import os
 import re
@@ -10,7 +11,7 @@ import pytest
 
 from moe_rpo import code_inputs
 from moe_rpo.experiments import EXPERIMENTS
-from moe_rpo.code_inputs import CLI, PACKAGE_DIR, closure, command_code, command_modules
+from moe_rpo.code_inputs import CLI, PACKAGE_DIR, closure, command_code, command_modules, module_file
 from conftest import ROOT
 
 SRC = PACKAGE_DIR.parent
@@ -89,3 +90,38 @@ def test_shared_cli_helpers_pull_in_no_training_code():
     for command in ("corpus-inventory", "corpus-shard", "corpus-gather", "claims", "report", "figures"):
         code = command_code(command)
         assert not any(part in path for path in code for part in ("routers/", "training/", "models/")), command
+
+
+def explicit_imports(module: str) -> set[str]:
+    """The package modules `module` names in its import statements (top level or in a function): `from a.b import c`
+    is a.b.c where that is a module, else a.b. Parent packages that Python runs first are not counted."""
+    path = module_file(module)
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found |= {f"{node.module}.{a.name}" if module_file(f"{node.module}.{a.name}") else node.module
+                      for a in node.names}
+    return {name for name in found if name.startswith("moe_rpo") and module_file(name) and name != module}
+
+
+def test_no_import_cycle_in_the_package():
+    modules = {".".join(("moe_rpo", *path.relative_to(PACKAGE_DIR).with_suffix("").parts)).removesuffix(".__init__")
+               for path in PACKAGE_DIR.rglob("*.py")}
+    graph = {module: explicit_imports(module) for module in modules}
+    done, on_path = set(), []
+
+    def visit(module):  # depth first; a module met again on the current path closes a cycle
+        if module in on_path:
+            raise AssertionError("import cycle: " + " -> ".join(on_path[on_path.index(module):] + [module]))
+        if module in done:
+            return
+        on_path.append(module)
+        for imported in sorted(graph[module]):
+            visit(imported)
+        on_path.pop()
+        done.add(module)
+
+    for module in sorted(graph):
+        visit(module)

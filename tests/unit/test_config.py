@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from moe_rpo import config as cfg
+from moe_rpo import schema, sections, values
 from moe_rpo.experiments import EXPERIMENTS
 from conftest import ROOT
 
@@ -59,13 +60,13 @@ def test_overlay_merges_mappings_and_replaces_lists(tmp_path):
      "base_model.train: batch_size 16 (the global batch) is not divisible by processes 3"),
 ])
 def test_bad_values_are_rejected_naming_the_key(config, key):
-    with pytest.raises(cfg.ConfigError) as error:
+    with pytest.raises(values.ConfigError) as error:
         cfg.validate(config)
     assert key in str(error.value)
 
 
 def test_missing_config_file():
-    with pytest.raises(cfg.ConfigError, match="config file not found: nowhere.yaml"):
+    with pytest.raises(values.ConfigError, match="config file not found: nowhere.yaml"):
         cfg.load("nowhere.yaml")
 
 
@@ -105,7 +106,7 @@ def test_router_specs_come_from_the_constructors():
     ({"method": "em", "m_steps": 1.5}, "routers.mine.m_steps: 1.5 is not of type 'integer'"),
 ])
 def test_router_option_values_are_checked_naming_the_option(spec, message):
-    with pytest.raises(cfg.ConfigError, match=re.escape(message)):
+    with pytest.raises(values.ConfigError, match=re.escape(message)):
         cfg.validate({"routers": {"mine": spec}})
 
 
@@ -204,12 +205,12 @@ def test_adding_a_router_takes_three_places(monkeypatch):
             return RouterOutput(experts=experts, weights=weights, probs=probs)
 
     monkeypatch.setitem(routers.METHODS, "tempered", Tempered)  # 2. registered
-    monkeypatch.setattr(cfg, "_schema", functools.cache(cfg._schema.__wrapped__))  # (the schema is cached)
+    monkeypatch.setattr(schema, "_schema", functools.cache(schema._schema.__wrapped__))  # (the schema is cached)
     config = cfg.validate({"routers": {"warm": {"method": "tempered", "temperature": 4.0}},  # 3. named
                            "toy": {"routing": {"methods": ["standard", "jitter", "rl", "rpo", "warm"]}}})
-    with pytest.raises(cfg.ConfigError, match=re.escape("routers.cold.temperature: 0 is less than or equal")):
+    with pytest.raises(values.ConfigError, match=re.escape("routers.cold.temperature: 0 is less than or equal")):
         cfg.validate({"routers": {"cold": {"method": "tempered", "temperature": 0}}})
-    arrays, records = routing.run(cfg.experiment_settings(config, "routing") | {"methods": ["warm"], "ks": [1],
+    arrays, records = routing.run(sections.experiment_settings(config, "routing") | {"methods": ["warm"], "ks": [1],
                                                                                  "steps": 5, "seeds": [0]})
     assert list(arrays) == ["seed0/warm_k1"] and records[0]["method"] == "warm"
 
@@ -223,9 +224,9 @@ def test_claims_name_their_arms_and_a_rename_fails_at_config_time():
 
     renamed = {"routers": {"my_rpo": {"method": "rpo", "weight_std": 0.1}},
                "toy": {"dilemma": {"methods": ["standard", "standard_normalized", "rl", "my_rpo"]}}}
-    with pytest.raises(cfg.ConfigError, match=re.escape("toy.dilemma.methods: the claims compare rpo ('rpo')")):
+    with pytest.raises(values.ConfigError, match=re.escape("toy.dilemma.methods: the claims compare rpo ('rpo')")):
         cfg.validate(yaml.safe_load(yaml.safe_dump(renamed)))
-    with pytest.raises(cfg.ConfigError, match=re.escape("claims.arms.rpo: router 'nope' is not defined")):
+    with pytest.raises(values.ConfigError, match=re.escape("claims.arms.rpo: router 'nope' is not defined")):
         cfg.validate({"claims": {"arms": {"rpo": "nope"}}})
     claims = cfg.validate({})["claims"]
     claims["arms"]["rpo"] = "my_rpo"

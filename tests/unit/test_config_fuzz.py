@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, find, given, settings
 from hypothesis import strategies as st
 
 from moe_rpo import config as cfg
+from moe_rpo import values
 from moe_rpo.routers import build_router
 
 settings.register_profile("default", max_examples=60, deadline=None, derandomize=True,
@@ -77,7 +78,7 @@ def mutated_configs(draw):
 def test_a_mutated_config_is_refused_naming_a_key_or_builds_every_router(config):
     try:
         checked = cfg.validate(config)
-    except cfg.ConfigError as error:
+    except values.ConfigError as error:
         message = str(error)
         assert len(message) < 2000 and "Traceback" not in message, message
         keys = {str(part) for path in PATHS for part in path} | {"config", "routers", "corpora", "<top level>"}
@@ -92,7 +93,7 @@ def accepted(config) -> bool:
     try:
         cfg.validate(copy.deepcopy(config))
         return True
-    except cfg.ConfigError:
+    except values.ConfigError:
         return False
 
 

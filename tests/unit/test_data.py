@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from moe_rpo import config as cfg
+from moe_rpo import schema, values
 from moe_rpo.data import shakespeare
 from moe_rpo.data.prepare import gather, inventory, is_validation, prepare_corpus, shard_range, tokenize_shard
 from moe_rpo.data.sources import CorpusError, decode_utf8, read_documents
@@ -23,7 +24,7 @@ DOCS = ["First document.\nWith two lines.", "Second, with ünïcödé — and �
 
 def spec(source, **options):
     """A corpus spec with the schema's defaults filled in."""
-    return cfg.validate_definition({"source": source, **options}, "corpus_spec")
+    return schema.validate_definition({"source": source, **options}, "corpus_spec")
 
 
 def decoded_documents(out_dir):
@@ -287,7 +288,7 @@ def test_vocabulary_that_does_not_fit_the_dtype_fails_before_work():
     ({"source": "shakespeare", "val_fraction": 1.5}, "val_fraction"),
 ])
 def test_bad_corpus_config_is_named(corpus, message):
-    with pytest.raises(cfg.ConfigError, match=message):
+    with pytest.raises(values.ConfigError, match=message):
         cfg.validate({"corpora": {"c": corpus, "shakespeare_char": {"source": "shakespeare", "tokenizer": "char"}}})
 
 

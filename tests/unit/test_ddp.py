@@ -18,7 +18,7 @@ import pytest
 import torch
 import yaml
 
-from moe_rpo import config as cfg
+from moe_rpo import schema
 from moe_rpo.models import GPT, GPTConfig, load_gpt
 from moe_rpo.training import lm
 from moe_rpo.training.lm import Batches, train_lm
@@ -42,7 +42,7 @@ CASES = {  # name: (GPTConfig fields, whether the routers are frozen)
 def settings(**overrides):
     train = {"steps": 10, "batch_size": 4, "block_size": 16, "lr": 0.01, "eval_every": 5, "eval_batches": 3,
              "checkpoint_every": 4, "device": "cpu", **overrides}
-    return cfg.validate_definition(train, "lm_train")
+    return schema.validate_definition(train, "lm_train")
 
 
 def make_model(case):
@@ -195,11 +195,11 @@ def test_a_global_batch_the_ranks_cannot_share_is_refused(ranks):
 def test_base_model_command_under_torchrun_writes_its_outputs_once(tmp_path):
     from moe_rpo.data.prepare import prepare_corpus
 
-    spec = cfg.validate_definition({"source": "shakespeare", "tokenizer": "char", "max_documents": 20,
+    spec = schema.validate_definition({"source": "shakespeare", "tokenizer": "char", "max_documents": 20,
                                     "val_fraction": 0.3}, "corpus_spec")
     prepare_corpus(spec, tmp_path / "corpus", shards=1)
     base = {"source": "pretrain", "hf_name": "gpt2", "corpus": "shakespeare_char", "seed": 0,
-            "model": cfg.validate_definition({"n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 32},
+            "model": schema.validate_definition({"n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 32},
                                              "gpt_model"),
             "train": settings(steps=6, checkpoint_every=2)}
 

@@ -7,6 +7,7 @@ import pytest
 from moe_rpo import cli, config as cfg
 from moe_rpo.code_inputs import PACKAGE_DIR, command_code
 from moe_rpo.experiments import EXPERIMENTS, load
+from moe_rpo.values import DENSE
 
 REFS = [(name, field) for name, e in EXPERIMENTS.items() for field in ("make_tables", "draw", "claims", "facts")
         if getattr(e, field)]
@@ -35,12 +36,29 @@ def test_stems_tables_and_figures_belong_to_one_experiment():
         assert not e.claims or e.seeds_table in e.tables  # the claims read the per-seed table
 
 
+NAME = "|".join(EXPERIMENTS) + r"|(?:toy|lm)_\w+"
+BRANCHES = [  # a comparison with an experiment's name, plain or subscripted, and a mapping keyed by names
+    re.compile(rf"""(experiment|page|stem)\w*(\.\w+|\[["']\w+["']\])*\s*(==|!=|in|not in)\s*[(\[{{]?\s*["']({NAME})["']"""),
+    re.compile(rf"""\[["'](experiment|stem)["']\]\s*(==|!=|in|not in)\s*[(\[{{]?\s*["']({NAME})["']"""),
+    re.compile(rf"""[{{,]\s*["']({NAME})["']\s*:.*,\s*["']({NAME})["']\s*:"""),
+]
+
+
+def name_branches(text: str) -> list[int]:
+    return [i for i, line in enumerate(text.splitlines(), 1) if any(b.search(line) for b in BRANCHES)]
+
+
 def test_no_module_branches_on_an_experiment_name():
-    names = "|".join(EXPERIMENTS)
-    ladder = re.compile(rf"""(experiment|page|stem)\w*\s*(==|!=|in)\s*\(?["']({names}|(toy|lm)_\w+)["']""")
     hits = [f"{path.name}:{i}" for path in PACKAGE_DIR.rglob("*.py") if path.name != "experiments.py"
-            for i, line in enumerate(path.read_text().splitlines(), 1) if ladder.search(line)]
+            for i in name_branches(path.read_text())]
     assert hits == []
+
+
+@pytest.mark.parametrize("line", ['if x["experiment"] == "shakespeare_moe":', "if record['experiment'] in ('routing', 'x'):",
+                                  'keep = experiment.name != "recovery"', 'if stem == "lm_benchmark":',
+                                  'by_source = {"routing": [], "recovery": []}'])
+def test_the_guard_catches_every_form_of_an_experiment_name_branch(line):
+    assert name_branches(line) == [1]
 
 
 def test_the_tables_command_writes_exactly_the_files_it_is_given(tmp_path):
@@ -51,5 +69,5 @@ def test_the_tables_command_writes_exactly_the_files_it_is_given(tmp_path):
 
 
 def test_each_claim_arm_names_a_key_of_claims_arms():
-    arms = set(cfg.validate({})["claims"]["arms"]) | {cfg.DENSE}
+    arms = set(cfg.validate({})["claims"]["arms"]) | {DENSE}
     assert {arm for e in EXPERIMENTS.values() for arm, _ in e.claim_arms} <= arms

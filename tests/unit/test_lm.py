@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from moe_rpo import config as cfg
+from moe_rpo import schema, sections, values
 from moe_rpo.claims import recovery_claims
 from moe_rpo.data.prepare import prepare_corpus
 from moe_rpo.experiments import EXPERIMENTS
@@ -34,7 +35,7 @@ def settings(**overrides):
     """Recovery training settings with the schema's defaults, small enough for a unit test."""
     train = {"steps": 9, "batch_size": 4, "block_size": 16, "eval_every": 3, "eval_batches": 2,
              "checkpoint_every": 3, "device": "cpu", **overrides}
-    return cfg.validate_definition(train, "lm_train")
+    return schema.validate_definition(train, "lm_train")
 
 
 def tiny_gpt(seed=0, vocab=VOCAB):
@@ -178,7 +179,7 @@ def test_bad_training_inputs_are_refused(tokens):
     ({"recovery": {"train": {"device": "tpu"}}}, "recovery.train.device: 'tpu' is not one of"),
 ])
 def test_bad_lm_config_is_named(change, message):
-    with pytest.raises(cfg.ConfigError, match=message.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(")
+    with pytest.raises(values.ConfigError, match=message.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(")
                        .replace(")", r"\)")):
         cfg.validate(change)
 
@@ -189,11 +190,11 @@ def test_bad_lm_config_is_named(change, message):
 def tiny_setup(tmp_path_factory):
     """A prepared char corpus (20 Shakespeare scenes) and a small random 'base model' for it."""
     root = tmp_path_factory.mktemp("recovery")
-    spec = cfg.validate_definition({"source": "shakespeare", "tokenizer": "char", "max_documents": 20,
+    spec = schema.validate_definition({"source": "shakespeare", "tokenizer": "char", "max_documents": 20,
                                     "val_fraction": 0.3}, "corpus_spec")
     meta = prepare_corpus(spec, root / "corpus", shards=1)
     save_gpt(tiny_gpt(vocab=meta["vocab_size"]), root / "base.pt")
-    run_settings = cfg.recovery_run_settings(cfg.validate({
+    run_settings = sections.recovery_run_settings(cfg.validate({
         "recovery": {"layers": [0, 1], "methods": [{"router": "standard", "k": 1}, {"router": "rpo", "k": 1}],
                      "train": {"steps": 12, "batch_size": 4, "block_size": 16, "eval_every": 4, "eval_batches": 2,
                                "checkpoint_every": 2, "device": "cpu"}},
@@ -203,7 +204,7 @@ def tiny_setup(tmp_path_factory):
 
 def test_recovery_run_records_every_method(tiny_setup):
     root, run_settings = tiny_setup
-    setting = cfg.recovery_settings({"sim_scales": [0.3]})["sim0.3"].as_dict()
+    setting = sections.recovery_settings({"sim_scales": [0.3]})["sim0.3"].as_dict()
     result = recovery.run(run_settings, setting, 0, root / "base.pt", root / "corpus", root / "work")
     assert set(result["runs"]) == {"standard_k1", "rpo_k1"} and result["layers"] == [0, 1]
     rows = recovery.records(result, setting, 0, run_settings["layers"])
@@ -256,7 +257,7 @@ def test_recovery_tables_hold_the_oracle_per_layer_the_regret_per_method_and_the
     records = [tmp_path / "design.json"]
     write_json(records[0], {"experiment": "recovery_design", "records": recovery.identifiability_sweep(
         dict(run_settings, design={"sim_scales": [0.3]}), 0, root / "base.pt", root / "corpus")})
-    setting = cfg.recovery_settings({"sim_scales": [0.3]})["sim0.3"].as_dict()
+    setting = sections.recovery_settings({"sim_scales": [0.3]})["sim0.3"].as_dict()
     one_layer = dict(run_settings, layers=[0], methods=[{"router": "rpo", "k": 1}])  # a layer-sweep job's
     for seed, settings in ((0, run_settings), (1, run_settings), (0, one_layer), (1, one_layer)):
         result = recovery.run(settings, setting, seed, root / "base.pt", root / "corpus", tmp_path / f"w{len(records)}")
@@ -285,7 +286,7 @@ def test_recovery_tables_hold_the_oracle_per_layer_the_regret_per_method_and_the
 def test_recovery_refuses_a_corpus_the_model_cannot_embed(tiny_setup, tmp_path):
     root, run_settings = tiny_setup
     save_gpt(tiny_gpt(vocab=10), tmp_path / "small.pt")
-    setting = cfg.recovery_settings({"sim_scales": [0.3]})["diff"].as_dict()
+    setting = sections.recovery_settings({"sim_scales": [0.3]})["diff"].as_dict()
     with pytest.raises(ValueError, match="token ids but the model embeds only 10"):
         recovery.run(run_settings, setting, 0, tmp_path / "small.pt", root / "corpus", tmp_path / "work")
 

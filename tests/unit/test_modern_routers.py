@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from moe_rpo import config as cfg
+from moe_rpo import schema, sections, values
 from moe_rpo.models import GPT, GPTConfig
 from moe_rpo.routers import Router, RouterOutput, build_router
 from moe_rpo.routers.loss_free import LossFreeBalance
@@ -187,7 +188,7 @@ def test_gshard_balance_loss_counts_first_choices():
 def train_settings(**overrides):
     train = {"steps": 9, "batch_size": 4, "block_size": 16, "eval_every": 3, "eval_batches": 2,
              "checkpoint_every": 3, "device": "cpu", **overrides}
-    return cfg.validate_definition(train, "lm_train")
+    return schema.validate_definition(train, "lm_train")
 
 
 @pytest.fixture(scope="module")
@@ -379,10 +380,10 @@ def test_constant_expert_mixes_the_token_with_its_trained_vector():
 
 
 def test_the_toys_refuse_null_experts_and_the_benchmark_toy_column_skips_them():
-    with pytest.raises(cfg.ConfigError, match="toy.routing.methods.0: router 'moe_plus_plus' adds null experts"):
+    with pytest.raises(values.ConfigError, match="toy.routing.methods.0: router 'moe_plus_plus' adds null experts"):
         cfg.validate({"toy": {"routing": {"methods": ["moe_plus_plus"]}}})
     config = cfg.validate({"benchmark": {"methods": [{"router": "standard", "k": 1}, {"router": "moe_plus_plus", "k": 2}]}})
-    assert cfg.benchmark_toy_settings(config)["runs"] == [{"router": "standard", "k": 1}]
+    assert sections.benchmark_toy_settings(config)["runs"] == [{"router": "standard", "k": 1}]
 
 
 # --- DeepSeekMoE's fine-grained and shared experts ------------------------------------------------------------
@@ -421,7 +422,7 @@ def test_shared_experts_process_every_token():
 
 
 def test_granularity_must_divide_the_hidden_width():
-    with pytest.raises(cfg.ConfigError, match="shakespeare_moe.granularity: 3 does not divide"):
+    with pytest.raises(values.ConfigError, match="shakespeare_moe.granularity: 3 does not divide"):
         cfg.validate({"shakespeare_moe": {"granularity": 3}})
 
 
@@ -447,5 +448,5 @@ def test_the_bias_is_updated_once_per_optimizer_step_from_every_micro_batch(toke
 def test_a_batch_that_does_not_split_into_micro_batches_is_refused(tokens):
     with pytest.raises(ValueError, match="do not split into grad_accum=3"):
         train_lm(moe_gpt(LOSS_FREE), *tokens, train_settings(grad_accum=3), seed=0)
-    with pytest.raises(cfg.ConfigError, match="recovery.train: the 16 rows of a process's batch do not split"):
+    with pytest.raises(values.ConfigError, match="recovery.train: the 16 rows of a process's batch do not split"):
         cfg.validate({"recovery": {"train": {"grad_accum": 3}}})

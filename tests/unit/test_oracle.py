@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from moe_rpo import config as cfg
+from moe_rpo import schema
 from moe_rpo.lm.oracle import fixed_routing, oracle, token_losses
 from moe_rpo.models import GPT, GPTConfig, recovery_model
 from moe_rpo.models.gpt import MLP
 
 VOCAB = 32
-SETTINGS = cfg.validate_definition({"batch_size": 4, "block_size": 16, "eval_batches": 2, "device": "cpu"}, "lm_train")
+SETTINGS = schema.validate_definition({"batch_size": 4, "block_size": 16, "eval_batches": 2, "device": "cpu"}, "lm_train")
 CPU = torch.device("cpu")
 
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from moe_rpo import config as cfg
+from moe_rpo import sections, values
 from moe_rpo.code_inputs import plugin_sources
 from moe_rpo.routers import METHODS, build_router
 from moe_rpo.routers.plugin import check_interface
@@ -28,9 +29,9 @@ def test_the_example_plugin_builds_and_routes_like_a_built_in_router():
 def test_a_config_with_the_plugin_validates_and_names_its_source_files():
     config = cfg.validate({"routers": {"cosine": COSINE}, "benchmark": {"methods": [{"router": "cosine", "k": 1}]}})
     assert config["routers"]["cosine"] == COSINE
-    sources = plugin_sources(cfg.benchmark_toy_settings(config))
+    sources = plugin_sources(sections.benchmark_toy_settings(config))
     assert [path.rsplit("/", 1)[-1] for path in sources] == ["__init__.py", "cosine.py"]
-    assert plugin_sources(cfg.experiment_settings(config, "dilemma")) == []  # jobs that do not build it
+    assert plugin_sources(sections.experiment_settings(config, "dilemma")) == []  # jobs that do not build it
 
 
 @pytest.fixture
@@ -80,7 +81,7 @@ def plugin_module(tmp_path, monkeypatch):
     ({"target": "my_routers"}, "does not match"),
 ])
 def test_a_broken_plugin_is_refused_at_config_time_naming_its_key(plugin_module, spec, message):
-    with pytest.raises(cfg.ConfigError) as error:
+    with pytest.raises(values.ConfigError) as error:
         cfg.validate({"routers": {"mine": {"method": "plugin", **spec}}})
     assert message in str(error.value)
 
@@ -111,7 +112,7 @@ def test_the_readmes_walk_through_builds_a_checked_plugin_router(tmp_path, monke
         config = cfg.validate(cfg.load(ROOT / "config/config.yaml", tmp_path / "my_benchmark.yaml"))
         router = build_router(config["routers"]["mine"], 8, 4, 1)
         assert type(router).__name__ == "MyRouter" and router.temperature == 0.5
-        assert {"router": "mine", "k": 1} in cfg.benchmark_toy_settings(config)["runs"]
+        assert {"router": "mine", "k": 1} in sections.benchmark_toy_settings(config)["runs"]
         assert yaml.safe_load(config_text)["routers"]["mine"]["target"] == "my_package.my_module:MyRouter"
     finally:
         for name in ("my_package", "my_package.my_module"):
@@ -161,7 +162,7 @@ def broken_modules(tmp_path, monkeypatch):
     ("exits_at_import:R", "importing 'exits_at_import' raised SystemExit"),
 ])
 def test_a_plugin_module_that_fails_at_import_is_one_line_naming_the_router(broken_modules, target, message):
-    with pytest.raises(cfg.ConfigError) as error:
+    with pytest.raises(values.ConfigError) as error:
         cfg.validate({"routers": {"mine": {"method": "plugin", "target": target}}})
     assert str(error.value).startswith("routers.mine: ") and message in str(error.value)
     assert len(str(error.value).splitlines()) == 1
@@ -173,10 +174,10 @@ def test_a_plugin_module_that_fails_at_import_is_one_line_naming_the_router(brok
 ])
 def test_a_plugin_is_checked_at_every_k_and_number_of_experts_the_config_uses(broken_modules, method, message):
     """A plugin that ignores k, listed with k=2, would write a '_k2' row that routes one expert per token."""
-    with pytest.raises(cfg.ConfigError, match=re.escape(message)):
+    with pytest.raises(values.ConfigError, match=re.escape(message)):
         cfg.validate({"routers": {"mine": {"method": "plugin", "target": "careless:IgnoresK"}},
                       "benchmark": {"methods": [method]}})
-    with pytest.raises(cfg.ConfigError, match=r"shakespeare_moe.methods.6: router 'mine' with k=1 over 8 experts"):
+    with pytest.raises(values.ConfigError, match=r"shakespeare_moe.methods.6: router 'mine' with k=1 over 8 experts"):
         cfg.validate({"routers": {"mine": {"method": "plugin", "target": "careless:FourExperts"}},
                       "shakespeare_moe": {"num_experts": 8, "methods": cfg.validate({})["shakespeare_moe"]["methods"]
                                           + [{"router": "mine", "k": 1}]}})
@@ -190,11 +191,11 @@ def test_a_plugin_is_checked_at_every_k_and_number_of_experts_the_config_uses(br
     ({"temperature": "no"}, "routers.cool.options.temperature: 'no' is not of type 'number'"),
 ])
 def test_a_plugins_declared_option_types_and_ranges_are_checked(options, message):
-    with pytest.raises(cfg.ConfigError, match=re.escape(message)):
+    with pytest.raises(values.ConfigError, match=re.escape(message)):
         cfg.validate({"routers": {"cool": {"method": "plugin", "target": "custom_router:CosineRouter",
                                            "options": options}}})
 
 
 def test_a_size_beyond_any_machine_is_refused_before_anything_is_allocated():
-    with pytest.raises(cfg.ConfigError, match=re.escape("routers.mpp.zero: 1000000000 is greater than the maximum")):
+    with pytest.raises(values.ConfigError, match=re.escape("routers.mpp.zero: 1000000000 is greater than the maximum")):
         cfg.validate({"routers": {"mpp": {"method": "moe_plus_plus", "zero": 1_000_000_000}}})

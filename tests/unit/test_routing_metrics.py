@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from moe_rpo import config as cfg
+from moe_rpo import schema
 from moe_rpo.lm.routing_quality import RouteRegret, Specialisation, gini, stability, summarize_layers
 from moe_rpo.models import GPT, GPTConfig
 from moe_rpo.models.moe import max_violation
@@ -65,7 +65,7 @@ def moe(router, seed=0, same_experts=False):
     return model.eval()
 
 
-SETTINGS = cfg.validate_definition({"batch_size": 4, "block_size": 8, "eval_batches": 2, "device": "cpu"}, "lm_train")
+SETTINGS = schema.validate_definition({"batch_size": 4, "block_size": 8, "eval_batches": 2, "device": "cpu"}, "lm_train")
 TOKENS = np.random.default_rng(0).integers(0, VOCAB, 500).astype(np.uint16)
 
 
@@ -124,6 +124,6 @@ def test_coactivation_figure_reads_only_the_shakespeare_runs_among_the_benchmark
 
     records = [{"experiment": "routing", "records": []}, {"experiment": "recovery", "runs": {}},
                shakespeare("standard", 1, np.eye(2).tolist()), shakespeare("standard", 2, [[1.0, 0.5], [1.0, 1.0]])]
-    written = coactivation_figure(records, tmp_path)
+    written = coactivation_figure(records, tmp_path, ("shakespeare_moe",))
     assert [path.name for path in written] == ["lm_benchmark_coactivation.png", "lm_benchmark_coactivation.pdf"]
     assert written[0].stat().st_size > 1000

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from moe_rpo import config as cfg
+from moe_rpo import sections
 from moe_rpo.routers import METHODS, Router
 from moe_rpo.routers.noise import drawing_from, normal_like, sample_without_replacement
 from moe_rpo.toy import barrier, collapse, dilemma, routing
@@ -13,7 +14,7 @@ MODULES = {"routing": routing, "collapse": collapse, "dilemma": dilemma, "barrie
 
 
 def settings_of(experiment, seeds, steps=30):
-    settings = cfg.experiment_settings(cfg.validate({}), experiment)
+    settings = sections.experiment_settings(cfg.validate({}), experiment)
     settings.update(steps=steps, seeds=list(seeds), shown_seed=seeds[0])
     if experiment == "collapse":
         settings["log_every"] = 10

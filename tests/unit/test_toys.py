@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from moe_rpo import config as cfg
+from moe_rpo import sections
 from moe_rpo.experiments import EXPERIMENTS
 from moe_rpo.tables import per_seed_table, summarize
 from moe_rpo.io import write_json
@@ -13,7 +14,7 @@ MODULES = {"routing": routing, "collapse": collapse, "dilemma": dilemma, "barrie
 
 def small_settings(experiment, seeds=(0, 1, 2)):
     config = cfg.validate({})
-    settings = cfg.experiment_settings(config, experiment)
+    settings = sections.experiment_settings(config, experiment)
     settings["steps"], settings["seeds"] = 40, list(seeds)
     if experiment == "collapse":
         settings["log_every"] = 10

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 import torch
 
-from moe_rpo import cli
 from moe_rpo import config as cfg
+from moe_rpo import cli, schema, sections, values
 from moe_rpo.claims import pretraining_claims, shakespeare_moe_claims
 from moe_rpo.data.prepare import prepare_corpus
 from moe_rpo.experiments import EXPERIMENTS
@@ -39,7 +39,7 @@ def config(**sections):
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    spec = cfg.validate_definition({"source": "shakespeare", "tokenizer": "char", "max_documents": 20,
+    spec = schema.validate_definition({"source": "shakespeare", "tokenizer": "char", "max_documents": 20,
                                     "val_fraction": 0.3}, "corpus_spec")
     root = tmp_path_factory.mktemp("scratch") / "corpus"
     prepare_corpus(spec, root, shards=1)
@@ -48,7 +48,7 @@ def corpus(tmp_path_factory):
 
 @pytest.mark.parametrize("method", ["dense", "standard_k2", "rpo_k1", "em_k1"])
 def test_a_training_run_is_deterministic_and_reports_every_metric(corpus, method):
-    settings = cfg.training_run_settings(config(), "pretraining" if method == "dense" else "shakespeare_moe", method)
+    settings = sections.training_run_settings(config(), "pretraining" if method == "dense" else "shakespeare_moe", method)
     first, second = (scratch.run(settings, 3, corpus) for _ in range(2))
     assert first == second
     final = first["final"]
@@ -70,7 +70,7 @@ def test_a_training_run_is_deterministic_and_reports_every_metric(corpus, method
 
 
 def test_a_killed_training_run_resumes_to_the_same_record(corpus, tmp_path, monkeypatch):
-    settings = cfg.training_run_settings(config(), "shakespeare_moe", "rpo_k1")
+    settings = sections.training_run_settings(config(), "shakespeare_moe", "rpo_k1")
     uninterrupted = scratch.run(settings, 0, corpus)
     checkpoint = tmp_path / "run.ckpt"
     real_step = torch.optim.AdamW.step
@@ -96,7 +96,7 @@ def test_the_train_command_writes_its_record_and_drops_its_checkpoint(corpus, tm
     and balanced hashing (fitted to the corpus' token counts before training)."""
     extra = {"pretraining": [], "shakespeare_moe": [{"router": "hash_balanced", "k": 1}]}[experiment]
     full = config()
-    settings = cfg.training_run_settings(config(**{experiment: {**TINY, "methods": full[experiment]["methods"] + extra}}),
+    settings = sections.training_run_settings(config(**{experiment: {**TINY, "methods": full[experiment]["methods"] + extra}}),
                                          experiment, method)
     out = tmp_path / "run.json"
     cli.main(["train", experiment, method, "--seed", "0", "--settings", json.dumps(settings),
@@ -221,7 +221,7 @@ def test_benchmark_table_gives_t_intervals_and_marks_methods_that_did_not_run():
     ({"pretraining": {**TINY, "methods": []}}, r"pretraining.methods: \[\] should be non-empty"),
 ])
 def test_bad_experiment_configs_are_refused(sections, message):
-    with pytest.raises(cfg.ConfigError, match=message):
+    with pytest.raises(values.ConfigError, match=message):
         config(**sections)
 
 
@@ -236,7 +236,7 @@ def test_every_job_of_the_report_has_a_distinct_record():
 def test_a_shakespeare_run_with_fine_grained_and_shared_experts(corpus):
     section = {**TINY, "granularity": 2, "shared_experts": 1,
                "methods": config()["shakespeare_moe"]["methods"]}
-    settings = cfg.training_run_settings(config(shakespeare_moe=section), "shakespeare_moe", "standard_k1")
+    settings = sections.training_run_settings(config(shakespeare_moe=section), "shakespeare_moe", "standard_k1")
     result = scratch.run(settings, 0, corpus)
     assert result["final"]["gini"] is not None and len(result["history"][-1]["layers"][0]["load"]) == 8
 
@@ -256,12 +256,12 @@ def test_a_reading_reruns_the_methods_of_its_routers_with_its_changes():
     jobs = reading_jobs(conf)
     assert {job.record.split("/")[3:5][0] for job in jobs} == set(READINGS)
     assert len(jobs) == (2 + 2 + 1) * len(conf["shakespeare_moe"]["seeds"])
-    base = cfg.training_run_settings(conf, "shakespeare_moe", "rpo_k1")
-    doubled = cfg.reading_run_settings(conf, "equal_updates", "rpo_k1")
+    base = sections.training_run_settings(conf, "shakespeare_moe", "rpo_k1")
+    doubled = sections.reading_run_settings(conf, "equal_updates", "rpo_k1")
     assert [doubled["train"][key] for key in ("steps", "eval_every", "checkpoint_every")] == \
         [2 * base["train"][key] for key in ("steps", "eval_every", "checkpoint_every")]
-    assert cfg.reading_run_settings(conf, "per_iteration", "em_k1")["train"]["alternation"] == "iteration"
-    assert cfg.reading_run_settings(conf, "wide_std", "rpo_k1")["routers"]["rpo"]["weight_std"] == 0.3
+    assert sections.reading_run_settings(conf, "per_iteration", "em_k1")["train"]["alternation"] == "iteration"
+    assert sections.reading_run_settings(conf, "wide_std", "rpo_k1")["routers"]["rpo"]["weight_std"] == 0.3
     assert base["train"]["alternation"] == "step" and base["routers"]["rpo"]["weight_std"] == 0.1
 
 
@@ -272,7 +272,7 @@ def test_a_reading_reruns_the_methods_of_its_routers_with_its_changes():
     ({"description": "x", "routers": ["rpo"], "train": {"steps": 5}}, "claims.readings.r.train"),
 ])
 def test_a_reading_that_cannot_run_is_refused_naming_its_key(reading, message):
-    with pytest.raises(cfg.ConfigError, match=message):
+    with pytest.raises(values.ConfigError, match=message):
         config(claims={"readings": {"r": reading}})
 
 
@@ -287,7 +287,7 @@ def test_alternation_per_iteration_trains_the_experts_every_step(corpus, monkeyp
         monkeypatch.setattr(lm, "set_phase", lambda r, rp, op, phase: phases.append(phase) or original(r, rp, op, phase))
         conf = config(shakespeare_moe={**TINY, "methods": config()["shakespeare_moe"]["methods"],
                                        "train": {**TINY["train"], "alternation": schedule}})
-        scratch.run(cfg.training_run_settings(conf, "shakespeare_moe", "rpo_k1"), 0, corpus)
+        scratch.run(sections.training_run_settings(conf, "shakespeare_moe", "rpo_k1"), 0, corpus)
         seen[schedule] = [p for p in phases if p in ("E", "M")]
     steps = TINY["train"]["steps"]
     assert seen["step"][:steps] == ["E", "M"] * (steps // 2)

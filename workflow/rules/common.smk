@@ -7,20 +7,18 @@ from pathlib import Path
 
 from moe_rpo import paths
 from moe_rpo.code_inputs import command_code, plugin_sources  # a rule's code inputs: its command's imports
-from moe_rpo.config import (
-    TOY_EXPERIMENTS,
-    TRAINING_EXPERIMENTS,
+from moe_rpo.experiments import EXPERIMENTS, TOY_EXPERIMENTS, TRAINING_EXPERIMENTS, all_jobs
+from moe_rpo.sections import (
     benchmark_toy_settings,
     experiment_settings,
     layer_sweep_sets,
+    reading_run_settings,
     recovery_design_settings,
     recovery_layers_settings,
     recovery_run_settings,
-    reading_run_settings,
     recovery_settings,
     training_run_settings,
 )
-from moe_rpo.experiments import EXPERIMENTS, all_jobs
 
 # Jobs run `python -m moe_rpo` from this checkout's src/, so the rules also work in a conda env or on a
 # cluster node where only the dependencies are installed.

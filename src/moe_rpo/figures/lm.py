@@ -6,9 +6,9 @@ import pandas as pd
 import seaborn as sns
 from matplotlib import pyplot as plt
 
-from moe_rpo.config import layer_set_label
 from moe_rpo.figures.style import label, save, use_style
 from moe_rpo.io import read_json
+from moe_rpo.values import layer_set_label
 
 
 def method_label(router: str, k: int) -> str:

@@ -9,10 +9,10 @@ import seaborn as sns
 from matplotlib import pyplot as plt
 from matplotlib.colors import LinearSegmentedColormap, Normalize
 
-from moe_rpo.config import Arm
 from moe_rpo.figures.style import EXPERT_COLORS, label, save, use_style
 from moe_rpo.io import read_json
 from moe_rpo.toy.optimum import best_subset_fit, standard_weight_grid
+from moe_rpo.values import Arm
 
 
 def _draw_experts(ax, experts: np.ndarray, target: np.ndarray | None = None) -> None:

@@ -110,13 +110,14 @@ def benchmark_figure(table: pd.DataFrame, out_dir) -> list:
     return save(fig, out_dir, "lm_benchmark")
 
 
-def coactivation_figure(records: list[dict], out_dir) -> list:
+def coactivation_figure(records: list[dict], out_dir, experiments: tuple[str, ...]) -> list:
     """Expert co-activation of every Shakespeare arm whose tokens use more than one expert: C[i][j], the share
-    of expert i's tokens that expert j also processes (mean over seeds and MoE layers); one heatmap per arm."""
+    of expert i's tokens that expert j also processes (mean over seeds and MoE layers); one heatmap per arm. Reads the
+    records of `experiments` (the benchmark's Shakespeare column) among the benchmark's."""
     use_style()
     by_arm = {}
     for record in records:
-        if record["experiment"] == "shakespeare_moe" and record["result"]["final"]["coactivation"] is not None:
+        if record["experiment"] in experiments and record["result"]["final"]["coactivation"] is not None:
             result = record["result"]
             by_arm.setdefault(_label(result["router"], result["k"]), []).append(result["final"]["coactivation"])
     arms = {arm: _mean_over_using_seeds(np.array(mats)) for arm, mats in by_arm.items()}
@@ -166,4 +167,4 @@ def draw_routerless(experiment, inputs) -> list:
 
 def draw_benchmark(experiment, inputs) -> list:
     return (benchmark_figure(pd.read_csv(inputs.tables["lm_benchmark_values"]), inputs.out_dir)
-            + coactivation_figure([read_json(path) for path in inputs.runs], inputs.out_dir))
+            + coactivation_figure(list(map(read_json, inputs.runs)), inputs.out_dir, inputs.view["sources"]["shakespeare"]))

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 
-from moe_rpo.config import Arm, layer_set_label, recovery_settings
 from moe_rpo.data.tokens import corpus_identity, open_tokens, sha256_file
 from moe_rpo.io import read_json, write_json
 from moe_rpo.lm.base import check_vocabulary
@@ -21,8 +20,10 @@ from moe_rpo.lm.oracle import oracle
 from moe_rpo.lm.routing_quality import unit_weights
 from moe_rpo.models import load_gpt, recovery_model
 from moe_rpo.routers.task_gradient import task_gradient
+from moe_rpo.sections import recovery_settings
 from moe_rpo.training.distributed import is_main
 from moe_rpo.training.lm import evaluate, fit_routers_to_corpus, pick_device, train_lm
+from moe_rpo.values import Arm, layer_set_label
 
 
 def layers_of(settings: dict, n_layer: int) -> list[int]:

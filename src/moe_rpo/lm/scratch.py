@@ -10,11 +10,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from moe_rpo.config import DENSE, Arm
 from moe_rpo.data.tokens import corpus_identity, open_tokens, read_meta
-from moe_rpo.lm.routing_quality import RouteRegret, Specialisation, misrouted, stability, summarize_layers
+from moe_rpo.lm.routing_quality import (
+    RouteRegret,
+    Specialisation,
+    misrouted,
+    stability,
+    summarize_layers,
+)
 from moe_rpo.models import GPT, GPTConfig
 from moe_rpo.training.lm import evaluate, fit_routers_to_corpus, pick_device, train_lm
+from moe_rpo.values import DENSE, Arm
 
 
 def build_model(settings: dict, method: dict, vocab_size: int, seed: int) -> GPT:

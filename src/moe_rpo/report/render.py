@@ -8,9 +8,9 @@ import shutil
 from pathlib import Path
 
 from moe_rpo import paths
-from moe_rpo.config import benchmark_toy_settings
 from moe_rpo.experiments import EXPERIMENTS, load
 from moe_rpo.io import read_json
+from moe_rpo.sections import benchmark_toy_settings
 from moe_rpo.verdicts import VERDICTS
 
 

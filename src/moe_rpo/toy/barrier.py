@@ -9,9 +9,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from moe_rpo.config import Arm
 from moe_rpo.toy.fixed_experts import dense_weights, greedy, make_routers, mix, train
 from moe_rpo.toy.seeds import over_seeds, shown
+from moe_rpo.values import Arm
 
 
 def readout_loss(z: torch.Tensor, settings: dict) -> torch.Tensor:

@@ -5,10 +5,10 @@ from collections.abc import Callable
 
 import torch
 
-from moe_rpo.config import TOY_DIM
 from moe_rpo.routers import Router, RouterOutput
 from moe_rpo.toy.seeds import SeedRouters
 from moe_rpo.training.step import phase_at
+from moe_rpo.values import TOY_DIM
 
 ONE = torch.ones(1, TOY_DIM)  # the constant feature x = [1]
 TOKEN = torch.zeros(1, dtype=torch.long)  # every sample is the same token, id 0

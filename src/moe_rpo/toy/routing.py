@@ -6,10 +6,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from moe_rpo.config import Arm
 from moe_rpo.toy.fixed_experts import greedy, make_routers, mix, train
-from moe_rpo.toy.seeds import shown
 from moe_rpo.toy.optimum import best_standard_reachable, best_subset_fit
+from moe_rpo.toy.seeds import shown
+from moe_rpo.values import Arm
 
 
 def optima(settings: dict) -> dict[int, dict]:
