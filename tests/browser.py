@@ -13,6 +13,22 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
 
 BROKEN_IMAGES = "els => els.filter(e => !(e.complete && e.naturalWidth > 0)).map(e => e.getAttribute('src'))"
 LINKS = "els => els.map(e => e.href)"
+WIDTH = 1280  # a laptop's browser window: every page must read at this width without sideways scrolling
+# What does not fit: the page itself, any scrolling box (a table wider than the page), and any figure shown at less
+# than half its size (its numbers and labels would be too small to read).
+SIDEWAYS = """() => {
+  const found = [];
+  const root = document.documentElement;
+  if (root.scrollWidth > root.clientWidth + 1) found.push(`the page is ${root.scrollWidth} px wide`);
+  for (const box of document.querySelectorAll('main *')) {
+    if (box.scrollWidth > box.clientWidth + 1 && getComputedStyle(box).overflowX !== 'visible')
+      found.push(`a ${box.tagName.toLowerCase()} scrolls sideways (${box.scrollWidth} px in ${box.clientWidth})`);
+  }
+  for (const img of document.querySelectorAll('img'))
+    if (img.complete && img.clientWidth < 0.5 * img.naturalWidth)
+      found.push(`${img.getAttribute('src')} is shown at ${Math.round(100 * img.clientWidth / img.naturalWidth)}% of its size`);
+  return found;
+}"""
 
 
 def require_chromium() -> None:
@@ -52,7 +68,8 @@ def _missing_local_target(href: str) -> str | None:
 
 def check_pages(html_paths) -> list[str]:
     """Problems found on the pages (empty if none): load failures, broken images, console errors,
-    requests that leave the local disk, and links to local files that do not exist."""
+    requests that leave the local disk, links to local files that do not exist, and what does not fit a window
+    WIDTH pixels wide (SIDEWAYS)."""
     from playwright.sync_api import sync_playwright
 
     problems = []
@@ -60,7 +77,7 @@ def check_pages(html_paths) -> list[str]:
         browser = _launch(p)
         for path in map(Path, html_paths):
             name = path.name
-            page = browser.new_page()
+            page = browser.new_page(viewport={"width": WIDTH, "height": 900})
             page.on("console", lambda m, n=name: problems.append(f"{n}: console error: {m.text}")
                     if m.type == "error" else None)
             page.on("pageerror", lambda e, n=name: problems.append(f"{n}: script error: {e}"))
@@ -76,6 +93,7 @@ def check_pages(html_paths) -> list[str]:
             for href in page.eval_on_selector_all("a[href]", LINKS):
                 if target := _missing_local_target(href):
                     problems.append(f"{name}: link to missing file: {target}")
+            problems += [f"{name} at {WIDTH} px: {problem}" for problem in page.evaluate(SIDEWAYS)]
             page.close()
         browser.close()
     return problems
@@ -89,7 +107,7 @@ SORTABLE = """tables => tables.map(table => {
 })"""
 
 
-def sortable_tables(html_path, width: int = 1280) -> list[dict]:
+def sortable_tables(html_path, width: int = WIDTH) -> list[dict]:
     """Per sortable table of a page shown `width` pixels wide: whether it overflows its container sideways, and
     its second column's cells after a click on that column's header."""
     from playwright.sync_api import sync_playwright

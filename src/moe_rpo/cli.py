@@ -30,12 +30,15 @@ def _add_settings_args(parser, what):
                             "(default: %(default)s; e.g. config/config.yaml config/full.yaml config/paper.yaml)")
 
 
-def _add_training_args(parser, out_help, settings_what):
-    """The arguments every training command shares: the prepared corpus, the output, threads and settings."""
+def _add_training_args(parser, out_help, settings_what, events=True):
+    """The arguments every language-model command shares: the prepared corpus, the output, threads and settings;
+    those that train also take a folder for TensorBoard events."""
     parser.add_argument("--corpus-dir", required=True,
                         help="prepared corpus (results/data/NAME: train.bin, val.bin, meta.json)")
     parser.add_argument("--out", required=True, help=out_help)
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch (default: %(default)s)")
+    if events:
+        parser.add_argument("--tensorboard", metavar="DIR", help="write TensorBoard events of the training here")
     _add_settings_args(parser, settings_what)
 
 
@@ -110,7 +113,7 @@ def cmd_base_model(args):
     settings = _settings(args, lambda c: c["base_model"])
     configure_torch(settings["train"]["threads"] or args.threads)  # 0: the job's threads
     out = Path(args.out)
-    (model, record), prov = _timed(build_base, settings, args.corpus_dir, out.with_suffix(".ckpt"))
+    (model, record), prov = _timed(build_base, settings, args.corpus_dir, out.with_suffix(".ckpt"), args.tensorboard)
     if not is_main():
         return  # another rank of a data-parallel (torchrun) run: rank 0 writes the outputs
     save_gpt(model, out)
@@ -136,7 +139,8 @@ def cmd_recovery(args):
     configure_torch(settings["train"]["threads"] or args.threads)  # 0: the job's threads
     out = Path(args.out)
     work_dir = out.with_suffix(".work")
-    result, prov = _timed(recovery.run, settings, setting, args.seed, args.base, args.corpus_dir, work_dir)
+    result, prov = _timed(recovery.run, settings, setting, args.seed, args.base, args.corpus_dir, work_dir,
+                          args.tensorboard)
     if not is_main():
         return  # another rank of a data-parallel (torchrun) run: rank 0 writes the outputs
     rows = recovery.records(result, setting, args.seed, settings["layers"])
@@ -171,7 +175,7 @@ def cmd_train(args):
     settings = _settings(args, lambda c: sections.training_run_settings(c, args.experiment, args.method))
     configure_torch(settings["train"]["threads"] or args.threads)  # 0: the job's threads
     out = Path(args.out)
-    result, prov = _timed(scratch.run, settings, args.seed, args.corpus_dir, out.with_suffix(".ckpt"))
+    result, prov = _timed(scratch.run, settings, args.seed, args.corpus_dir, out.with_suffix(".ckpt"), args.tensorboard)
     if not is_main():
         return  # another rank of a data-parallel (torchrun) run: rank 0 writes the outputs
     rows = scratch.records(result)
@@ -243,7 +247,8 @@ def cmd_report(args):
     from moe_rpo.report.render import render_report  # noqa: PLC0415
 
     full = _settings(args, lambda c: c)
-    for path in render_report(Path(args.results_dir), Path(args.out_dir), full, Path(args.templates)):
+    for path in render_report(Path(args.results_dir), Path(args.out_dir), full, Path(args.templates),
+                              args.configured_by):
         print(path)
 
 
@@ -296,7 +301,7 @@ def parser() -> argparse.ArgumentParser:
     design = sub.add_parser("recovery-design", help=cmd_recovery_design.__doc__)
     design.add_argument("--seed", type=int, required=True)
     design.add_argument("--base", required=True, help="the base model (.pt, from base-model)")
-    _add_training_args(design, "sweep record (.json)", "the recovery section with its routers")
+    _add_training_args(design, "sweep record (.json)", "the recovery section with its routers", events=False)
     design.set_defaults(func=cmd_recovery_design)
 
     train = sub.add_parser("train", help=cmd_train.__doc__)
@@ -335,6 +340,7 @@ def parser() -> argparse.ArgumentParser:
     report.add_argument("--results-dir", default="results")
     report.add_argument("--out-dir", default="results/report")
     report.add_argument("--templates", default="paper/templates")
+    report.add_argument("--configured-by", default="", help="the configuration that produced the run, in words")
     _add_settings_args(report, "the full pipeline config")
     report.set_defaults(func=cmd_report)
     return p

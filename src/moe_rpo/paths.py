@@ -25,6 +25,7 @@ CLAIMS = "claims.json"
 REPORT_PAGE = "report/{page}.html"
 LOG = "logs/{key}.log"
 BENCHMARK = "benchmarks/{key}.tsv"
+TENSORBOARD = "tensorboard/{key}"  # a training job's TensorBoard events (a recovery job: a folder per method)
 
 
 def result(template: str, **fields) -> str:
@@ -59,6 +60,10 @@ def log(key: str, **fields) -> str:
 
 def benchmark(key: str, **fields) -> str:
     return result(BENCHMARK, key=key.format_map(_Keep(fields)))
+
+
+def tensorboard(key: str, **fields) -> str:
+    return result(TENSORBOARD, key=key.format_map(_Keep(fields)))
 
 
 def report_page(page: str) -> str:

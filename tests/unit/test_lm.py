@@ -107,6 +107,27 @@ def test_resume_after_a_kill_gives_the_uninterrupted_result(tokens, tmp_path, mo
     assert resumed == uninterrupted
 
 
+def test_training_writes_tensorboard_events_that_tensorboard_reads_back(tokens, tmp_path, monkeypatch):
+    """Each evaluation's losses, learning rate and router metrics, once per step also across a kill and resume."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    folder, checkpoint = tmp_path / "events", tmp_path / "run.pt"
+    kill_at_batch(monkeypatch, 8)
+    with pytest.raises(Killed):
+        train_lm(rpo_recovery(), *tokens, settings(eval_every=1), seed=3, checkpoint=checkpoint, fingerprint="a",
+                 events_dir=folder)  # evaluated up to step 7, saved at step 6
+    monkeypatch.undo()
+    history = train_lm(rpo_recovery(), *tokens, settings(eval_every=1), seed=3, checkpoint=checkpoint, fingerprint="a",
+                       events_dir=folder)
+    events = EventAccumulator(str(folder))
+    events.Reload()
+    assert {"loss/val", "loss/train", "lr", "router/layer0/entropy", "router/layer1/max_load"} <= set(
+        events.Tags()["scalars"])
+    assert [e.step for e in events.Scalars("loss/val")] == [row["step"] for row in history] == list(range(10))
+    assert [e.value for e in events.Scalars("loss/val")] == pytest.approx([row["val_loss"] for row in history])
+    assert [e.step for e in events.Scalars("loss/train")] == list(range(1, 10))  # step 0 has no training loss
+
+
 def test_checkpoint_of_other_settings_is_ignored(tokens, tmp_path, monkeypatch):
     checkpoint = tmp_path / "run.pt"
     train_lm(rpo_recovery(), *tokens, settings(steps=6, checkpoint_every=3), seed=3, checkpoint=checkpoint,

@@ -217,3 +217,19 @@ def test_browser_check_finds_broken_pages(tmp_path):
     problems = check_pages([page])
     assert any("broken image: missing.png" in p for p in problems), problems
     assert any("link to missing file" in p and "nowhere.html" in p for p in problems), problems
+
+
+def test_a_wide_summary_is_shown_compact_and_split_into_parts_that_fit_the_page():
+    import pandas as pd
+
+    from moe_rpo.report.render import ROW_CHARS, _chars, column_chunks, compact_summary
+
+    stats = {f"{metric}_{stat}": [1.234567, float("nan")] if stat != "std" else [0.0123, float("nan")]
+             for metric in [f"metric_number_{i}" for i in range(12)] for stat in ("mean", "std", "median", "min", "max")}
+    df = pd.DataFrame({"method": ["rpo", "standard"], "k": [1, 2], "seeds": [3, 1], **stats})
+    shown, labels = compact_summary(df)
+    assert labels == ["method", "k", "seeds"] and list(shown["metric_number_0"]) == ["1.235 ± 0.012", "–"]
+    parts = column_chunks(shown, labels)
+    assert len(parts) > 1 and all(list(part.columns[:3]) == labels for part in parts)
+    assert all(sum(_chars(part, column) for column in part.columns) <= ROW_CHARS for part in parts)
+    assert [c for part in parts for c in part.columns if c not in labels] == [f"metric_number_{i}" for i in range(12)]

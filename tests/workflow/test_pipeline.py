@@ -29,6 +29,8 @@ def test_pipeline_produces_figures_claims_and_report(finished):
     for experiment in ("routing", "collapse", "dilemma", "barrier"):
         assert (results / "logs" / f"toy_{experiment}" / "run.log").is_file()
     assert "100%" in (results / "logs" / "lm_recovery" / "sim0.3" / "seed1.log").read_text()
+    for run in ("lm_shakespeare_moe/rpo_k1/seed0", "lm_recovery/sim0.3/seed1/rpo_k1", "lm_base/base_model"):
+        assert list((results / "tensorboard" / run).glob("events.out.tfevents.*")), run  # live curves
     claims = json.loads((results / "claims.json").read_text())["claims"]
     assert len(claims) >= 12 and {"lm_recovery_diff_unnormalized_finds_routing",
                                    "lm_recovery_sim_only_rpo_recovers"} <= {c["id"] for c in claims}

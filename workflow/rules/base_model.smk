@@ -14,6 +14,7 @@ rule base_model:
         settings=json.dumps(config["base_model"], sort_keys=True),
         corpus_dir=get_corpus_dir,
         launch=launcher(config["base_model"]["train"]),
+        tensorboard=tensorboard_dir(paths.BASE_MODEL),
     # one thread and the top priority (its corpus jobs have it too): on 2 cores a 2-thread job waits until
     # both are free at once, which every 1-thread toy job started in between delays, and every recovery job
     # waits for this one
@@ -29,4 +30,4 @@ rule base_model:
         paths.benchmark(paths.BASE_MODEL["key"])
     shell:
         "{params.launch:q} base-model --settings {params.settings:q} --corpus-dir {params.corpus_dir:q} "
-        "--out {output.model:q} --threads {threads:q} > {log:q} 2>&1"
+        "--out {output.model:q} --threads {threads:q} --tensorboard {params.tensorboard:q} > {log:q} 2>&1"

@@ -30,7 +30,17 @@ CORPORA = sorted(config["corpora"])
 CORPUS_DIR = paths.result(paths.CORPUS)
 RECOVERY_SETTINGS = list(recovery_settings(config["recovery"]))
 ALL_JOBS = all_jobs(config)
+
 REPORT_PAGES = [paths.report_page("index")] + [paths.report_page(e.stem) for e in EXPERIMENTS.values()]
+
+
+def configured_by():
+    """What produced this run, as the index page says it: its config files, each merged over the ones before
+    (relative to the checkout), and its --config values."""
+    files = [os.path.relpath(path, workflow.basedir) for path in workflow.configfiles]
+    files = sorted(dict.fromkeys(files), key=lambda path: path != "config/config.yaml")  # the defaults' file first
+    overrides = [f"{key}={value}".replace("'", "") for key, value in workflow.config_settings.config.items()]
+    return "snakemake with " + " + ".join(files) + (" and --config " + " ".join(overrides) if overrides else "")
 
 
 def code_of(command, *extra, exclude=()):
@@ -42,6 +52,11 @@ def code_of(command, *extra, exclude=()):
 def workflow_file(*parts):
     """A file of the checkout (templates, ...), relative to the working directory."""
     return os.path.relpath(Path(workflow.basedir, *parts))
+
+
+def tensorboard_dir(job):
+    """The params function of a training job's TensorBoard folder (paths.TENSORBOARD, named by the job's key)."""
+    return lambda wildcards: paths.tensorboard(job["key"], **wildcards)
 
 
 def job_files(jobs):

@@ -17,6 +17,7 @@ rule recovery_run:
         settings=get_recovery_settings,
         corpus_dir=get_corpus_dir,
         launch=launcher(config["recovery"]["train"]),
+        tensorboard=tensorboard_dir(paths.RECOVERY_RUN),
     threads: 1
     resources:
         gpu=config["recovery"]["train"]["processes"],
@@ -28,7 +29,8 @@ rule recovery_run:
         paths.benchmark(paths.RECOVERY_RUN["key"])
     shell:
         "{params.launch:q} recovery {wildcards.setting:q} --seed {wildcards.seed:q} --settings {params.settings:q} "
-        "--base {input.base:q} --corpus-dir {params.corpus_dir:q} --out {output:q} --threads {threads:q} > {log:q} 2>&1"
+        "--base {input.base:q} --corpus-dir {params.corpus_dir:q} --out {output:q} --threads {threads:q} "
+        "--tensorboard {params.tensorboard:q} > {log:q} 2>&1"
 
 
 # The layer sweep: the sweep's methods for one other set of MoE layers, setting and seed; the same job as
@@ -45,6 +47,7 @@ use rule recovery_run as recovery_layers_run with:
         settings=get_recovery_layers_settings,
         corpus_dir=get_corpus_dir,
         launch=launcher(config["recovery"]["train"]),
+        tensorboard=tensorboard_dir(paths.RECOVERY_LAYERS_RUN),
     log:
         paths.log(paths.RECOVERY_LAYERS_RUN["key"]),
     benchmark:

@@ -48,6 +48,7 @@ rule report:
         results_dir=lambda wc, input: os.path.dirname(input.claims),
         out_dir=lambda wc, output: os.path.dirname(output[0]),
         templates=lambda wc, input: os.path.dirname(input.base_template),
+        configured_by=configured_by(),
     localrule: True  # seconds of work: not worth a cluster job
     threads: 1
     conda:
@@ -58,4 +59,5 @@ rule report:
         paths.benchmark("report")
     shell:
         "python -m moe_rpo report --results-dir {params.results_dir:q} --out-dir {params.out_dir:q} "
-        "--templates {params.templates:q} --settings {params.config:q} > {log:q} 2>&1"
+        "--templates {params.templates:q} --settings {params.config:q} --configured-by {params.configured_by:q} "
+        "> {log:q} 2>&1"

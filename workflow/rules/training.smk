@@ -15,6 +15,7 @@ rule train_run:
         settings=get_training_settings,
         corpus_dir=get_corpus_dir,
         launch=get_training_launcher,
+        tensorboard=tensorboard_dir(paths.TRAIN_RUN),
     threads: 1
     resources:
         gpu=get_training_gpus,
@@ -27,7 +28,7 @@ rule train_run:
     shell:
         "{params.launch:q} train {wildcards.training:q} {wildcards.method:q} --seed {wildcards.seed:q} "
         "--settings {params.settings:q} --corpus-dir {params.corpus_dir:q} --out {output:q} --threads {threads:q} "
-        "> {log:q} 2>&1"
+        "--tensorboard {params.tensorboard:q} > {log:q} 2>&1"
 
 
 use rule train_run as reading_run with:
@@ -41,6 +42,7 @@ use rule train_run as reading_run with:
         settings=get_reading_settings,
         corpus_dir=get_corpus_dir,
         launch=get_training_launcher,
+        tensorboard=tensorboard_dir(paths.READING_RUN),
     log:
         paths.log(paths.READING_RUN["key"]),
     benchmark:

@@ -37,7 +37,7 @@ def routing_trajectories(arrays: dict, settings: dict, seed: int, out_dir) -> li
     use_style()
     experts, target = np.array(settings["experts"]), np.array(settings["target"])
     methods, ks = settings["methods"], settings["ks"]
-    fig, axes = plt.subplots(len(ks), len(methods), figsize=(3.4 * len(methods), 3.3 * len(ks)), squeeze=False,
+    fig, axes = plt.subplots(len(ks), len(methods), figsize=(2.8 * len(methods), 2.8 * len(ks)), squeeze=False,
                              sharex=True, sharey=True, layout="constrained")
     for row, k in enumerate(ks):
         for col, method in enumerate(methods):

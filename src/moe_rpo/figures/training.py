@@ -81,8 +81,9 @@ def routerless_figure(seeds: pd.DataFrame, out_dir) -> list:
 
 
 def benchmark_figure(table: pd.DataFrame, out_dir) -> list:
-    """The benchmark as a heatmap: a router per row, a column per metric in its group, each column coloured by
-    rank in the direction that is better (darker = better; white: not ranked), cells annotated with the mean."""
+    """The benchmark as heatmaps, one panel per column group (quality, balance, routing) stacked so that the numbers
+    read at page width: a router per row, a column per metric, each column coloured by rank in the direction that is
+    better (darker = better; white: not ranked), cells annotated with the mean."""
     use_style()
     labels = [_label(r, k) for r, k in zip(table["router"], table["k"])]
     means = pd.DataFrame({name: table[f"{name}_mean"].to_numpy(float) for name in BENCHMARK_COLUMNS}, index=labels)
@@ -91,22 +92,26 @@ def benchmark_figure(table: pd.DataFrame, out_dir) -> list:
         if column.better is not None:
             values = (means[name] - 1).abs() if column.better == "one" else means[name]
             score[name] = values.rank(ascending=column.better != "high", pct=True)
-    annotations = means.map(lambda v: "" if np.isnan(v) else f"{v:.3g}")
-    fig, ax = plt.subplots(figsize=(0.85 * len(means.columns) + 3, 0.32 * len(labels) + 2.2), layout="constrained")
-    ax.grid(False)
-    ax.set_facecolor("white")
-    sns.heatmap(1 - score, annot=annotations, fmt="", cmap="Blues", vmin=0, vmax=1, cbar=False, linewidths=0.5,
-                ax=ax, annot_kws={"fontsize": 6.5})
-    for row, column in zip(*np.nonzero(means.isna().to_numpy())):  # heatmap leaves NaN cells blank
-        ax.text(column + 0.5, row + 0.5, "not run", ha="center", va="center", fontsize=6, color="#999999")
-    for i, name in enumerate(BENCHMARK_COLUMNS):
-        if i and BENCHMARK_COLUMNS[name].group != BENCHMARK_COLUMNS[list(BENCHMARK_COLUMNS)[i - 1]].group:
-            ax.axvline(i, color="black", lw=1.5)  # between the quality, balance and routing groups
+    groups = {}
+    for name, column in BENCHMARK_COLUMNS.items():
+        groups.setdefault(column.group, []).append(name)
+    widest = max(map(len, groups.values()))
+    row_height = 0.3 * len(labels) + 1.3
+    fig, axes = plt.subplots(len(groups), 1, figsize=(0.95 * widest + 2.6, row_height * len(groups) + 0.4),
+                             layout="constrained")
     notes = {"load_ratio": " (1 = balanced)", "token_specialisation": " (not ranked)"}
-    ax.set_xticklabels([name.replace("_", " ") + notes.get(name, "") for name in BENCHMARK_COLUMNS], rotation=35,
-                       ha="right")
-    ax.set(title="Router benchmark: means over seeds (colour: rank within the column, darker = better; "
-                 "groups: quality | balance | routing)")
+    for ax, (group, names) in zip(axes, groups.items()):
+        ax.grid(False)
+        ax.set_facecolor("white")
+        annotations = means[names].map(lambda v: "" if np.isnan(v) else f"{v:.3g}")
+        sns.heatmap(1 - score[names], annot=annotations, fmt="", cmap="Blues", vmin=0, vmax=1, cbar=False,
+                    linewidths=0.5, ax=ax, annot_kws={"fontsize": 8})
+        for row, column in zip(*np.nonzero(means[names].isna().to_numpy())):  # heatmap leaves NaN cells blank
+            ax.text(column + 0.5, row + 0.5, "not run", ha="center", va="center", fontsize=7, color="#999999")
+        ax.set_xlim(0, widest)  # every panel's cells the same size
+        ax.set_xticklabels([name.replace("_", " ") + notes.get(name, "") for name in names], rotation=20, ha="right")
+        ax.set_title(group, loc="left")
+    fig.suptitle("Router benchmark: means over seeds (colour: rank within the column, darker = better)")
     return save(fig, out_dir, "lm_benchmark")
 
 

@@ -20,8 +20,10 @@ def check_vocabulary(model: GPT, corpus_dir: str | Path) -> None:
                          f"{model.config.vocab_size}; use a corpus made with the model's tokenizer")
 
 
-def build_base(settings: dict, corpus_dir: str | Path, checkpoint: str | Path | None = None) -> tuple[GPT, dict]:
-    """(the base model, its record: source, size, validation loss, training curve)."""
+def build_base(settings: dict, corpus_dir: str | Path, checkpoint: str | Path | None = None,
+               events_dir: str | Path | None = None) -> tuple[GPT, dict]:
+    """(the base model, its record: source, size, validation loss, training curve); with `events_dir`, its training
+    writes TensorBoard events there."""
     train_tokens, val_tokens = open_tokens(corpus_dir, "train"), open_tokens(corpus_dir, "val")
     train = settings["train"]
     if settings["source"] == "huggingface":
@@ -37,7 +39,7 @@ def build_base(settings: dict, corpus_dir: str | Path, checkpoint: str | Path | 
         model = GPT(GPTConfig(vocab_size=vocab, **settings["model"]))
         history = train_lm(model, train_tokens, val_tokens, train, settings["seed"], checkpoint=checkpoint,
                            fingerprint=repr((sorted(settings.items()), corpus_identity(corpus_dir))),
-                           desc="pretrain base model")
+                           desc="pretrain base model", events_dir=events_dir)
     final = evaluate(model, val_tokens, train, pick_device(train["device"]))
     record = {"source": settings["source"], "config": asdict(model.config),
               "parameters": sum(p.numel() for p in model.parameters()), "val_loss": final["val_loss"],

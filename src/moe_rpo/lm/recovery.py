@@ -99,9 +99,10 @@ def identifiability_sweep(settings: dict, seed: int, base_path: str | Path, corp
 
 
 def run(settings: dict, setting: dict, seed: int, base_path: str | Path, corpus_dir: str | Path,
-        work_dir: str | Path) -> dict:
+        work_dir: str | Path, events_dir: str | Path | None = None) -> dict:
     """Train every method of `settings['methods']` for one setting {"name", "mode", "scale"} and seed.
-    Finished methods and checkpoints live in work_dir, so a killed job resumes where it stopped."""
+    Finished methods and checkpoints live in work_dir, so a killed job resumes where it stopped. With `events_dir`,
+    each method writes TensorBoard events to a folder of its own there."""
     base = frozen_base(base_path, corpus_dir)
     train_tokens, val_tokens = open_tokens(corpus_dir, "train"), open_tokens(corpus_dir, "val")
     train = settings["train"]
@@ -136,7 +137,8 @@ def run(settings: dict, setting: dict, seed: int, base_path: str | Path, corpus_
         fit_routers_to_corpus(model, train_tokens)
         checkpoint = work_dir / f"{name}.pt"
         history = train_lm(model, train_tokens, val_tokens, train, seed, checkpoint=checkpoint,
-                           fingerprint=fingerprint, desc=f"{setting['name']} seed {seed} {name}")
+                           fingerprint=fingerprint, desc=f"{setting['name']} seed {seed} {name}",
+                           events_dir=Path(events_dir) / name if events_dir else None)
         runs[name] = {"router": method["router"], "k": method["k"], "history": history,
                       "final": final_metrics(history, base_loss) | weights_apart(model, val_tokens, train)
                                | {"task_gradient": task_gradient(spec, method["k"], settings["num_experts"])}}

@@ -54,9 +54,10 @@ def final_metrics(model: GPT, train_tokens, val_tokens, train: dict) -> dict:
     return metrics | {"route_regret": regret.result()} | token_routes.result()
 
 
-def run(settings: dict, seed: int, corpus_dir: str | Path, checkpoint: str | Path | None = None) -> dict:
+def run(settings: dict, seed: int, corpus_dir: str | Path, checkpoint: str | Path | None = None,
+        events_dir: str | Path | None = None) -> dict:
     """Train the one method of `settings['methods']` for `seed`; return its record. With `checkpoint`, a killed
-    run resumes from its last checkpoint."""
+    run resumes from its last checkpoint; with `events_dir`, it writes TensorBoard events there."""
     if len(settings["methods"]) != 1:
         raise ValueError(f"a training run trains one method, got {len(settings['methods'])}")
     method = settings["methods"][0]
@@ -68,7 +69,7 @@ def run(settings: dict, seed: int, corpus_dir: str | Path, checkpoint: str | Pat
     fingerprint = json.dumps({"settings": settings, "seed": seed, "data": corpus_identity(corpus_dir)},
                              sort_keys=True)
     history = train_lm(model, train_tokens, val_tokens, train, seed, checkpoint=checkpoint, fingerprint=fingerprint,
-                       desc=f"{Arm.of(method).slug} seed {seed}")
+                       desc=f"{Arm.of(method).slug} seed {seed}", events_dir=events_dir)
     parameters = sum(p.numel() for p in model.parameters())
     return {"method": Arm.of(method).slug, "router": method["router"], "k": method["k"], "seed": seed,
             "parameters": parameters, "steps": train["steps"],

@@ -34,11 +34,58 @@ def comparison_line(comparison: dict) -> str:
     return f"{c['label']}: {fmt(c['value'])}{interval} (claim: {c['side']} {fmt(c['threshold'])})"
 
 
+SUMMARY_STATS = ("mean", "std", "median", "min", "max")  # a summary table's columns per metric (tables.py)
+# About as many characters as a table row of the pages' 70rem column holds at the tables' .9rem (checked in Chromium
+# at 1280 px by the browser test): a wider table is shown as several, each repeating the row labels.
+ROW_CHARS = 120
+
+
+def _mean_std(mean: float, std: float) -> str:
+    if math.isnan(mean):
+        return "–"
+    return fmt(mean) if math.isnan(std) else f"{fmt(mean)} ± {std:.2g}"  # the spread to 2 digits
+
+
+def compact_summary(df) -> tuple:
+    """A table as a page shows it, and its label columns. A summary table: each metric's mean ± std over seeds in one
+    cell (the CSV also holds the median, min and max), labelled by its other columns; any other table as it is,
+    labelled by its columns before the first float column."""
+    metrics = [column.removesuffix("_mean") for column in df.columns if column.endswith("_mean")
+               and all(f"{column.removesuffix('_mean')}_{stat}" in df.columns for stat in SUMMARY_STATS)]
+    if not metrics:
+        floats = [i for i, column in enumerate(df.columns) if df[column].dtype.kind == "f"]
+        return df, list(df.columns[:floats[0] if floats else 0])
+    stats = {f"{metric}_{stat}" for metric in metrics for stat in SUMMARY_STATS}
+    out = df[[column for column in df.columns if column not in stats]].copy()
+    labels = list(out.columns)
+    for metric in metrics:
+        out[metric] = [_mean_std(mean, std) for mean, std in zip(df[f"{metric}_mean"], df[f"{metric}_std"])]
+    return out, labels
+
+
+def _chars(df, column) -> int:
+    """A column's width in characters: its widest cell, or its name up to where a long one wraps."""
+    cells = [fmt(value) if isinstance(value, float) else str(value) for value in df[column]]
+    return max([min(len(str(column)), 14), *map(len, cells)]) + 3  # + the cell's padding
+
+
+def column_chunks(df, labels: list[str]) -> list:
+    """The table split by columns into parts that fit a page row, each part repeating the label columns."""
+    width, parts = sum(_chars(df, column) for column in labels), [[]]
+    for column in (c for c in df.columns if c not in labels):
+        if parts[-1] and width + sum(_chars(df, c) for c in parts[-1]) + _chars(df, column) > ROW_CHARS:
+            parts.append([])
+        parts[-1].append(column)
+    return [df[labels + part] for part in parts]
+
+
 def html_table(path: Path) -> str:
+    """A table as its page shows it: summaries compacted, split by columns into parts that fit the page."""
     import pandas as pd
 
-    df = pd.read_csv(_require(path))
-    return df.to_html(index=False, border=0, classes="data sortable", na_rep="–", float_format=fmt)
+    df, labels = compact_summary(pd.read_csv(_require(path)))
+    return "\n".join(part.to_html(index=False, border=0, classes="data sortable", na_rep="–", float_format=fmt)
+                     for part in column_chunks(df, labels))
 
 
 def _benchmark(path: Path) -> dict:
@@ -151,9 +198,11 @@ def corpus_rows(results_dir: Path, names: list[str]) -> list[dict]:
     return rows
 
 
-def render_report(results_dir: Path, out_dir: Path, config: dict, templates_dir: Path) -> list[Path]:
+def render_report(results_dir: Path, out_dir: Path, config: dict, templates_dir: Path,
+                  configured_by: str = "") -> list[Path]:
     """Write out_dir/index.html and out_dir/{slug}.html for every page, copy ../static/style.css and sort.js next to them
-    (relative to templates_dir), and return the HTML paths written."""
+    (relative to templates_dir), and return the HTML paths written. The index says what produced it
+    (`configured_by`) and, when the run judged its claims under readings of the paper, which."""
     import jinja2
     import yaml
 
@@ -176,7 +225,10 @@ def render_report(results_dir: Path, out_dir: Path, config: dict, templates_dir:
 
     written = [out_dir / "index.html"]
     corpora = corpus_rows(results_dir, sorted(config["corpora"]))
-    written[0].write_text(env.get_template("index.html.j2").render(current="index", corpora=corpora, **common))
+    readings = list(config["claims"]["readings"])
+    written[0].write_text(env.get_template("index.html.j2").render(
+        current="index", corpora=corpora, configured_by=configured_by, readings=readings,
+        read=[c for c in claims if c.get("robustness")], **common))
     page_jobs = {page.stem: page_runs(results_dir, page, config) for page in pages}
     all_runs = {run["key"]: run["wall_s"] for runs in page_jobs.values() for run in runs}  # pages share some jobs
     for page in pages:

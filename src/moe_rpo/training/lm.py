@@ -27,6 +27,7 @@ from moe_rpo.io import atomic_path
 from moe_rpo.models import GPT
 from moe_rpo.models.moe import routing_metrics
 from moe_rpo.training import distributed
+from moe_rpo.training.events import EventLog
 from moe_rpo.training.step import E_STEP, JOINT, M_STEP, phases_at, set_phase
 
 EVAL_SEED = 1234  # the evaluation windows are the same for every method and seed
@@ -340,12 +341,14 @@ def fit_routers_to_corpus(model: GPT, train_tokens: np.ndarray) -> None:
 
 
 def train_lm(model: GPT, train_tokens: np.ndarray, val_tokens: np.ndarray, settings: dict, seed: int,
-             checkpoint: str | Path | None = None, fingerprint: str = "", desc: str = "train") -> list[dict]:
+             checkpoint: str | Path | None = None, fingerprint: str = "", desc: str = "train",
+             events_dir: str | Path | None = None) -> list[dict]:
     """Train the parameters of `model` that require grad; return the evaluation rows (step 0, every
     eval_every steps, and the last step). For an MoE model each row also has the routes' stability: the flip
     rate since the previous evaluation and the saturation (the share of the final routing already chosen). With
     `checkpoint`, the state is saved every checkpoint_every steps and a run restarted with the same fingerprint
-    continues exactly where the saved one stopped.
+    continues exactly where the saved one stopped. With `events_dir`, each evaluation is also written as TensorBoard
+    events there (events.py).
 
     Routers with an alternation train in E-steps and the other trainable parameters in M-steps (the
     frozen router then routes greedily). When only routers train, every step is an E-step. When nothing
@@ -395,8 +398,10 @@ def train_lm(model: GPT, train_tokens: np.ndarray, val_tokens: np.ndarray, setti
             state.routes.append(selection)
         return row
 
+    events = EventLog(events_dir if world.rank == 0 else None, resumed_at=state.step)
     if state.step == 0:
         state.history.append({"step": 0, "train_loss": None, **evaluate_at(0)})
+        events.evaluation(state.history[-1], lr_at(0, settings) if optimizer else None)
     pending = []  # the losses of the steps since the last read, on the device
     bar = tqdm(range(state.step, settings["steps"]), desc=desc, total=settings["steps"], initial=state.step,
                file=sys.stderr, mininterval=0.5 if sys.stderr.isatty() else 15, disable=world.rank != 0)
@@ -451,10 +456,12 @@ def train_lm(model: GPT, train_tokens: np.ndarray, val_tokens: np.ndarray, setti
         if evaluating:
             row = {"step": state.step, "train_loss": float(np.mean(state.train_losses)), **evaluate_at(state.step)}
             state.history.append(row)
+            events.evaluation(row, lr_at(step, settings) if optimizer else None)
             state.train_losses = []
             bar.set_postfix(train=f"{row['train_loss']:.3f}", val=f"{row['val_loss']:.3f}", refresh=False)
         if saving:
             state.save(checkpoint, fingerprint, trainable, buffers, optimizer, batches, device, world)
+    events.close()
     for row, selection in zip(state.history, state.routes):  # how much of the final routing each evaluation had
         row["saturation"] = saturation(selection, state.routes[-1])
     for p in trainable.values():
