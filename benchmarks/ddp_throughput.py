@@ -28,7 +28,7 @@ def worker(spec: dict) -> None:
     from moe_rpo import schema  # noqa: PLC0415
     from moe_rpo.models import GPT, GPTConfig  # noqa: PLC0415
     from moe_rpo.training.distributed import is_main  # noqa: PLC0415
-    from moe_rpo.training.lm import train_lm  # noqa: PLC0415
+    from moe_rpo.training.loop import train_lm  # noqa: PLC0415
 
     torch.set_num_threads(spec["threads"])
     vocab = spec["vocab_size"]

@@ -41,7 +41,8 @@ from moe_rpo import config as cfg
 from moe_rpo import values
 from moe_rpo.models import GPT, GPTConfig, MoE
 from moe_rpo.models.experts import Experts, grouped_mm, grouped_mm_supported
-from moe_rpo.training.lm import configure_torch, fit_routers_to_corpus
+from moe_rpo.training.batches import fit_routers_to_corpus
+from moe_rpo.training.device import configure_torch
 
 ROOT = Path(__file__).resolve().parents[1]
 # Dense bf16 tensor-core TFLOP/s from the vendors' datasheets (SXM parts unless named), matched in order

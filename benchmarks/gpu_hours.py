@@ -31,11 +31,9 @@ from moe_rpo import experiments, sections, values  # noqa: E402
 from moe_rpo.lm import scratch  # noqa: E402
 from moe_rpo.lm.recovery import layers_of  # noqa: E402
 from moe_rpo.models import GPT, GPTConfig, recovery_model  # noqa: E402
-from moe_rpo.training.lm import (  # noqa: E402
-    configure_torch,  # noqa: E402
-    fit_routers_to_corpus,
-    train_lm,
-)
+from moe_rpo.training.batches import fit_routers_to_corpus  # noqa: E402
+from moe_rpo.training.device import configure_torch  # noqa: E402
+from moe_rpo.training.loop import train_lm  # noqa: E402
 
 VOCAB = {"gpt2": 50257, "char": 128}  # char: an upper bound of a character vocabulary
 

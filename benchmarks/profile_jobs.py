@@ -32,12 +32,10 @@ from moe_rpo.lm import scratch  # noqa: E402
 from moe_rpo.lm.oracle import oracle  # noqa: E402
 from moe_rpo.lm.recovery import layers_of  # noqa: E402
 from moe_rpo.models import GPT, GPTConfig, recovery_model  # noqa: E402
-from moe_rpo.training.lm import (  # noqa: E402
-    configure_torch,
-    evaluate,
-    fit_routers_to_corpus,
-    train_lm,
-)
+from moe_rpo.training.batches import fit_routers_to_corpus  # noqa: E402
+from moe_rpo.training.device import configure_torch  # noqa: E402
+from moe_rpo.training.evaluation import evaluate  # noqa: E402
+from moe_rpo.training.loop import train_lm  # noqa: E402
 
 VOCAB = 65  # Shakespeare's characters
 

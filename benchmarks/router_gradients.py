@@ -35,12 +35,9 @@ from moe_rpo.lm.recovery import frozen_base, layers_of  # noqa: E402
 from moe_rpo.models import recovery_model  # noqa: E402
 from moe_rpo.routers import METHODS  # noqa: E402
 from moe_rpo.routers.policy import leave_one_out_baseline  # noqa: E402
-from moe_rpo.training.lm import (  # noqa: E402
-    Batches,
-    configure_torch,
-    fit_routers_to_corpus,
-    greedy_loss,
-)
+from moe_rpo.training.batches import Batches, fit_routers_to_corpus  # noqa: E402
+from moe_rpo.training.device import configure_torch  # noqa: E402
+from moe_rpo.training.loop import greedy_loss  # noqa: E402
 from moe_rpo.values import Arm, RecoverySetting  # noqa: E402
 
 

@@ -83,7 +83,7 @@ class Killed(Exception):
 
 def kill_at_batch(monkeypatch, batch: int) -> None:
     """Make training die when it draws its `batch`-th training batch (1-based); undo with monkeypatch.undo()."""
-    from moe_rpo.training.lm import Batches
+    from moe_rpo.training.batches import Batches
 
     calls, original = {"n": 0}, Batches.next
 

@@ -105,10 +105,10 @@ def cmd_prepare(args):
 
 def cmd_base_model(args):
     """Pretrain the dense base model on a corpus (or load it from Hugging Face); write the model and its record."""
-    from moe_rpo.lm.base import build_base  # noqa: PLC0415
+    from moe_rpo.lm.base_model import build_base  # noqa: PLC0415
     from moe_rpo.models import save_gpt  # noqa: PLC0415
+    from moe_rpo.training.device import configure_torch  # noqa: PLC0415
     from moe_rpo.training.distributed import is_main  # noqa: PLC0415
-    from moe_rpo.training.lm import configure_torch  # noqa: PLC0415
 
     settings = _settings(args, lambda c: c["base_model"])
     configure_torch(settings["train"]["threads"] or args.threads)  # 0: the job's threads
@@ -128,8 +128,8 @@ def cmd_recovery(args):
     import shutil  # noqa: PLC0415
 
     from moe_rpo.lm import recovery  # noqa: PLC0415
+    from moe_rpo.training.device import configure_torch  # noqa: PLC0415
     from moe_rpo.training.distributed import is_main  # noqa: PLC0415
-    from moe_rpo.training.lm import configure_torch  # noqa: PLC0415
 
     settings = _settings(args, lambda c: sections.recovery_run_settings(c, args.setting))
     known = sections.recovery_settings(settings)
@@ -155,7 +155,7 @@ def cmd_recovery_design(args):
     """The identifiability sweep of the recovery experiment for one seed: the per-token oracle of every layer
     of the base model for DIFF and each SIM scale of recovery.design (no router trains)."""
     from moe_rpo.lm import recovery  # noqa: PLC0415
-    from moe_rpo.training.lm import configure_torch  # noqa: PLC0415
+    from moe_rpo.training.device import configure_torch  # noqa: PLC0415
 
     settings = _settings(args, sections.recovery_design_settings)
     configure_torch(settings["train"]["threads"] or args.threads)  # 0: the job's threads
@@ -169,8 +169,8 @@ def cmd_recovery_design(args):
 def cmd_train(args):
     """Train one method of a from-scratch experiment (shakespeare_moe, pretraining) for one seed."""
     from moe_rpo.lm import scratch  # noqa: PLC0415
+    from moe_rpo.training.device import configure_torch  # noqa: PLC0415
     from moe_rpo.training.distributed import is_main  # noqa: PLC0415
-    from moe_rpo.training.lm import configure_torch  # noqa: PLC0415
 
     settings = _settings(args, lambda c: sections.training_run_settings(c, args.experiment, args.method))
     configure_torch(settings["train"]["threads"] or args.threads)  # 0: the job's threads

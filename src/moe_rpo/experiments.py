@@ -266,7 +266,7 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
                "lm_recovery_summary"),
         figures=("lm_recovery_identifiability", "lm_recovery_diff", "lm_recovery_sim", "lm_recovery_sim_sweep",
                  "lm_recovery_layers"),
-        make_tables="moe_rpo.tables:recovery_tables", draw="moe_rpo.figures.lm:draw_recovery", view=_recovery_view,
+        make_tables="moe_rpo.tables:recovery_tables", draw="moe_rpo.figures.recovery:draw_recovery", view=_recovery_view,
         group_keys=("setting", "method", "k"),
         metrics=("accuracy", "min_layer_accuracy", "val_loss", "gap_to_base", "regret", "identifiability",
                  "min_layer_identifiability", "oracle_loss", "val_loss_unit_weights", "mean_weight", "entropy",

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import ROOT
 
 from moe_rpo import config as cfg
 from moe_rpo import schema, sections, values
@@ -19,11 +20,11 @@ from moe_rpo.data.sources import CorpusError, count_documents
 from moe_rpo.data.tokens import open_tokens, read_meta
 from moe_rpo.io import set_aside_unreadable, write_json
 from moe_rpo.lm import recovery, scratch
-from moe_rpo.lm.base import build_base
+from moe_rpo.lm.base_model import build_base
 from moe_rpo.models import GPT, GPTConfig, from_hf, load_gpt, save_gpt
 from moe_rpo.tables import per_seed_table
-from moe_rpo.training.lm import evaluate, train_lm
-from conftest import ROOT
+from moe_rpo.training.evaluation import evaluate
+from moe_rpo.training.loop import train_lm
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
 TINY_TRAIN = {"steps": 6, "batch_size": 4, "block_size": 16, "eval_every": 3, "eval_batches": 2,

@@ -6,13 +6,13 @@ import subprocess
 import sys
 
 import pytest
+from conftest import ROOT
 
 from moe_rpo import config as cfg
 from moe_rpo import schema, sections, values
 from moe_rpo.data.prepare import prepare_corpus
 from moe_rpo.experiments import recovery_jobs, training_jobs
 from moe_rpo.models import GPT, GPTConfig, save_gpt
-from conftest import ROOT
 
 CONFIGS = [str(ROOT / "config/config.yaml"), str(ROOT / "config/test.yaml")]
 

@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import ROOT
 
 from moe_rpo import config as cfg
 from moe_rpo import schema, sections, values
 from moe_rpo.experiments import EXPERIMENTS
-from conftest import ROOT
-
 
 
 def test_empty_config_gets_every_default():

@@ -8,15 +8,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ROOT
 
 from moe_rpo import config as cfg
 from moe_rpo import schema, values
 from moe_rpo.data import shakespeare
-from moe_rpo.data.prepare import gather, inventory, is_validation, prepare_corpus, shard_range, tokenize_shard
+from moe_rpo.data.prepare import (
+    gather,
+    inventory,
+    is_validation,
+    prepare_corpus,
+    shard_range,
+    tokenize_shard,
+)
 from moe_rpo.data.sources import CorpusError, decode_utf8, read_documents
 from moe_rpo.data.tokenizers import CharTokenizer, build_tokenizer, gpt2_files
 from moe_rpo.data.tokens import open_tokens, read_meta
-from conftest import ROOT
 
 DOCS = ["First document.\nWith two lines.", "Second, with ünïcödé — and 日本語.", "Third one!", "Fourth: short",
         "Fifth document is here.", "Sixth and last."]

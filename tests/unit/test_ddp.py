@@ -20,8 +20,9 @@ import yaml
 
 from moe_rpo import schema
 from moe_rpo.models import GPT, GPTConfig, load_gpt
-from moe_rpo.training import lm
-from moe_rpo.training.lm import Batches, train_lm
+from moe_rpo.training import resume
+from moe_rpo.training.batches import Batches
+from moe_rpo.training.loop import train_lm
 
 ROOT = Path(__file__).resolve().parents[2]  # also run as a torchrun worker script
 VOCAB, SEED = 64, 3
@@ -94,8 +95,8 @@ def worker(out: Path) -> None:
                          "usage": usage}
     Batches.next = original_next
 
-    saves, original_save = [], lm.save_checkpoint
-    lm.save_checkpoint = lambda path, state: (saves.append(state["step"]), original_save(path, state))
+    saves, original_save = [], resume.save_checkpoint
+    resume.save_checkpoint = lambda path, state: (saves.append(state["step"]), original_save(path, state))
     for run in ("rpo-whole", "rpo-resumed"):  # the second resumes from the first's last checkpoint (step 8)
         results[run] = train("rpo", checkpoint=out / "rpo.ckpt", fingerprint="rpo")
         results[run]["next_draw"] = torch.rand(4)  # where this rank's random stream (RPO's sampling) stands

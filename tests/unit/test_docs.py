@@ -9,7 +9,6 @@ import sys
 
 import pytest
 import yaml
-
 from conftest import ENV, ROOT
 
 PAGES = [ROOT / "README.md", ROOT / "config" / "README.md", ROOT / "CHANGELOG.md",

@@ -6,7 +6,6 @@ import yaml
 from conftest import ROOT
 
 
-
 def _pins(lines):
     return dict(re.fullmatch(r"([A-Za-z0-9_.\-]+)==(\S+)", line).groups() for line in lines if "==" in line)
 

@@ -4,7 +4,8 @@ import re
 
 import pytest
 
-from moe_rpo import cli, config as cfg
+from moe_rpo import cli
+from moe_rpo import config as cfg
 from moe_rpo.code_inputs import PACKAGE_DIR, command_code
 from moe_rpo.experiments import EXPERIMENTS, load
 from moe_rpo.values import DENSE

@@ -4,11 +4,13 @@ import math
 import pytest
 import torch
 
-from moe_rpo.models import GPT, GPTConfig, MoE, from_hf, load_gpt, recovery_model, routing_metrics, save_gpt
+from moe_rpo.lm.recovery import recovery_metrics
+from moe_rpo.models import GPT, GPTConfig, MoE, from_hf, load_gpt, recovery_model, save_gpt
 from moe_rpo.models import experts as experts_module
 from moe_rpo.models.experts import auto_kernel, grouped_mm_supported
 from moe_rpo.models.gpt import MLP, init_gpt2_
 from moe_rpo.routers import METHODS, Router, RouterOutput, build_router
+from moe_rpo.routing_metrics import routing_metrics
 
 VOCAB, N_LAYER, N_EMBD = 101, 2, 32
 SOFTMAX = {"method": "softmax_topk"}
@@ -76,7 +78,7 @@ def test_moe_routed_to_the_pretrained_expert_gives_the_pretrained_logits(hf_chec
         out = model(idx)
     assert torch.allclose(out.logits, expected, atol=1e-5), (out.logits - expected).abs().max()
     assert len(out.routing) == 2 and all(r.experts.shape == (idx.numel(), k) for r in out.routing)
-    assert routing_metrics(out.routing[0])["accuracy"] == 1.0
+    assert recovery_metrics(out.routing[0])["accuracy"] == 1.0
     for router in model.routers():  # a distractor's output differs
         router.chosen = 1
     with torch.no_grad():
@@ -278,17 +280,18 @@ def test_recovery_is_deterministic(base):
     assert torch.equal(a.eval()(idx, targets=idx).loss, b.eval()(idx, targets=idx).loss)
 
 
-def test_routing_metrics():
+def test_routing_metrics_and_the_recovery_accuracy_beside_them():
     probs = torch.tensor([[0.4, 0.6, 0.0], [0.1, 0.7, 0.2], [1.0, 0.0, 0.0], [0.6, 0.3, 0.1]])
     out = RouterOutput(experts=torch.tensor([[0], [1], [0], [2]]), weights=torch.ones(4, 1), probs=probs)
-    metrics = routing_metrics(out)
+    metrics = recovery_metrics(out)
     assert metrics["accuracy"] == pytest.approx(0.5)  # rows 2 and 3 put expert 0 first
+    assert "accuracy" not in routing_metrics(out)  # the generic metrics know nothing of expert 0
     entropies = [-sum(p * math.log(p) for p in row if p > 0) for row in probs.tolist()]
     assert entropies[2] == 0 and metrics["entropy"] == pytest.approx(sum(entropies) / 4)
     assert metrics["load"] == pytest.approx([0.5, 0.25, 0.25])
     tied = RouterOutput(experts=torch.zeros(2, 1, dtype=torch.long), weights=torch.ones(2, 1),
                         probs=torch.tensor([[0.5, 0.5, 0.0], [1 / 3, 1 / 3, 1 / 3]]))
-    assert routing_metrics(tied)["accuracy"] == 0.0  # a tie is not a choice of expert 0
+    assert recovery_metrics(tied)["accuracy"] == 0.0  # a tie is not a choice of expert 0
 
 
 def test_checkpoint_round_trip(base, tmp_path):

@@ -3,8 +3,14 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from moe_rpo.improvement import (improvement, improvement_table, oriented, probability_of_improvement, rank_table,
-                                 separable)
+from moe_rpo.improvement import (
+    improvement,
+    improvement_table,
+    oriented,
+    probability_of_improvement,
+    rank_table,
+    separable,
+)
 
 
 def test_the_probability_of_improvement_is_the_mann_whitney_u_over_m_n():

@@ -11,22 +11,24 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import ROOT, Killed, kill_at_batch
 
 from moe_rpo import config as cfg
 from moe_rpo import schema, sections, values
 from moe_rpo.claims import recovery_claims
 from moe_rpo.data.prepare import prepare_corpus
+from moe_rpo.data.tokens import open_tokens
 from moe_rpo.experiments import EXPERIMENTS
 from moe_rpo.io import read_json, write_json
 from moe_rpo.lm import recovery
-from moe_rpo.lm.base import build_base, check_vocabulary
-from moe_rpo.data.tokens import open_tokens
+from moe_rpo.lm.base_model import build_base, check_vocabulary
 from moe_rpo.lm.oracle import oracle
 from moe_rpo.models import GPT, GPTConfig, load_gpt, recovery_model, save_gpt
 from moe_rpo.tables import design_table, recovery_tables
-from moe_rpo.training import lm
-from moe_rpo.training.lm import Batches, lr_at, pick_device, train_lm
-from conftest import ROOT, Killed, kill_at_batch
+from moe_rpo.training import loop
+from moe_rpo.training.batches import Batches
+from moe_rpo.training.device import pick_device
+from moe_rpo.training.loop import lr_at, train_lm
 
 VOCAB = 64
 
@@ -63,7 +65,7 @@ def rpo_recovery(seed=0):
 def test_weight_decay_on_weight_matrices_only_the_stacked_experts_included():
     model = GPT(GPTConfig(vocab_size=20, block_size=8, n_layer=1, n_head=2, n_embd=8, moe_layers=(0,)))
     params = dict(model.named_parameters())
-    decayed, plain = lm.make_optimizer(params, {"lr": 1e-3, "betas": [0.9, 0.99], "weight_decay": 0.1}).param_groups
+    decayed, plain = loop.make_optimizer(params, {"lr": 1e-3, "betas": [0.9, 0.99], "weight_decay": 0.1}).param_groups
     names = {id(p): name for name, p in params.items()}
     assert decayed["weight_decay"] == 0.1 and plain["weight_decay"] == 0.0
     assert {"transformer.h.0.mlp.experts.c_fc", "transformer.h.0.mlp.experts.c_proj"} <= {names[id(p)] for p in decayed["params"]}

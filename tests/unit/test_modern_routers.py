@@ -6,6 +6,7 @@ differs between two identical runs."""
 import numpy as np
 import pytest
 import torch
+from conftest import Killed, kill_at_batch
 
 from moe_rpo import config as cfg
 from moe_rpo import schema, sections, values
@@ -13,8 +14,7 @@ from moe_rpo.models import GPT, GPTConfig
 from moe_rpo.routers import Router, RouterOutput, build_router
 from moe_rpo.routers.loss_free import LossFreeBalance
 from moe_rpo.routers.task_gradient import task_gradient
-from moe_rpo.training.lm import train_lm
-from conftest import Killed, kill_at_batch
+from moe_rpo.training.loop import train_lm
 
 DIM, EXPERTS, VOCAB = 8, 4, 32
 

@@ -1,7 +1,11 @@
 """Exact optima of the fixed-expert toy."""
 import numpy as np
 
-from moe_rpo.toy.optimum import best_standard_reachable, best_subset_fit, standard_weight_grid
+from moe_rpo.toy.optimum import (
+    best_standard_reachable,
+    best_subset_fit,
+    standard_weight_grid,
+)
 
 
 def test_best_subset_fit_finds_exact_solutions():

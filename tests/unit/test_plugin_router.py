@@ -96,7 +96,6 @@ def test_a_good_plugin_passes_the_check(plugin_module):
 def test_the_readmes_walk_through_builds_a_checked_plugin_router(tmp_path, monkeypatch):
     """docs/routers.md 'Bring your own router': its module in a package of its own, its config over the defaults."""
     import yaml
-
     from conftest import ROOT
 
     section = (ROOT / "docs/routers.md").read_text().split("## Bring your own router\n", 1)[1].split("\n## ", 1)[0]

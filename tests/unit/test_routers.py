@@ -7,7 +7,11 @@ import torch
 
 from moe_rpo.routers import METHODS, RouterOutput, build_router
 from moe_rpo.routers.base import count_experts
-from moe_rpo.routers.policy import leave_one_out_baseline, reinforce_surrogate, selection_log_prob
+from moe_rpo.routers.policy import (
+    leave_one_out_baseline,
+    reinforce_surrogate,
+    selection_log_prob,
+)
 from moe_rpo.routers.task_gradient import task_gradient
 
 DIM, EXPERTS, TOKENS = 6, 5, 32

@@ -6,11 +6,10 @@ import pytest
 import torch
 
 from moe_rpo import schema
-from moe_rpo.lm.routing_quality import RouteRegret, Specialisation, gini, stability, summarize_layers
 from moe_rpo.models import GPT, GPTConfig
-from moe_rpo.models.moe import max_violation
 from moe_rpo.routers import RouterOutput
-from moe_rpo.training.lm import evaluate, flip_rate, saturation
+from moe_rpo.routing_metrics import RouteRegret, Specialisation, gini, max_violation, stability, summarize_layers
+from moe_rpo.training.evaluation import evaluate, flip_rate, saturation
 
 VOCAB = 16
 

@@ -4,7 +4,12 @@ import pandas as pd
 import pytest
 
 from moe_rpo import config as cfg
-from moe_rpo.claims import barrier_claims, collapse_claims, dilemma_claims, routing_claims
+from moe_rpo.claims import (
+    barrier_claims,
+    collapse_claims,
+    dilemma_claims,
+    routing_claims,
+)
 from moe_rpo.verdicts import INCONCLUSIVE, REFUTED, REPRODUCED
 
 T = cfg.validate({})["claims"]  # reach 0.05, stall gap 0.1, collapse ratio 0.8, routing share 0.8

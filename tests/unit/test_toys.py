@@ -5,8 +5,8 @@ import pytest
 from moe_rpo import config as cfg
 from moe_rpo import sections
 from moe_rpo.experiments import EXPERIMENTS
-from moe_rpo.tables import per_seed_table, summarize
 from moe_rpo.io import write_json
+from moe_rpo.tables import per_seed_table, summarize
 from moe_rpo.toy import barrier, collapse, dilemma, routing
 
 MODULES = {"routing": routing, "collapse": collapse, "dilemma": dilemma, "barrier": barrier}

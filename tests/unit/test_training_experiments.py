@@ -8,14 +8,14 @@ import pandas as pd
 import pytest
 import torch
 
-from moe_rpo import config as cfg
 from moe_rpo import cli, schema, sections, values
+from moe_rpo import config as cfg
 from moe_rpo.claims import pretraining_claims, shakespeare_moe_claims
 from moe_rpo.data.prepare import prepare_corpus
 from moe_rpo.experiments import EXPERIMENTS
 from moe_rpo.lm import scratch
-from moe_rpo.lm.routing_quality import Misrouted, UnitWeights
 from moe_rpo.routers import build_router
+from moe_rpo.routing_metrics import Misrouted, UnitWeights
 from moe_rpo.tables import benchmark_display, benchmark_table, routerless_table
 from moe_rpo.verdicts import INCONCLUSIVE, REFUTED, REPRODUCED
 
@@ -279,12 +279,12 @@ def test_a_reading_that_cannot_run_is_refused_naming_its_key(reading, message):
 def test_alternation_per_iteration_trains_the_experts_every_step(corpus, monkeypatch):
     """Per step: 'step' takes one optimizer step, in the phase that flips with every step; 'iteration' an E-step
     and then an M-step on the same batch."""
-    from moe_rpo.training import lm
+    from moe_rpo.training import loop
 
-    seen, original = {}, lm.set_phase
+    seen, original = {}, loop.set_phase
     for schedule in ("step", "iteration"):
         phases = []
-        monkeypatch.setattr(lm, "set_phase", lambda r, rp, op, phase: phases.append(phase) or original(r, rp, op, phase))
+        monkeypatch.setattr(loop, "set_phase", lambda r, rp, op, phase: phases.append(phase) or original(r, rp, op, phase))
         conf = config(shakespeare_moe={**TINY, "methods": config()["shakespeare_moe"]["methods"],
                                        "train": {**TINY["train"], "alternation": schedule}})
         scratch.run(sections.training_run_settings(conf, "shakespeare_moe", "rpo_k1"), 0, corpus)

@@ -4,11 +4,21 @@ import math
 import pandas as pd
 import pytest
 from scipy import stats
-
 from statsmodels.stats.power import TTestPower
 
-from moe_rpo.verdicts import (INCONCLUSIVE, MAX_SEEDS, ONE_SIDED, REFUTED, REPRODUCED, Comparison, combine, difference,
-                              exact, mean_effect, share)
+from moe_rpo.verdicts import (
+    INCONCLUSIVE,
+    MAX_SEEDS,
+    ONE_SIDED,
+    REFUTED,
+    REPRODUCED,
+    Comparison,
+    combine,
+    difference,
+    exact,
+    mean_effect,
+    share,
+)
 
 
 def seeds(*values, first=0):

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from slurm_cluster import PARTITION, Cluster, available
 from conftest import ENV, copy_workflow
+from slurm_cluster import PARTITION, Cluster, available
 
 from moe_rpo import paths
 from moe_rpo.io import read_json

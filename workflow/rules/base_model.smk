@@ -6,7 +6,8 @@ rule base_model:
     input:
         corpus=corpus_files(config["base_model"]["corpus"]),
         # a dense GPT has no MoE layer: the routing code it imports (routers, dispatch, metrics) never runs
-        code=code_of("base-model", exclude=("moe_rpo.routers", "moe_rpo.models.moe", "moe_rpo.models.recovery")),
+        code=code_of("base-model", exclude=("moe_rpo.routers", "moe_rpo.models.moe", "moe_rpo.models.distractors",
+                                           "moe_rpo.routing_metrics")),
     output:
         model=paths.record(paths.BASE_MODEL, ".pt"),
         record=paths.record(paths.BASE_MODEL),

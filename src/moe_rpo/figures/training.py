@@ -7,7 +7,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib import pyplot as plt
 
-from moe_rpo.figures.lm import method_label
+from moe_rpo.figures.recovery import method_label
 from moe_rpo.figures.style import save, use_style
 from moe_rpo.io import read_json
 from moe_rpo.tables import BENCHMARK_COLUMNS

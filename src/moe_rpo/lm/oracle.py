@@ -17,10 +17,11 @@ import numpy as np
 import torch
 
 from moe_rpo.models import GPT
-from moe_rpo.lm.routing_quality import replaced_routers
 from moe_rpo.models.moe import MoE
 from moe_rpo.routers import Router, RouterOutput
-from moe_rpo.training.lm import evaluation_batches, windows
+from moe_rpo.routing_metrics import replaced_routers
+from moe_rpo.training.batches import windows
+from moe_rpo.training.evaluation import evaluation_batches
 
 
 class FixedExpert(Router):

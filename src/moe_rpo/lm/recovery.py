@@ -12,23 +12,36 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from moe_rpo.data.tokens import corpus_identity, open_tokens, sha256_file
 from moe_rpo.io import read_json, write_json
-from moe_rpo.lm.base import check_vocabulary
+from moe_rpo.lm.base_model import check_vocabulary
 from moe_rpo.lm.oracle import oracle
-from moe_rpo.lm.routing_quality import unit_weights
 from moe_rpo.models import load_gpt, recovery_model
 from moe_rpo.routers.task_gradient import task_gradient
+from moe_rpo.routing_metrics import routing_metrics, unit_weights
 from moe_rpo.sections import recovery_settings
+from moe_rpo.training.batches import fit_routers_to_corpus
+from moe_rpo.training.device import pick_device
 from moe_rpo.training.distributed import is_main
-from moe_rpo.training.lm import evaluate, fit_routers_to_corpus, pick_device, train_lm
+from moe_rpo.training.evaluation import evaluate
+from moe_rpo.training.loop import train_lm
 from moe_rpo.values import Arm, layer_set_label
 
 
 def layers_of(settings: dict, n_layer: int) -> list[int]:
     """The MLP indices to turn into MoE layers ('all' expanded; recovery_model checks the range)."""
     return list(range(n_layer)) if settings["layers"] == "all" else list(settings["layers"])
+
+
+@torch.no_grad()
+def recovery_metrics(out) -> dict:
+    """A recovery layer's routing at each evaluation: its routing metrics and its accuracy, the share of tokens whose
+    most probable expert is expert 0 (the pretrained MLP), strictly: a tie is no choice (a zero-initialised router
+    would otherwise score 1 through argmax's tie-break)."""
+    first_is_best = out.probs[:, 0] > out.probs[:, 1:].max(-1).values
+    return {"accuracy": first_is_best.float().mean().item(), **routing_metrics(out)}
 
 
 def final_metrics(history: list[dict], base_loss: float) -> dict:
@@ -137,6 +150,7 @@ def run(settings: dict, setting: dict, seed: int, base_path: str | Path, corpus_
         fit_routers_to_corpus(model, train_tokens)
         checkpoint = work_dir / f"{name}.pt"
         history = train_lm(model, train_tokens, val_tokens, train, seed, checkpoint=checkpoint,
+                           layer_metrics=recovery_metrics,
                            fingerprint=fingerprint, desc=f"{setting['name']} seed {seed} {name}",
                            events_dir=Path(events_dir) / name if events_dir else None)
         runs[name] = {"router": method["router"], "k": method["k"], "history": history,

@@ -11,15 +11,18 @@ import numpy as np
 import torch
 
 from moe_rpo.data.tokens import corpus_identity, open_tokens, read_meta
-from moe_rpo.lm.routing_quality import (
+from moe_rpo.models import GPT, GPTConfig
+from moe_rpo.routing_metrics import (
     RouteRegret,
     Specialisation,
     misrouted,
     stability,
     summarize_layers,
 )
-from moe_rpo.models import GPT, GPTConfig
-from moe_rpo.training.lm import evaluate, fit_routers_to_corpus, pick_device, train_lm
+from moe_rpo.training.batches import fit_routers_to_corpus
+from moe_rpo.training.device import pick_device
+from moe_rpo.training.evaluation import evaluate
+from moe_rpo.training.loop import train_lm
 from moe_rpo.values import DENSE, Arm
 
 
@@ -39,7 +42,7 @@ def build_model(settings: dict, method: dict, vocab_size: int, seed: int) -> GPT
 def final_metrics(model: GPT, train_tokens, val_tokens, train: dict) -> dict:
     """Losses on fixed windows of both splits, the overfitting gap, and routing quality: load balance,
     router entropy, unrouted tokens, the loss increase when every token is sent to other experts, the
-    counterfactual route regret, token-id specialisation and expert co-activation (lm/routing_quality.py)."""
+    counterfactual route regret, token-id specialisation and expert co-activation (routing_metrics.py)."""
     device = pick_device(train["device"])
     token_routes, regret = Specialisation(model), RouteRegret(model)
     on_val = evaluate(model, val_tokens, train, device, observers=(token_routes, regret))

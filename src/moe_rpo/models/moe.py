@@ -78,30 +78,3 @@ def null_weights(routing: RouterOutput, ffn_experts: int, null_experts: int) -> 
     weights = routing.weights * routing.active()
     chosen = torch.nn.functional.one_hot(routing.experts, ffn_experts + null_experts).to(weights.dtype)
     return (chosen * weights.unsqueeze(-1)).sum(1)[:, ffn_experts:]
-
-
-@torch.no_grad()
-def routing_metrics(out: RouterOutput) -> dict[str, float | list[float]]:
-    """accuracy: share of tokens whose most probable expert is expert 0 (the pretrained MLP), strictly:
-    a tie is no choice (a zero-initialised router would otherwise score 1 through argmax's tie-break);
-    entropy: mean over tokens of the entropy (nats) of the router's probabilities;
-    load: share of all dispatched (token, expert) pairs that went to each expert;
-    unrouted: share of tokens with no dispatched expert (capacity limits, expert choice);
-    max_vio: the batch's MaxVio, (largest load - mean load) / mean load (Wang et al. 2024: 0 = balanced)."""
-    first_is_best = out.probs[:, 0] > out.probs[:, 1:].max(-1).values
-    load = out.load()
-    return {
-        "accuracy": first_is_best.float().mean().item(),
-        "entropy": torch.special.entr(out.probs).sum(-1).mean().item(),
-        "load": load.tolist(),
-        "unrouted": (~out.active().any(-1)).float().mean().item(),
-        "max_vio": max_violation(load),
-    }
-
-
-def max_violation(load) -> float:
-    """MaxVio of a load vector (shares of the dispatched pairs): (max - mean) / mean, 0 when nothing was
-    dispatched."""
-    load = torch.as_tensor(load, dtype=torch.float64)
-    mean = load.mean()
-    return float((load.max() - mean) / mean) if mean > 0 else 0.0

@@ -1,5 +1,6 @@
-"""Data parallelism under `torchrun`: this process's place in the launch, the process group, and the few
-collectives that LM training needs besides DistributedDataParallel's gradient all-reduce.
+"""Data parallelism under `torchrun`: this process's place in the launch, the process group, the few
+collectives that LM training needs besides DistributedDataParallel's gradient all-reduce, and the model wrapped in
+DistributedDataParallel for the steps whose gradients it averages.
 
 Outside torchrun (no WORLD_SIZE, or WORLD_SIZE=1) every helper is a no-op and there is one process of rank 0.
 """
@@ -12,6 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from moe_rpo.training.step import JOINT, M_STEP, set_phase
 
 
 @dataclass(frozen=True)
@@ -99,3 +103,29 @@ def gather(obj) -> list:
     objects = [None] * dist.get_world_size()
     dist.all_gather_object(objects, obj)
     return objects
+
+
+def data_parallel(model: torch.nn.Module, routers, router_params, other_params, alternation, device: torch.device,
+                  settings: dict) -> torch.nn.Module:
+    """The model wrapped in DistributedDataParallel, for the steps whose gradients it averages.
+
+    DDP builds its reducer once, over the parameters that require grad when it is wrapped, and does not
+    support a change of that set in the steps it runs; E/M alternation toggles requires_grad. So with an
+    alternation DDP is built over the M-step's parameters (everything but the routers), with the
+    requires_grad of an M-step, and runs only M-steps, which keep that set. E-steps call the bare model
+    (DDP is not involved: its reducer expects gradients only after a forward through it) and train_lm
+    averages their gradients, those of the small router parameters, with one all-reduce. Each step thus
+    trains the same parameters on the averaged gradient of the global batch, as in one process, and
+    E-steps skip the backward and the communication of the frozen experts (with RPO the whole backward
+    through the network). Without an alternation DDP holds every trainable parameter and runs every step.
+
+    find_unused_parameters: in an MoE model an expert that no token of a rank's rows chose gets no
+    gradient on that rank (and a router can have parameters that a step does not use, or none at all);
+    DDP then counts zeros for it, and a parameter unused on every rank keeps grad None, so that AdamW
+    skips it (no momentum or weight-decay update) exactly as in one process. A dense model uses every
+    parameter, so it skips the search for unused ones.
+    """
+    set_phase(routers, router_params, other_params, JOINT if alternation is None else M_STEP)
+    ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                  find_unused_parameters=bool(routers))
+    return torch.compile(ddp) if settings["compile"] else ddp

@@ -1,6 +1,6 @@
-"""How a trained MoE routes: whether it depends on its routing (losses with every token sent elsewhere), how
-far its routes are from the best of sampled alternatives (counterfactual regret), how balanced, stable and
-specialised they are."""
+"""Routing metrics, in one place: a routing's entropy, load and balance on a batch (every evaluation), and how a
+trained MoE routes: whether it depends on its routing (losses with every token sent elsewhere), how far its routes
+are from the best of sampled alternatives (counterfactual regret), how balanced, stable and specialised they are."""
 from __future__ import annotations
 
 import contextlib
@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from moe_rpo.models import GPT
-from moe_rpo.models.moe import MoE, max_violation
+from moe_rpo.models.moe import MoE
 from moe_rpo.routers import Router, RouterOutput
 
 
@@ -84,6 +84,29 @@ def unit_weights(model: GPT):
 
     with replaced_routers(model, wrap):
         yield wrappers
+
+
+@torch.no_grad()
+def routing_metrics(out: RouterOutput) -> dict[str, float | list[float]]:
+    """A routing's metrics on one batch. entropy: mean over tokens of the entropy (nats) of the router's probabilities;
+    load: share of all dispatched (token, expert) pairs that went to each expert;
+    unrouted: share of tokens with no dispatched expert (capacity limits, expert choice);
+    max_vio: the batch's MaxVio, (largest load - mean load) / mean load (Wang et al. 2024: 0 = balanced)."""
+    load = out.load()
+    return {
+        "entropy": torch.special.entr(out.probs).sum(-1).mean().item(),
+        "load": load.tolist(),
+        "unrouted": (~out.active().any(-1)).float().mean().item(),
+        "max_vio": max_violation(load),
+    }
+
+
+def max_violation(load) -> float:
+    """MaxVio of a load vector (shares of the dispatched pairs): (max - mean) / mean, 0 when nothing was
+    dispatched."""
+    load = torch.as_tensor(load, dtype=torch.float64)
+    mean = load.mean()
+    return float((load.max() - mean) / mean) if mean > 0 else 0.0
 
 
 def gini(load) -> float:

@@ -9,7 +9,9 @@ import torch
 
 from moe_rpo.data.tokens import corpus_identity, open_tokens, read_meta
 from moe_rpo.models import GPT, GPTConfig, from_hf
-from moe_rpo.training.lm import evaluate, pick_device, train_lm
+from moe_rpo.training.device import pick_device
+from moe_rpo.training.evaluation import evaluate
+from moe_rpo.training.loop import train_lm
 
 
 def check_vocabulary(model: GPT, corpus_dir: str | Path) -> None:
