@@ -117,17 +117,17 @@ def recovery_rows(rule: str, config: dict, layers: list[int], methods: dict[str,
 
 
 def recovery_rule(config: dict, steps: tuple[int, int], match: list[str]) -> Iterator[dict]:
-    """recovery_run: one job per setting and seed, each training its methods in turn (in the benchmark's
-    settings the benchmark's too); one row per method, with the number of jobs that run it."""
+    """recovery_run: one job per setting, seed and method (in the benchmark's settings the benchmark's methods
+    too); one row per method, with its number of jobs."""
     trained = [m for name in sections.recovery_settings(config["recovery"]) for m in sections.recovery_methods(config, name)]
-    seeds = len(config["recovery"]["seeds"])  # one job per setting and seed
+    seeds = len(config["recovery"]["seeds"])  # one job per setting, method and seed
     jobs = Counter({slug: n * seeds for slug, n in Counter(values.Arm.of(m).slug for m in trained).items()})
     yield from recovery_rows("recovery_run", config, config["recovery"]["layers"],
                          {values.Arm.of(m).slug: m for m in trained}, jobs, steps, match)
 
 
 def recovery_layers_rule(config: dict, steps: tuple[int, int], match: list[str]) -> Iterator[dict]:
-    """recovery_layers_run: per set of MoE layers of the layer sweep, one job per sweep setting and seed."""
+    """recovery_layers_run: per set of MoE layers of the layer sweep, one job per sweep setting, method and seed."""
     sweep, recovery = config["recovery"]["layer_sweep"], config["recovery"]
     methods = {values.Arm.of(m).slug: m for m in sweep["methods"]}
     jobs = Counter({slug: len(sweep["settings"]) * len(recovery["seeds"]) for slug in methods})

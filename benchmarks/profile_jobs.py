@@ -67,7 +67,8 @@ def split_training(build, train_tokens, val_tokens, settings: dict) -> dict:
 
 
 def recovery_profile(config: dict, methods: list[str], tokens) -> tuple[list[tuple[str, float]], GPT]:
-    settings = sections.recovery_run_settings(config, "diff")
+    settings = sections.with_router_specs(dict(config["recovery"], methods=sections.recovery_methods(config, "diff")),
+                                          config)  # every method of the setting, each a job of its own
     train = dict(settings["train"], device="cpu")
     base = GPT(GPTConfig(vocab_size=VOCAB, **config["base_model"]["model"])).eval()
     for p in base.parameters():
@@ -135,7 +136,7 @@ def main() -> None:
           f"steps (base evaluation, oracle, evaluations; {len(args.methods)} methods, a job runs all of its)")
     if args.profile_steps:
         print(f"\ntorch.profiler, {args.profile_steps} recovery steps of {args.methods[0]}:")
-        print(top_operators(model, tokens, sections.recovery_run_settings(config, "diff")["train"], args.profile_steps))
+        print(top_operators(model, tokens, config["recovery"]["train"], args.profile_steps))
 
 
 if __name__ == "__main__":

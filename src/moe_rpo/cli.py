@@ -123,30 +123,27 @@ def cmd_base_model(args):
 
 
 def cmd_recovery(args):
-    """Train every router method of the recovery experiment (and in the benchmark's settings the benchmark's)
-    for one setting (diff / sim<scale>) and seed."""
-    import shutil  # noqa: PLC0415
-
+    """Train one router method of the recovery experiment (or in the benchmark's settings the benchmark's) for one
+    setting (diff / sim<scale>) and seed."""
     from moe_rpo.lm import recovery  # noqa: PLC0415
     from moe_rpo.training.device import configure_torch  # noqa: PLC0415
     from moe_rpo.training.distributed import is_main  # noqa: PLC0415
 
-    settings = _settings(args, lambda c: sections.recovery_run_settings(c, args.setting))
+    settings = _settings(args, lambda c: sections.recovery_run_settings(c, args.setting, args.method))
     known = sections.recovery_settings(settings)
     if args.setting not in known:
         raise ValueError(f"unknown recovery setting {args.setting!r}; the config has {list(known)}")
     setting = known[args.setting].as_dict()
     configure_torch(settings["train"]["threads"] or args.threads)  # 0: the job's threads
     out = Path(args.out)
-    work_dir = out.with_suffix(".work")
-    result, prov = _timed(recovery.run, settings, setting, args.seed, args.base, args.corpus_dir, work_dir,
-                          args.tensorboard)
+    result, prov = _timed(recovery.run, settings, setting, args.seed, args.base, args.corpus_dir,
+                          out.with_suffix(".ckpt"), args.tensorboard)
     if not is_main():
         return  # another rank of a data-parallel (torchrun) run: rank 0 writes the outputs
     rows = recovery.records(result, setting, args.seed, settings["layers"])
-    write_json(out, {"experiment": "recovery", "setting": setting, "seed": args.seed, "settings": settings,
-                     "records": rows, "result": result, "provenance": prov})
-    shutil.rmtree(work_dir)
+    write_json(out, {"experiment": "recovery", "setting": setting, "method": args.method, "seed": args.seed,
+                     "settings": settings, "records": rows, "result": result, "provenance": prov})
+    out.with_suffix(".ckpt").unlink(missing_ok=True)
     for row in rows:
         print(f"{row['method']:>20} k={row['k']}  accuracy {row['accuracy']:.3f}  val loss {row['val_loss']:.4f}")
 
@@ -293,9 +290,10 @@ def parser() -> argparse.ArgumentParser:
 
     rec = sub.add_parser("recovery", help=cmd_recovery.__doc__)
     rec.add_argument("setting", help="diff, or sim<scale> for a scale in recovery.sim_scales (e.g. sim0.3)")
+    rec.add_argument("method", help="<router>_k<k>, one of the setting's methods (e.g. rpo_k1)")
     rec.add_argument("--seed", type=int, required=True)
     rec.add_argument("--base", required=True, help="the base model (.pt, from base-model)")
-    _add_training_args(rec, "run record (.json)", "the recovery section with its routers")
+    _add_training_args(rec, "run record (.json); the checkpoint lives beside it", "the recovery section with its router")
     rec.set_defaults(func=cmd_recovery)
 
     design = sub.add_parser("recovery-design", help=cmd_recovery_design.__doc__)

@@ -95,18 +95,20 @@ def toy_jobs(experiment: str, seeds: list[int], label: str = "") -> list[Job]:
     return [Job.of(paths.TOY_RUN, f"{label}{len(seeds)} seeds", (".json", ".npz"), experiment=experiment)]
 
 
-def recovery_jobs(settings: list[str], seeds: list[int]) -> list[Job]:
-    """The recovery experiment's jobs of these settings (the benchmark reads those of its settings)."""
-    return [Job.of(paths.RECOVERY_RUN, f"{setting} seed {seed}", setting=setting, seed=seed)
-            for setting in settings for seed in seeds]
+def recovery_jobs(methods: dict[str, list[dict]], seeds: list[int]) -> list[Job]:
+    """Recovery jobs, one per setting, seed and method: `methods` maps each setting to the methods to read there."""
+    return [Job.of(paths.RECOVERY_RUN, f"{setting} {Arm.of(m).slug} seed {seed}", setting=setting,
+                   method=Arm.of(m).slug, seed=seed)
+            for setting, setting_methods in methods.items() for seed in seeds for m in setting_methods]
 
 
 def recovery_layers_jobs(recovery: dict) -> list[Job]:
-    """The layer sweep's jobs: one per set of MoE layers, setting and seed."""
+    """The layer sweep's jobs: one per set of MoE layers, setting, seed and method."""
     sweep = recovery["layer_sweep"]
-    return [Job.of(paths.RECOVERY_LAYERS_RUN, f"layers {label} {setting} seed {seed}", layers=label, setting=setting,
-                   seed=seed)
-            for label in layer_sweep_sets(recovery) for setting in sweep["settings"] for seed in recovery["seeds"]]
+    return [Job.of(paths.RECOVERY_LAYERS_RUN, f"layers {label} {setting} {Arm.of(m).slug} seed {seed}", layers=label,
+                   setting=setting, method=Arm.of(m).slug, seed=seed)
+            for label in layer_sweep_sets(recovery) for setting in sweep["settings"] for seed in recovery["seeds"]
+            for m in sweep["methods"]]
 
 
 def recovery_design_jobs(seeds: list[int]) -> list[Job]:
@@ -137,7 +139,7 @@ def benchmark_shakespeare_methods(config: dict) -> list[dict]:
 def benchmark_jobs(config: dict) -> list[Job]:
     bench = config["benchmark"]
     return (toy_jobs("benchmark", benchmark_toy_settings(config)["seeds"], "toy ")
-            + recovery_jobs(bench["recovery"]["settings"], config["recovery"]["seeds"])
+            + recovery_jobs(dict.fromkeys(bench["recovery"]["settings"], bench["methods"]), config["recovery"]["seeds"])
             + training_jobs("shakespeare_moe", benchmark_shakespeare_methods(config), config["shakespeare_moe"]["seeds"]))
 
 
@@ -258,7 +260,8 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
                  "question can be asked at all. 'Unit weights': each method's routing evaluated with weights 1/k, "
                  "apart from its learned weights (RPO's are free and may drift from the 1 that expert 0 needs)."),
         section="recovery",
-        jobs=lambda config: (recovery_jobs(list(recovery_settings(config["recovery"])), config["recovery"]["seeds"])
+        jobs=lambda config: (recovery_jobs(dict.fromkeys(recovery_settings(config["recovery"]), config["recovery"]["methods"]),
+                                           config["recovery"]["seeds"])
                              + recovery_layers_jobs(config["recovery"]) + recovery_design_jobs(config["recovery"]["seeds"])),
         tables=("lm_recovery_seeds", "lm_recovery_summary", "lm_recovery_oracle", "lm_recovery_regret",
                 "lm_recovery_layers", "lm_recovery_design"),

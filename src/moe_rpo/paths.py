@@ -8,9 +8,9 @@ RESULTS = "results"
 # A job writes its record at RECORD.json (toys also RECORD.npz); its log and Snakemake benchmark are named by
 # its key: logs/KEY.log, benchmarks/KEY.tsv.
 TOY_RUN = {"record": "toy/{experiment}/run", "key": "toy_{experiment}/run"}  # every seed of a toy in one job
-RECOVERY_RUN = {"record": "lm/recovery/{setting}/seed{seed}", "key": "lm_recovery/{setting}/seed{seed}"}
-RECOVERY_LAYERS_RUN = {"record": "lm/recovery_layers/{layers}/{setting}/seed{seed}",
-                       "key": "lm_recovery_layers/{layers}/{setting}/seed{seed}"}
+RECOVERY_RUN = {"record": "lm/recovery/{setting}/{method}/seed{seed}", "key": "lm_recovery/{setting}/{method}/seed{seed}"}
+RECOVERY_LAYERS_RUN = {"record": "lm/recovery_layers/{layers}/{setting}/{method}/seed{seed}",
+                       "key": "lm_recovery_layers/{layers}/{setting}/{method}/seed{seed}"}
 RECOVERY_DESIGN = {"record": "lm/recovery_design/seed{seed}", "key": "lm_recovery_design/seed{seed}"}
 TRAIN_RUN = {"record": "lm/{training}/{method}/seed{seed}", "key": "lm_{training}/{method}/seed{seed}"}
 READING_RUN = {"record": "lm/{training}/readings/{reading}/{method}/seed{seed}",  # claims.readings
@@ -25,7 +25,7 @@ CLAIMS = "claims.json"
 REPORT_PAGE = "report/{page}.html"
 LOG = "logs/{key}.log"
 BENCHMARK = "benchmarks/{key}.tsv"
-TENSORBOARD = "tensorboard/{key}"  # a training job's TensorBoard events (a recovery job: a folder per method)
+TENSORBOARD = "tensorboard/{key}"  # a training job's TensorBoard events
 
 
 def result(template: str, **fields) -> str:

@@ -89,9 +89,18 @@ def reading_run_settings(config: dict, reading: str, method: str) -> dict:
     return settings | {"train": train, "reading": {"name": reading, "description": spec["description"]}}
 
 
+def one_method(methods: list[dict], slug: str, where: str) -> dict:
+    """The method of `methods` named by its slug (<router>_k<k>, or dense)."""
+    chosen = [m for m in methods if Arm.of(m).slug == slug]
+    if not chosen:
+        raise ConfigError(f"{where} has no method {slug!r} (it runs {[Arm.of(m).slug for m in methods]})")
+    return chosen[0]
+
+
 def recovery_methods(config: dict, setting: str) -> list[dict]:
-    """The methods a recovery job of `setting` runs: the recovery experiment's, and in the router benchmark's
-    settings also the benchmark's other methods (so the benchmark reads the same runs, never repeats them)."""
+    """The methods the recovery jobs of `setting` train, one job each: the recovery experiment's, and in the router
+    benchmark's settings also the benchmark's other methods (so the benchmark reads the same runs, never repeats
+    them)."""
     methods = list(config["recovery"]["methods"])
     if setting in config["benchmark"]["recovery"]["settings"]:
         runs = {Arm.of(m) for m in methods}
@@ -99,10 +108,11 @@ def recovery_methods(config: dict, setting: str) -> list[dict]:
     return methods
 
 
-def recovery_run_settings(config: dict, setting: str) -> dict:
-    """What the recovery job of one setting runs with: the recovery section, its methods (recovery_methods)
-    and the specs of the routers they name."""
-    return with_router_specs(dict(config["recovery"], methods=recovery_methods(config, setting)), config)
+def recovery_run_settings(config: dict, setting: str, method: str) -> dict:
+    """What the recovery job of one setting and method runs with: the recovery section, that one of the setting's
+    methods (recovery_methods) and the spec of its router."""
+    chosen = one_method(recovery_methods(config, setting), method, f"recovery setting {setting}")
+    return with_router_specs(dict(config["recovery"], methods=[chosen]), config)
 
 
 def layer_sweep_sets(recovery: dict) -> dict:
@@ -111,14 +121,14 @@ def layer_sweep_sets(recovery: dict) -> dict:
             if layers != recovery["layers"]}
 
 
-def recovery_layers_settings(config: dict, label: str) -> dict:
-    """What a layer-sweep job runs with: the recovery section with that set of MoE layers and the sweep's
+def recovery_layers_settings(config: dict, label: str, method: str) -> dict:
+    """What a layer-sweep job runs with: the recovery section with that set of MoE layers and one of the sweep's
     methods."""
     sets = layer_sweep_sets(config["recovery"])
     if label not in sets:
         raise ConfigError(f"recovery.layer_sweep has no layer set {label!r} (it has {list(sets)})")
-    sweep = config["recovery"]["layer_sweep"]
-    return with_router_specs(dict(config["recovery"], layers=sets[label], methods=sweep["methods"]), config)
+    chosen = one_method(config["recovery"]["layer_sweep"]["methods"], method, "recovery.layer_sweep")
+    return with_router_specs(dict(config["recovery"], layers=sets[label], methods=[chosen]), config)
 
 
 def recovery_design_settings(config: dict) -> dict:
@@ -135,10 +145,7 @@ def training_run_settings(config: dict, experiment: str, method: str) -> dict:
     if "model" not in config.get(experiment, {}) or "methods" not in config[experiment]:
         raise ConfigError(f"unknown training experiment {experiment!r}: no section with a model and methods")
     section = config[experiment]
-    chosen = [m for m in section["methods"] if Arm.of(m).slug == method]
-    if not chosen:
-        raise ConfigError(f"{experiment} has no method {method!r} (it runs {[Arm.of(m).slug for m in section['methods']]})")
-    return with_router_specs({**section, "methods": chosen}, config)
+    return with_router_specs({**section, "methods": [one_method(section["methods"], method, experiment)]}, config)
 
 
 def arm_router(config: dict, arm: str) -> str:

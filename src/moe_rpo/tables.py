@@ -86,11 +86,14 @@ def recovery_tables(experiment, runs: list[str], view: dict) -> dict[str, pd.Dat
     all_layers = per_seed_table(trained)
     # in the benchmark's settings the jobs also run the benchmark's methods: this experiment's own only
     seeds = own_methods(all_layers[all_layers["layers"] == view["layers"]], view["methods"])
-    layers = pd.DataFrame([{"setting": record["setting"]["name"], "seed": record["seed"], "layer": layer["layer"],
+    # every method's job of a setting and seed has the same experts, so the same oracle: one per setting and seed
+    oracles = {}
+    for record in map(records.get, main):
+        oracles.setdefault((record["setting"]["name"], record["seed"]), record["result"]["oracle"])
+    layers = pd.DataFrame([{"setting": setting, "seed": seed, "layer": layer["layer"],
                             "identifiability": layer["identifiability"], "oracle_loss": layer["oracle_loss"],
-                            "expert0_loss": record["result"]["oracle"]["expert0_loss"],
-                            "expert0_best_share": layer["best_expert_share"][0]}
-                           for record in map(records.get, main) for layer in record["result"]["oracle"]["layers"]])
+                            "expert0_loss": best["expert0_loss"], "expert0_best_share": layer["best_expert_share"][0]}
+                           for (setting, seed), best in oracles.items() for layer in best["layers"]])
     oracle = layers.groupby(["setting", "layer"], sort=False).agg(
         seeds=("seed", "nunique"), identifiability=("identifiability", "mean"),
         identifiability_min=("identifiability", "min"), identifiability_max=("identifiability", "max"),

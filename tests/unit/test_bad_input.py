@@ -120,11 +120,11 @@ def test_a_router_that_cannot_be_built_fails_the_dry_run_naming_the_key():
 def test_recovery_job_names_the_block_size_key(corpus, tmp_path):
     base = tmp_path / "base.pt"
     save_gpt(tiny_gpt(read_meta(corpus)["vocab_size"], block_size=8), base)
-    settings = sections.recovery_run_settings(cfg.validate({}), "diff")
+    settings = sections.recovery_run_settings(cfg.validate({}), "diff", "standard_k1")
     block = settings["train"]["block_size"]
     with pytest.raises(ValueError, match=re.escape(f"recovery.train.block_size: {block} exceeds the base "
                                                    f"model's block_size 8")):
-        recovery.run(settings, sections.recovery_settings(settings)["diff"], 0, base, corpus, tmp_path / "work")
+        recovery.run(settings, sections.recovery_settings(settings)["diff"], 0, base, corpus, tmp_path / "run.ckpt")
 
 
 # 5. and 6. settings and methods that would collapse into one ------------------------------------

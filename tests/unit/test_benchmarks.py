@@ -26,11 +26,13 @@ def test_gpu_hours_counts_the_pipelines_jobs(tmp_path):
     config = cfg.load(*CONFIGS)
     rows = json.loads(out.read_text())["rows"]
     jobs = {(row["rule"], row["job"]): row["jobs"] for row in rows}
-    # rpo runs in every recovery job; hash, a benchmark method only, in the jobs of the benchmark's settings
+    # rpo has a job in every setting and seed; hash, a benchmark method only, in the benchmark's settings
     benchmark_settings = config["benchmark"]["recovery"]["settings"]
-    runs = recovery_jobs(list(sections.recovery_settings(config["recovery"])), config["recovery"]["seeds"])
-    expected = {("recovery_run", "rpo_k1"): len(runs),
-                ("recovery_run", "hash_k1"): len([job for job in runs if job.record.split("/")[-2] in benchmark_settings])}
+    runs = recovery_jobs({setting: sections.recovery_methods(config, setting)
+                          for setting in sections.recovery_settings(config["recovery"])}, config["recovery"]["seeds"])
+    expected = {("recovery_run", "rpo_k1"): len([job for job in runs if "/rpo_k1/" in job.record]),
+                ("recovery_run", "hash_k1"): len([job for job in runs if "/hash_k1/" in job.record])}
+    assert expected[("recovery_run", "hash_k1")] == len(benchmark_settings) * len(config["recovery"]["seeds"])
     sweep = config["recovery"]["layer_sweep"]
     expected |= {("recovery_layers_run", f"layers {label} {values.Arm.of(m).slug}"): len(sweep["settings"]) * len(config["recovery"]["seeds"])
                  for label in sections.layer_sweep_sets(config["recovery"]) for m in sweep["methods"]}

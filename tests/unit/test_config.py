@@ -175,7 +175,7 @@ def test_paper_config_dry_run_lists_every_paper_experiment(profile, tmp_path):
     assert "results/data/openwebtext/shards/31.train.bin" in result.stdout
     assert "results/data/tinystories/shards/15.train.bin" in result.stdout
     for output in ["results/lm/pretraining/rpo_k2/seed0.json", "results/lm/shakespeare_moe/expert_choice_k2/seed2.json",
-                   "results/lm/recovery/sim0.3/seed2.json", "results/toy/benchmark/run.json",
+                   "results/lm/recovery/sim0.3/rpo_k1/seed2.json", "results/toy/benchmark/run.json",
                    *[f"results/report/{e.stem}.html" for e in EXPERIMENTS.values()]]:
         assert output in result.stdout, output
 

@@ -217,28 +217,31 @@ def tiny_setup(tmp_path_factory):
                                     "val_fraction": 0.3}, "corpus_spec")
     meta = prepare_corpus(spec, root / "corpus", shards=1)
     save_gpt(tiny_gpt(vocab=meta["vocab_size"]), root / "base.pt")
-    run_settings = sections.recovery_run_settings(cfg.validate({
+    conf = cfg.validate({
         "recovery": {"layers": [0, 1], "methods": [{"router": "standard", "k": 1}, {"router": "rpo", "k": 1}],
                      "train": {"steps": 12, "batch_size": 4, "block_size": 16, "eval_every": 4, "eval_batches": 2,
                                "checkpoint_every": 2, "device": "cpu"}},
-        "benchmark": {"methods": [{"router": "rpo", "k": 1}]}}), "diff")  # no other methods in the benchmark's settings
-    return root, run_settings
+        "benchmark": {"methods": [{"router": "rpo", "k": 1}]}})  # no other methods in the benchmark's settings
+    return root, {slug: sections.recovery_run_settings(conf, "diff", slug) for slug in ("standard_k1", "rpo_k1")}
 
 
-def test_recovery_run_records_every_method(tiny_setup):
-    root, run_settings = tiny_setup
+def test_each_recovery_job_trains_its_one_method_on_the_experts_every_method_sees(tiny_setup, tmp_path):
+    root, jobs = tiny_setup
     setting = sections.recovery_settings({"sim_scales": [0.3]})["sim0.3"].as_dict()
-    result = recovery.run(run_settings, setting, 0, root / "base.pt", root / "corpus", root / "work")
-    assert set(result["runs"]) == {"standard_k1", "rpo_k1"} and result["layers"] == [0, 1]
-    rows = recovery.records(result, setting, 0, run_settings["layers"])
+    results = {slug: recovery.run(settings, setting, 0, root / "base.pt", root / "corpus", tmp_path / f"{slug}.ckpt")
+               for slug, settings in jobs.items()}
+    assert [list(result["runs"]) for result in results.values()] == [["standard_k1"], ["rpo_k1"]]
+    standard_run, rpo_run = results.values()
+    assert standard_run["oracle"] == rpo_run["oracle"] and standard_run["base_val_loss"] == rpo_run["base_val_loss"]
+    assert standard_run["layers"] == [0, 1]
+    rows = [row for slug, result in results.items()
+            for row in recovery.records(result, setting, 0, jobs[slug]["layers"])]
     assert [row["method"] for row in rows] == ["standard", "rpo"]
     for row in rows:
         assert 0 <= row["accuracy"] <= 1 and row["gap_to_base"] == pytest.approx(row["val_loss"] - row["base_val_loss"])
-    again = recovery.run(run_settings, setting, 0, root / "base.pt", root / "corpus", root / "work")  # finished: reused
-    assert again == result
-    best = result["oracle"]
+    best = standard_run["oracle"]
     assert [layer["layer"] for layer in best["layers"]] == [0, 1] and best["oracle_loss"] <= best["expert0_loss"]
-    assert best["expert0_loss"] == pytest.approx(result["base_val_loss"], abs=1e-5)  # all expert 0 = the base model
+    assert best["expert0_loss"] == pytest.approx(standard_run["base_val_loss"], abs=1e-5)  # all expert 0 = the base
     for row in rows:
         assert row["regret"] == pytest.approx(row["val_loss"] - best["oracle_loss"])
         assert row["identifiability"] == best["identifiability"]
@@ -248,7 +251,8 @@ def test_recovery_run_records_every_method(tiny_setup):
 
 
 def test_identifiability_sweep_gives_each_layer_set_the_oracle_of_its_recovery_model(tiny_setup):
-    root, run_settings = tiny_setup
+    root, jobs = tiny_setup
+    run_settings = jobs["standard_k1"]
     rows = recovery.identifiability_sweep(dict(run_settings, design={"sim_scales": [0.3, 3.0]}), 0,
                                           root / "base.pt", root / "corpus")
     assert [(r["setting"], r["layer"]) for r in rows] == [(s, layer) for s in ("diff", "sim0.3", "sim3")
@@ -276,14 +280,15 @@ def test_design_table_takes_each_layer_set_as_the_claims_do():
 
 
 def test_recovery_tables_hold_the_oracle_per_layer_the_regret_per_method_and_the_layer_sweep(tiny_setup, tmp_path):
-    root, run_settings = tiny_setup
+    root, jobs = tiny_setup
     records = [tmp_path / "design.json"]
     write_json(records[0], {"experiment": "recovery_design", "records": recovery.identifiability_sweep(
-        dict(run_settings, design={"sim_scales": [0.3]}), 0, root / "base.pt", root / "corpus")})
+        dict(jobs["standard_k1"], design={"sim_scales": [0.3]}), 0, root / "base.pt", root / "corpus")})
     setting = sections.recovery_settings({"sim_scales": [0.3]})["sim0.3"].as_dict()
-    one_layer = dict(run_settings, layers=[0], methods=[{"router": "rpo", "k": 1}])  # a layer-sweep job's
-    for seed, settings in ((0, run_settings), (1, run_settings), (0, one_layer), (1, one_layer)):
-        result = recovery.run(settings, setting, seed, root / "base.pt", root / "corpus", tmp_path / f"w{len(records)}")
+    one_layer = dict(jobs["rpo_k1"], layers=[0])  # a layer-sweep job's
+    for seed, settings in ((0, jobs["standard_k1"]), (0, jobs["rpo_k1"]), (1, jobs["standard_k1"]),
+                           (1, jobs["rpo_k1"]), (0, one_layer), (1, one_layer)):
+        result = recovery.run(settings, setting, seed, root / "base.pt", root / "corpus", tmp_path / "run.ckpt")
         records.append(tmp_path / f"run{len(records)}.json")
         write_json(records[-1], {"setting": setting, "seed": seed, "result": result, "settings": settings,
                                  "records": recovery.records(result, setting, seed, settings["layers"])})
@@ -307,37 +312,38 @@ def test_recovery_tables_hold_the_oracle_per_layer_the_regret_per_method_and_the
 
 
 def test_recovery_refuses_a_corpus_the_model_cannot_embed(tiny_setup, tmp_path):
-    root, run_settings = tiny_setup
+    root, jobs = tiny_setup
+    run_settings = jobs["standard_k1"]
     save_gpt(tiny_gpt(vocab=10), tmp_path / "small.pt")
     setting = sections.recovery_settings({"sim_scales": [0.3]})["diff"].as_dict()
     with pytest.raises(ValueError, match="token ids but the model embeds only 10"):
-        recovery.run(run_settings, setting, 0, tmp_path / "small.pt", root / "corpus", tmp_path / "work")
+        recovery.run(run_settings, setting, 0, tmp_path / "small.pt", root / "corpus", tmp_path / "run.ckpt")
 
 
 def test_killed_recovery_job_resumes_to_the_same_record(tiny_setup, tmp_path):
     """kill -9 the CLI job once a checkpoint exists, rerun it: the same records as an uninterrupted job."""
-    root, run_settings = tiny_setup
-    run_settings = {**run_settings, "train": {**run_settings["train"], "steps": 60, "checkpoint_every": 5}}
+    root, jobs = tiny_setup
+    run_settings = {**jobs["rpo_k1"], "train": {**jobs["rpo_k1"]["train"], "steps": 60, "checkpoint_every": 5}}
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "HF_HUB_OFFLINE": "1"}
 
     def command(out):
-        return [sys.executable, "-m", "moe_rpo", "recovery", "sim0.3", "--seed", "0", "--settings",
+        return [sys.executable, "-m", "moe_rpo", "recovery", "sim0.3", "rpo_k1", "--seed", "0", "--settings",
                 json.dumps(run_settings), "--base", str(root / "base.pt"), "--corpus-dir", str(root / "corpus"),
                 "--out", str(out)]
 
     subprocess.run(command(tmp_path / "whole.json"), env=env, check=True, capture_output=True)
     job = subprocess.Popen(command(tmp_path / "killed.json"), env=env, stderr=subprocess.DEVNULL)
-    work = tmp_path / "killed.work"
+    checkpoint = tmp_path / "killed.ckpt"
     deadline = time.time() + 120
-    while not (work / "rpo_k1.pt").exists() and job.poll() is None and time.time() < deadline:
+    while not checkpoint.exists() and job.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     assert job.poll() is None, "the job finished before it could be killed; make it longer"
     job.send_signal(signal.SIGKILL)
     job.wait()
-    assert not (tmp_path / "killed.json").exists() and (work / "standard_k1.json").exists()
+    assert not (tmp_path / "killed.json").exists() and checkpoint.exists()
     subprocess.run(command(tmp_path / "killed.json"), env=env, check=True, capture_output=True)
     assert read_json(tmp_path / "killed.json")["records"] == read_json(tmp_path / "whole.json")["records"]
-    assert not work.exists()
+    assert not checkpoint.exists()
 
 
 def test_base_model_from_hugging_face(tmp_path, tiny_setup):

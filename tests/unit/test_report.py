@@ -189,14 +189,14 @@ def test_lm_page_shows_the_base_model_and_every_job(rendered):
     page = next(path for path in rendered if path.name == "lm_recovery.html").read_text()
     assert "Base model" in page and "820,224" in page and "1.971" in page and "pretrained here" in page
     assert "smaller scale" in page  # the default config says at what scale the page was made
-    assert "<td>sim0.3 seed 1</td>" in page and "<td>diff seed 0</td>" in page
+    assert "<td>sim0.3 standard_k1 seed 1</td>" in page and "<td>diff rpo_k1 seed 0</td>" in page
     assert "dirty" in page  # the seed-1 records stand for runs from a dirty tree
 
 
 @pytest.mark.parametrize("missing", ["claims.json", "toy/dilemma/run.json", "benchmarks/toy_barrier/run.tsv",
                                      "figures/toy_routing_trajectories.pdf", "tables/toy_collapse_summary.csv",
-                                     "data/tiny/meta.json", "lm/recovery/sim0.3/seed1.json", "lm/base/model.json",
-                                     "benchmarks/lm_recovery/diff/seed0.tsv"])
+                                     "data/tiny/meta.json", "lm/recovery/sim0.3/standard_k1/seed1.json", "lm/base/model.json",
+                                     "benchmarks/lm_recovery/diff/standard_k1/seed0.tsv"])
 def test_missing_input_names_the_file(results, config, tmp_path, missing):
     copy = tmp_path / "results"
     shutil.copytree(results, copy, ignore=shutil.ignore_patterns("report"))

@@ -127,13 +127,13 @@ def get_training_gpus(wildcards):
 
 
 def get_recovery_settings(wildcards):
-    """A recovery job's settings (a change of the benchmark's methods reruns only its settings' jobs)."""
-    return json.dumps(recovery_run_settings(config, wildcards.setting), sort_keys=True)
+    """A recovery job's settings: its one method (a change of another method's router reruns none of its jobs)."""
+    return json.dumps(recovery_run_settings(config, wildcards.setting, wildcards.method), sort_keys=True)
 
 
 def get_recovery_layers_settings(wildcards):
-    """A layer-sweep job's settings: the recovery section with that set of MoE layers and the sweep's methods."""
-    return json.dumps(recovery_layers_settings(config, wildcards.layers), sort_keys=True)
+    """A layer-sweep job's settings: the recovery section with that set of MoE layers and one sweep method."""
+    return json.dumps(recovery_layers_settings(config, wildcards.layers, wildcards.method), sort_keys=True)
 
 
 def get_toy_code(wildcards):

@@ -1,11 +1,11 @@
-# GPT-2 optimal routing recovery: one job per setting (diff / sim<scale>) and seed, every router method
-# inside; in the router benchmark's settings also the benchmark's other methods, whose column reads these
-# runs. Its tables and figures: workflow/rules/experiments.smk.
+# GPT-2 optimal routing recovery: one job per setting (diff / sim<scale>), method and seed, each with the same
+# distractors, batches and evaluation windows (drawn from the seed); in the router benchmark's settings also the
+# benchmark's other methods, whose column reads these runs. Its tables and figures: workflow/rules/experiments.smk.
 
 
 rule recovery_run:
-    """Every router method of the recovery experiment (and in the benchmark's settings the benchmark's) for
-    one setting (diff / sim<scale>) and one seed."""
+    """One router method of the recovery experiment (or in the benchmark's settings the benchmark's) for one setting
+    (diff / sim<scale>) and one seed."""
     input:
         base=rules.base_model.output.model,
         corpus=corpus_files(config["recovery"]["corpus"]),
@@ -28,12 +28,13 @@ rule recovery_run:
     benchmark:
         paths.benchmark(paths.RECOVERY_RUN["key"])
     shell:
-        "{params.launch:q} recovery {wildcards.setting:q} --seed {wildcards.seed:q} --settings {params.settings:q} "
+        "{params.launch:q} recovery {wildcards.setting:q} {wildcards.method:q} --seed {wildcards.seed:q} "
+        "--settings {params.settings:q} "
         "--base {input.base:q} --corpus-dir {params.corpus_dir:q} --out {output:q} --threads {threads:q} "
         "--tensorboard {params.tensorboard:q} > {log:q} 2>&1"
 
 
-# The layer sweep: the sweep's methods for one other set of MoE layers, setting and seed; the same job as
+# The layer sweep: one of the sweep's methods for one other set of MoE layers, setting and seed; the same job as
 # recovery_run (launcher, GPU) with the sweep's settings, files and plugin inputs.
 use rule recovery_run as recovery_layers_run with:
     input:

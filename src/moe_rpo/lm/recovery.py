@@ -8,14 +8,12 @@ the same experts, the same training batches and the same evaluation windows.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from moe_rpo.data.tokens import corpus_identity, open_tokens, sha256_file
-from moe_rpo.io import read_json, write_json
 from moe_rpo.lm.base_model import check_vocabulary
 from moe_rpo.lm.oracle import oracle
 from moe_rpo.models import load_gpt, recovery_model
@@ -24,7 +22,6 @@ from moe_rpo.routing_metrics import routing_metrics, unit_weights
 from moe_rpo.sections import recovery_settings
 from moe_rpo.training.batches import fit_routers_to_corpus
 from moe_rpo.training.device import pick_device
-from moe_rpo.training.distributed import is_main
 from moe_rpo.training.evaluation import evaluate
 from moe_rpo.training.loop import train_lm
 from moe_rpo.values import Arm, layer_set_label
@@ -66,18 +63,6 @@ def weights_apart(model, val_tokens, train: dict) -> dict:
             "mean_weight": float(np.mean([wrapper.mean_weight for wrapper in wrappers.values()]))}
 
 
-def finished_run(done_file: Path, fingerprint: str) -> dict | None:
-    """A method's run finished earlier with the same fingerprint, or None (an unreadable file is redone)."""
-    if not done_file.is_file():
-        return None
-    try:
-        done = read_json(done_file)
-    except ValueError as error:
-        print(f"ignoring {done_file}: {error}", file=sys.stderr)
-        return None
-    return done["run"] if done.get("fingerprint") == fingerprint else None
-
-
 def frozen_base(base_path: str | Path, corpus_dir: str | Path):
     """The base model in evaluation mode with its parameters frozen, checked against the corpus's vocabulary."""
     base = load_gpt(base_path).eval()
@@ -111,11 +96,19 @@ def identifiability_sweep(settings: dict, seed: int, base_path: str | Path, corp
     return rows
 
 
+# The oracle replaces every router by a fixed one, so the model it probes needs a router only to be built: this one
+# (the recovery experiment's standard top-1), the same for every method's job.
+ORACLE_PROBE_ROUTER = {"method": "softmax_topk", "normalize": False}
+
+
 def run(settings: dict, setting: dict, seed: int, base_path: str | Path, corpus_dir: str | Path,
-        work_dir: str | Path, events_dir: str | Path | None = None) -> dict:
-    """Train every method of `settings['methods']` for one setting {"name", "mode", "scale"} and seed.
-    Finished methods and checkpoints live in work_dir, so a killed job resumes where it stopped. With `events_dir`,
-    each method writes TensorBoard events to a folder of its own there."""
+        checkpoint: str | Path | None = None, events_dir: str | Path | None = None) -> dict:
+    """Train the one method of `settings['methods']` for a setting {"name", "mode", "scale"} and seed. Its experts
+    (and so its oracle), batches and evaluation windows come from the seed: every method's job sees the same. With
+    `checkpoint`, a killed job resumes where it stopped; with `events_dir`, it writes TensorBoard events there."""
+    if len(settings["methods"]) != 1:
+        raise ValueError(f"a recovery job trains one method, got {len(settings['methods'])}")
+    method = settings["methods"][0]
     base = frozen_base(base_path, corpus_dir)
     train_tokens, val_tokens = open_tokens(corpus_dir, "train"), open_tokens(corpus_dir, "val")
     train = settings["train"]
@@ -124,42 +117,23 @@ def run(settings: dict, setting: dict, seed: int, base_path: str | Path, corpus_
                          f"block_size {base.config.block_size}")
     layers = layers_of(settings, base.config.n_layer)
     base_loss = evaluate(base, val_tokens, train, pick_device(train["device"]))["val_loss"]
-    # every method sees the same experts (drawn from the seed), so one oracle serves them all; its routers
-    # are replaced by fixed ones, so any method's will do to build it
-    first = settings["methods"][0]
-    probe = recovery_model(base, layers, setting["mode"], setting["scale"], settings["routers"][first["router"]],
-                           k=first["k"], num_experts=settings["num_experts"], seed=seed)
+    probe = recovery_model(base, layers, setting["mode"], setting["scale"], ORACLE_PROBE_ROUTER,
+                           num_experts=settings["num_experts"], seed=seed)
     best = oracle(probe, val_tokens, train, pick_device(train["device"]))
-    base_sha, data = sha256_file(Path(base_path)), corpus_identity(corpus_dir)
-    work_dir = Path(work_dir)
-    work_dir.mkdir(parents=True, exist_ok=True)
-    runs = {}
-    for method in settings["methods"]:
-        name = Arm.of(method).slug
-        done_file = work_dir / f"{name}.json"
-        spec = settings["routers"][method["router"]]
-        fingerprint = json.dumps({"setting": setting, "seed": seed, "spec": spec, "k": method["k"],
-                                  "layers": layers, "num_experts": settings["num_experts"], "train": train,
-                                  "base": base_sha, "data": data}, sort_keys=True)
-        finished = finished_run(done_file, fingerprint)
-        if finished is not None:
-            runs[name] = finished
-            continue
-        model = recovery_model(base, layers, setting["mode"], setting["scale"], spec, k=method["k"],
-                               num_experts=settings["num_experts"], seed=seed)
-        fit_routers_to_corpus(model, train_tokens)
-        checkpoint = work_dir / f"{name}.pt"
-        history = train_lm(model, train_tokens, val_tokens, train, seed, checkpoint=checkpoint,
-                           layer_metrics=recovery_metrics,
-                           fingerprint=fingerprint, desc=f"{setting['name']} seed {seed} {name}",
-                           events_dir=Path(events_dir) / name if events_dir else None)
-        runs[name] = {"router": method["router"], "k": method["k"], "history": history,
-                      "final": final_metrics(history, base_loss) | weights_apart(model, val_tokens, train)
-                               | {"task_gradient": task_gradient(spec, method["k"], settings["num_experts"])}}
-        if is_main():  # under torchrun every rank has the same run; rank 0 writes it
-            write_json(done_file, {"fingerprint": fingerprint, "run": runs[name]})
-        checkpoint.unlink(missing_ok=True)
-    return {"base_val_loss": base_loss, "layers": layers, "oracle": best, "runs": runs}
+    name, spec = Arm.of(method).slug, settings["routers"][method["router"]]
+    fingerprint = json.dumps({"setting": setting, "seed": seed, "spec": spec, "k": method["k"], "layers": layers,
+                              "num_experts": settings["num_experts"], "train": train,
+                              "base": sha256_file(Path(base_path)), "data": corpus_identity(corpus_dir)}, sort_keys=True)
+    model = recovery_model(base, layers, setting["mode"], setting["scale"], spec, k=method["k"],
+                           num_experts=settings["num_experts"], seed=seed)
+    fit_routers_to_corpus(model, train_tokens)
+    history = train_lm(model, train_tokens, val_tokens, train, seed, checkpoint=checkpoint, fingerprint=fingerprint,
+                       desc=f"{setting['name']} seed {seed} {name}", events_dir=events_dir,
+                       layer_metrics=recovery_metrics)
+    run = {"router": method["router"], "k": method["k"], "history": history,
+           "final": final_metrics(history, base_loss) | weights_apart(model, val_tokens, train)
+                    | {"task_gradient": task_gradient(spec, method["k"], settings["num_experts"])}}
+    return {"base_val_loss": base_loss, "layers": layers, "oracle": best, "runs": {name: run}}
 
 
 def records(result: dict, setting: dict, seed: int, layers) -> list[dict]:
