@@ -29,6 +29,7 @@ def worker(spec: dict) -> None:
     from moe_rpo.models import GPT, GPTConfig  # noqa: PLC0415
     from moe_rpo.training.distributed import is_main  # noqa: PLC0415
     from moe_rpo.training.loop import train_lm  # noqa: PLC0415
+    from moe_rpo.training.settings import TrainSettings  # noqa: PLC0415
 
     torch.set_num_threads(spec["threads"])
     vocab = spec["vocab_size"]
@@ -43,9 +44,9 @@ def worker(spec: dict) -> None:
                           n_head=spec["n_head"], n_embd=spec["n_embd"], **moe))
 
     def run(steps):
-        settings = schema.validate_definition(
+        settings = TrainSettings.of(schema.validate_definition(
             {"steps": steps, "batch_size": spec["batch"], "block_size": spec["block_size"], "eval_every": 10 ** 9,
-             "eval_batches": 1, "device": spec["device"], "bf16": spec["bf16"]}, "lm_train")
+             "eval_batches": 1, "device": spec["device"], "bf16": spec["bf16"]}, "lm_train"))
         started = time.perf_counter()
         train_lm(model, train_tokens, val_tokens, settings, seed=0, desc=f"{os.environ.get('WORLD_SIZE', 1)} proc")
         if torch.cuda.is_available():

@@ -34,6 +34,7 @@ from moe_rpo.models import GPT, GPTConfig, recovery_model  # noqa: E402
 from moe_rpo.training.batches import fit_routers_to_corpus  # noqa: E402
 from moe_rpo.training.device import configure_torch  # noqa: E402
 from moe_rpo.training.loop import train_lm  # noqa: E402
+from moe_rpo.training.settings import TrainSettings  # noqa: E402
 
 VOCAB = {"gpt2": 50257, "char": 128}  # char: an upper bound of a character vocabulary
 
@@ -53,7 +54,7 @@ def probe(build, train: dict, steps: tuple[int, int], vocab: int) -> dict:
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         start = time.perf_counter()
-        train_lm(model, *tokens, settings, seed=0, desc=f"probe {count} steps")
+        train_lm(model, *tokens, TrainSettings.of(settings), seed=0, desc=f"probe {count} steps")
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)

@@ -36,6 +36,7 @@ from moe_rpo.training.batches import fit_routers_to_corpus  # noqa: E402
 from moe_rpo.training.device import configure_torch  # noqa: E402
 from moe_rpo.training.evaluation import evaluate  # noqa: E402
 from moe_rpo.training.loop import train_lm  # noqa: E402
+from moe_rpo.training.settings import TrainSettings  # noqa: E402
 
 VOCAB = 65  # Shakespeare's characters
 
@@ -58,8 +59,10 @@ def startup_seconds() -> dict:
 def split_training(build, train_tokens, val_tokens, settings: dict) -> dict:
     """Seconds of the training steps and of the evaluations of one train_lm run (built fresh each time)."""
     quiet = dict(settings, eval_every=10**9)  # evaluates only at step 0 and at the end
-    with_evals = timed(lambda: train_lm(build(), train_tokens, val_tokens, settings, seed=0, desc="with evaluations"))
-    without = timed(lambda: train_lm(build(), train_tokens, val_tokens, quiet, seed=0, desc="two evaluations"))
+    with_evals = timed(lambda: train_lm(build(), train_tokens, val_tokens, TrainSettings.of(settings), seed=0,
+                                        desc="with evaluations"))
+    without = timed(lambda: train_lm(build(), train_tokens, val_tokens, TrainSettings.of(quiet), seed=0,
+                                     desc="two evaluations"))
     # at step 0, every eval_every steps and after the last step
     evaluations = 1 + settings["steps"] // settings["eval_every"] + bool(settings["steps"] % settings["eval_every"])
     per_eval = max(with_evals - without, 0.0) / max(evaluations - 2, 1)
@@ -83,8 +86,9 @@ def recovery_profile(config: dict, methods: list[str], tokens) -> tuple[list[tup
         fit_routers_to_corpus(model, tokens[0])
         return model
 
-    rows = [("recovery: base model evaluation", timed(lambda: evaluate(base, tokens[1], train, torch.device("cpu")))),
-            ("recovery: oracle (once per job)", timed(lambda: oracle(build(methods[0]), tokens[1], train,
+    typed = TrainSettings.of(train)
+    rows = [("recovery: base model evaluation", timed(lambda: evaluate(base, tokens[1], typed, torch.device("cpu")))),
+            ("recovery: oracle (once per job)", timed(lambda: oracle(build(methods[0]), tokens[1], typed,
                                                                      torch.device("cpu"))))]
     for slug in methods:
         split = split_training(lambda: build(slug), *tokens, train)
@@ -106,7 +110,7 @@ def top_operators(model: GPT, tokens, settings: dict, steps: int) -> str:
 
     short = dict(settings, steps=steps, eval_every=10**9, eval_batches=1, device="cpu")
     with profile(activities=[ProfilerActivity.CPU]) as prof:
-        train_lm(model, *tokens, short, seed=0, desc="profiled")
+        train_lm(model, *tokens, TrainSettings.of(short), seed=0, desc="profiled")
     return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12)
 
 

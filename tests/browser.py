@@ -99,17 +99,20 @@ def check_pages(html_paths) -> list[str]:
     return problems
 
 
+# Clicks the first column after the arm's (router, k and reference router and k) and reads its cells.
 SORTABLE = """tables => tables.map(table => {
     const overflows = table.parentElement.scrollWidth > table.parentElement.clientWidth + 1;
-    table.querySelectorAll('thead th')[1].click();
-    const sorted = [...table.tBodies[0].rows].map(row => row.cells[1].textContent.trim());
+    const headers = [...table.querySelectorAll('thead th')];
+    const first = headers.findIndex(h => !['router', 'k', 'reference', 'reference k'].includes(h.textContent.trim()));
+    headers[first].click();
+    const sorted = [...table.tBodies[0].rows].map(row => row.cells[first].textContent.trim());
     return {overflows, sorted};
 })"""
 
 
 def sortable_tables(html_path, width: int = WIDTH) -> list[dict]:
     """Per sortable table of a page shown `width` pixels wide: whether it overflows its container sideways, and
-    its second column's cells after a click on that column's header."""
+    its first metric column's cells after a click on that column's header."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:

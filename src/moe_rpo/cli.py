@@ -111,7 +111,7 @@ def cmd_base_model(args):
     from moe_rpo.training.distributed import is_main  # noqa: PLC0415
 
     settings = _settings(args, lambda c: c["base_model"])
-    configure_torch(settings["train"]["threads"] or args.threads)  # 0: the job's threads
+    configure_torch(settings["train"]["threads"], args.threads)
     out = Path(args.out)
     (model, record), prov = _timed(build_base, settings, args.corpus_dir, out.with_suffix(".ckpt"), args.tensorboard)
     if not is_main():
@@ -134,7 +134,7 @@ def cmd_recovery(args):
     if args.setting not in known:
         raise ValueError(f"unknown recovery setting {args.setting!r}; the config has {list(known)}")
     setting = known[args.setting].as_dict()
-    configure_torch(settings["train"]["threads"] or args.threads)  # 0: the job's threads
+    configure_torch(settings["train"]["threads"], args.threads)
     out = Path(args.out)
     result, prov = _timed(recovery.run, settings, setting, args.seed, args.base, args.corpus_dir,
                           out.with_suffix(".ckpt"), args.tensorboard)
@@ -155,7 +155,7 @@ def cmd_recovery_design(args):
     from moe_rpo.training.device import configure_torch  # noqa: PLC0415
 
     settings = _settings(args, sections.recovery_design_settings)
-    configure_torch(settings["train"]["threads"] or args.threads)  # 0: the job's threads
+    configure_torch(settings["train"]["threads"], args.threads)
     rows, prov = _timed(recovery.identifiability_sweep, settings, args.seed, args.base, args.corpus_dir)
     write_json(Path(args.out), {"experiment": "recovery_design", "seed": args.seed, "settings": settings,
                                 "records": rows, "provenance": prov})
@@ -170,7 +170,7 @@ def cmd_train(args):
     from moe_rpo.training.distributed import is_main  # noqa: PLC0415
 
     settings = _settings(args, lambda c: sections.training_run_settings(c, args.experiment, args.method))
-    configure_torch(settings["train"]["threads"] or args.threads)  # 0: the job's threads
+    configure_torch(settings["train"]["threads"], args.threads)
     out = Path(args.out)
     result, prov = _timed(scratch.run, settings, args.seed, args.corpus_dir, out.with_suffix(".ckpt"), args.tensorboard)
     if not is_main():

@@ -13,7 +13,6 @@ from moe_rpo.schema import STRICT, validate_definition
 from moe_rpo.sections import (
     READINGS_EXPERIMENT,
     arm_router,
-    method_runs,
     recovery_settings,
     toy_num_experts,
     toy_seeds,
@@ -37,8 +36,8 @@ def _router_uses(config: dict):
     feature dim 1 (TOY_DIM)."""
     for name in TOY_EXPERIMENTS:
         section = config["toy"][name]
-        for i, router, k in method_runs(section):
-            yield f"toy.{name}.methods.{i}", router, k, toy_num_experts(section), TOY_DIM
+        for i, m in enumerate(section["methods"]):
+            yield f"toy.{name}.methods.{i}", m["router"], m["k"], toy_num_experts(section), TOY_DIM
     benchmark_toy = config["toy"][BENCHMARK_SOURCES["toy"][0]]  # the toy whose jobs the benchmark's toy column runs
     recovery_dim = config["base_model"]["model"]["n_embd"]
     recovery = config["recovery"]
@@ -121,11 +120,11 @@ def check_references(config: dict) -> None:
     defined = config["routers"]
     for where, methods in _method_lists(config).items():
         for i, method in enumerate(methods):
-            name = method["router"] if isinstance(method, dict) else method
+            name = method["router"]
             if name not in defined and not (name == DENSE and where.split(".")[0] in TRAINING_EXPERIMENTS):
                 raise ConfigError(f"{where}.{i}: router {name!r} is not defined under 'routers' "
                                   f"(defined: {sorted(defined)})")
-        names = [Arm.of(m).slug if isinstance(m, dict) else m for m in methods]
+        names = [Arm.of(m).slug for m in methods]
         if len(set(names)) < len(names):
             twice = sorted({n for n in names if names.count(n) > 1})
             raise ConfigError(f"{where}: {twice} appear(s) more than once (each method runs and is reported once)")
@@ -140,10 +139,11 @@ def check_references(config: dict) -> None:
                 raise ConfigError(f"{where}: {setting!r} is not a recovery setting "
                                   f"(diff or sim<scale> with a scale in recovery.sim_scales: "
                                   f"{list(recovery_settings(config['recovery']))})")
-    for where, ks in [("toy.routing.ks", config["toy"]["routing"]["ks"]), ("toy.dilemma.k", [config["toy"]["dilemma"]["k"]]),
-                      *((f"benchmark.methods.{i}.k", [m["k"]]) for i, m in enumerate(config["benchmark"]["methods"]))]:
-        if max(ks) > MAX_TOY_K:
-            raise ConfigError(f"{where}: k={max(ks)} is above {MAX_TOY_K}, the largest k toys 1 and 3 support (every "
+    bounded = {f"{where}.{i}.k": m["k"] for where in ("toy.routing.methods", "toy.dilemma.methods", "benchmark.methods")
+               for i, m in enumerate(_method_lists(config)[where])}
+    for where, k in bounded.items():
+        if k > MAX_TOY_K:
+            raise ConfigError(f"{where}: k={k} is above {MAX_TOY_K}, the largest k toys 1 and 3 support (every "
                               f"benchmark method runs in toy 1): their reachable-point grid search has 401^k points")
     models = {f"{name}.model": config[name]["model"] for name in ("base_model", *TRAINING_EXPERIMENTS)}
     for where, model in models.items():
@@ -212,7 +212,7 @@ def check_claim_arms(config: dict) -> None:
         section = config
         for part in experiment.section.split("."):
             section = section[part]
-        runs = [(router, k) for _, router, k in method_runs(section)]
+        runs = [(m["router"], m["k"]) for m in section["methods"]]
         for arm, k in experiment.claim_arms:
             name = arm_router(config, arm)
             if not any(router == name and k in (None, run_k) for router, run_k in runs):

@@ -226,14 +226,14 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
          "2-D regression with one input cluster per expert; each expert (a 2-D weight vector) starts "
          "at its cluster's optimal solution (dashed circle). Router and experts train: jointly "
          "(standard) or by E/M alternation (RPO), with and without weight decay on the router.",
-         ("toy_collapse_positions", "toy_collapse_metrics"), ("method", "weight_decay"),
+         ("toy_collapse_positions", "toy_collapse_metrics"), ("method", "k", "weight_decay"),
          ("pairwise_distance_ratio", "final_drift", "final_router_norm", "final_routing_accuracy", "final_eval_loss"),
          (("standard", None), ("rpo", None))),
     _toy("dilemma", "Toy 3: expert weighting dilemma",
          "The target needs much of expert A and little of expert B. With weights equal to router "
          "probabilities, one number decides both selection and contribution, so the weights stay on "
          "the probability simplex; RPO's separate weight policy is free.",
-         ("toy_dilemma_weights",), ("method",), ("final_distance", "final_weight_0", "final_weight_1"),
+         ("toy_dilemma_weights",), ("method", "k"), ("final_distance", "final_weight_0", "final_weight_1"),
          (("standard", None), ("standard_normalized", None), ("rpo", None))),
     _toy("barrier", "Toy 4: monotonicity barrier",
          "Two fixed experts feed a frozen non-linear readout; expert B is optimal, A nearly as good, "

@@ -27,8 +27,7 @@ def experiment_settings(config: dict, experiment: str) -> dict:
     if experiment not in config["toy"]:
         raise ConfigError(f"unknown toy experiment {experiment!r}; choose one of {list(config['toy'])}")
     section = _toy_run_section(config, experiment, toy_seeds(config, experiment))
-    names = [m["router"] if isinstance(m, dict) else m for m in section["methods"]]
-    section["routers"] = {name: config["routers"][name] for name in names}
+    section["routers"] = {m["router"]: config["routers"][m["router"]] for m in section["methods"]}
     return section
 
 
@@ -38,9 +37,9 @@ def benchmark_toy_settings(config: dict) -> dict:
 
     section = _toy_run_section(config, "routing", seed_list(config["benchmark"]["toy"]["seeds"]))
     # MoE++'s null experts need token features, which the toy has not: its toy column says 'not run'
-    section["runs"] = [m for m in config["benchmark"]["methods"]
-                       if not router_class(config["routers"][m["router"]]).adds_null_experts]
-    section["routers"] = {m["router"]: config["routers"][m["router"]] for m in section["runs"]}
+    section["methods"] = [m for m in config["benchmark"]["methods"]
+                          if not router_class(config["routers"][m["router"]]).adds_null_experts]
+    section["routers"] = {m["router"]: config["routers"][m["router"]] for m in section["methods"]}
     return section
 
 
@@ -151,15 +150,6 @@ def training_run_settings(config: dict, experiment: str, method: str) -> dict:
 def arm_router(config: dict, arm: str) -> str:
     """The router name that plays a claim's arm (claims.arms; 'dense' is itself)."""
     return arm if arm == DENSE else config["claims"]["arms"][arm]
-
-
-def method_runs(section: dict) -> list[tuple[int, str, int]]:
-    """(index in `methods`, router, k) of every run a section's methods make, in order, whichever shape they take:
-    router names with `ks` (toy 1: each name with each k), router names with one `k`, or {router, k} pairs."""
-    if "ks" in section:
-        return [(i, name, k) for i, name in enumerate(section["methods"]) for k in section["ks"]]
-    return [(i, m["router"], m["k"]) if isinstance(m, dict) else (i, m, section["k"])
-            for i, m in enumerate(section["methods"])]
 
 
 def toy_num_experts(section: dict) -> int:

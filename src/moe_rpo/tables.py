@@ -244,7 +244,13 @@ def column_values(sources: dict[str, pd.DataFrame], method: dict, column: Column
 
 
 def arm_label(method: dict) -> str:
+    """An arm in the benchmark's numbers tables: 'rpo k=1' (arm_of_label reads it back)."""
     return f"{method['router']} k={method['k']}"
+
+
+def arm_of_label(label: str) -> Arm:
+    router, k = label.rsplit(" k=", 1)
+    return Arm(router, int(k))
 
 
 def benchmark_scores(sources: dict[str, pd.DataFrame], methods: list[dict], sim_setting: str | None) -> dict:
@@ -275,12 +281,14 @@ def improvement_display(improvement: pd.DataFrame) -> pd.DataFrame:
     'p [low, high]', marked * where the interval excludes 0.5."""
     quality = [name for name, column in BENCHMARK_COLUMNS.items() if column.group == "quality" and column.better]
     shown = improvement[improvement["metric"].isin(quality)]
-    out = shown[["arm", "reference"]].drop_duplicates().reset_index(drop=True)
+    pairs = shown[["arm", "reference"]].drop_duplicates().reset_index(drop=True)
+    out = pd.DataFrame([{"router": arm.router, "k": arm.k, "reference": reference.router, "reference k": reference.k}
+                        for arm, reference in zip(map(arm_of_label, pairs["arm"]), map(arm_of_label, pairs["reference"]))])
     for name in quality:
         cells = {(row.arm, row.reference): (f"{row.probability:.2f} (too few seeds)" if np.isnan(row.low) else
                                             f"{row.probability:.2f} [{row.low:.2f}, {row.high:.2f}]{'*' * row.resolved}")
                  for row in shown[shown["metric"] == name].itertuples()}
-        out[name.replace("_", " ")] = [cells.get(key, "not run") for key in zip(out["arm"], out["reference"])]
+        out[name.replace("_", " ")] = [cells.get(key, "not run") for key in zip(pairs["arm"], pairs["reference"])]
     return out
 
 
@@ -288,7 +296,7 @@ def benchmark_display(table: pd.DataFrame, group: str) -> pd.DataFrame:
     """One group of the benchmark's columns for reading: 'mean [low, high]' per cell (the 95% interval over
     seeds; the mean alone for one seed), 'not run' where the method did not run; the routing group ends with
     whether the task gives the router a gradient."""
-    out = pd.DataFrame({"router": [f"{router} k={k}" for router, k in zip(table["router"], table["k"])]})
+    out = table[["router", "k"]].copy()
     for name, column in BENCHMARK_COLUMNS.items():
         if column.group != group:
             continue

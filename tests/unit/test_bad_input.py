@@ -25,6 +25,7 @@ from moe_rpo.models import GPT, GPTConfig, from_hf, load_gpt, save_gpt
 from moe_rpo.tables import per_seed_table
 from moe_rpo.training.evaluation import evaluate
 from moe_rpo.training.loop import train_lm
+from moe_rpo.training.settings import TrainSettings
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
 TINY_TRAIN = {"steps": 6, "batch_size": 4, "block_size": 16, "eval_every": 3, "eval_batches": 2,
@@ -84,8 +85,9 @@ def test_nested_command_line_integers_are_integers():
 # 2. toy k bounded ------------------------------------------------------------------------------
 
 def test_toy_k_above_the_grid_search_bound_is_refused():
-    refused({"toy": {"routing": {"ks": [3]}}}, "toy.routing.ks: k=3 is above 2")
-    refused({"toy": {"routing": {"ks": [1, 9]}}}, "toy.routing.ks: k=9 is above 2")
+    refused({"toy": {"routing": {"methods": [{"router": "standard", "k": 3}]}}}, "toy.routing.methods.0.k: k=3 is above 2")
+    refused({"toy": {"dilemma": {"methods": [{"router": "standard", "k": 1}, {"router": "rpo", "k": 9}]}}},
+            "toy.dilemma.methods.1.k: k=9 is above 2")
     refused({"benchmark": {"methods": [{"router": "standard", "k": 3}]}}, "benchmark.methods.0.k: k=3 is above 2")
 
 
@@ -245,7 +247,7 @@ def test_a_truncated_model_file_is_named(tmp_path):
 def fresh_history(corpus, checkpoint=None):
     """A tiny dense GPT trained on the corpus (with an optional checkpoint): its evaluation history."""
     tokens = [open_tokens(corpus, split) for split in ("train", "val")]
-    settings = schema.validate_definition(dict(TINY_TRAIN), "lm_train")
+    settings = TrainSettings.of(schema.validate_definition(dict(TINY_TRAIN), "lm_train"))
     return train_lm(tiny_gpt(read_meta(corpus)["vocab_size"]), *tokens, settings, seed=0, checkpoint=checkpoint,
                     fingerprint="f")
 
@@ -261,7 +263,7 @@ def test_a_validation_split_shorter_than_a_window_is_named(tmp_path):
     path = tmp_path / "val.bin"
     np.arange(10, dtype=np.uint16).tofile(path)
     tokens = np.memmap(path, dtype=np.uint16, mode="r")
-    settings = schema.validate_definition(dict(TINY_TRAIN), "lm_train")
+    settings = TrainSettings.of(schema.validate_definition(dict(TINY_TRAIN), "lm_train"))
     with pytest.raises(ValueError, match=f"{re.escape(str(path))} holds 10 tokens, too few for one window"):
         evaluate(tiny_gpt(32), tokens, settings, torch.device("cpu"))
 

@@ -54,7 +54,8 @@ def test_overlay_merges_mappings_and_replaces_lists(tmp_path):
     ({"seeds": []}, "seeds: [] should be non-empty"),
     ({"routers": {"mine": {"method": "magic"}}}, "routers.mine.method: 'magic' is not one of"),
     ({"routers": {"mine": {"method": "rpo", "epsilon": 0.1}}}, "routers.mine: 'epsilon' is not one of"),
-    ({"toy": {"routing": {"methods": ["standard", "mine"]}}}, "toy.routing.methods.1: router 'mine' is not defined"),
+    ({"toy": {"routing": {"methods": [{"router": "standard", "k": 1}, {"router": "mine", "k": 1}]}}},
+     "toy.routing.methods.1: router 'mine' is not defined"),
     ({"base_model": {"train": {"batch_size": 16, "processes": 3}}},
      "base_model.train: batch_size 16 (the global batch) is not divisible by processes 3"),
 ])
@@ -206,11 +207,12 @@ def test_adding_a_router_takes_three_places(monkeypatch):
     monkeypatch.setitem(routers.METHODS, "tempered", Tempered)  # 2. registered
     monkeypatch.setattr(schema, "_schema", functools.cache(schema._schema.__wrapped__))  # (the schema is cached)
     config = cfg.validate({"routers": {"warm": {"method": "tempered", "temperature": 4.0}},  # 3. named
-                           "toy": {"routing": {"methods": ["standard", "jitter", "rl", "rpo", "warm"]}}})
+                           "toy": {"routing": {"methods": [{"router": "standard", "k": 1}] + [
+                               {"router": name, "k": 2} for name in ("standard", "jitter", "rl", "rpo", "warm")]}}})
     with pytest.raises(values.ConfigError, match=re.escape("routers.cold.temperature: 0 is less than or equal")):
         cfg.validate({"routers": {"cold": {"method": "tempered", "temperature": 0}}})
-    arrays, records = routing.run(sections.experiment_settings(config, "routing") | {"methods": ["warm"], "ks": [1],
-                                                                                 "steps": 5, "seeds": [0]})
+    arrays, records = routing.run(sections.experiment_settings(config, "routing") | {
+        "methods": [{"router": "warm", "k": 1}], "steps": 5, "seeds": [0]})
     assert list(arrays) == ["seed0/warm_k1"] and records[0]["method"] == "warm"
 
 
@@ -222,7 +224,8 @@ def test_claims_name_their_arms_and_a_rename_fails_at_config_time():
     from moe_rpo.claims import dilemma_claims
 
     renamed = {"routers": {"my_rpo": {"method": "rpo", "weight_std": 0.1}},
-               "toy": {"dilemma": {"methods": ["standard", "standard_normalized", "rl", "my_rpo"]}}}
+               "toy": {"dilemma": {"methods": [{"router": name, "k": 2}
+                                               for name in ("standard", "standard_normalized", "rl", "my_rpo")]}}}
     with pytest.raises(values.ConfigError, match=re.escape("toy.dilemma.methods: the claims compare rpo ('rpo')")):
         cfg.validate(yaml.safe_load(yaml.safe_dump(renamed)))
     with pytest.raises(values.ConfigError, match=re.escape("claims.arms.rpo: router 'nope' is not defined")):
@@ -246,3 +249,21 @@ def test_the_profiles_give_every_rule_the_same_memory_and_runtime():
 
     assert resources("default") == resources("slurm")
     assert resources("default")[1]["recovery_run"] == {"mem_mb": 16000, "runtime": 480}
+
+
+def test_the_typed_training_settings_are_the_schemas_train_section_each_field_documented():
+    import ast
+    import inspect
+
+    from moe_rpo.training import settings as typed_settings
+    from moe_rpo.training.settings import TrainSettings
+
+    train = schema.validate_definition({}, "lm_train")  # every key, with its default
+    assert TrainSettings.of(train).as_dict() == train
+    with pytest.raises(ValueError, match=r"unknown training settings \['stpes'\]"):
+        TrainSettings.of({**train, "stpes": 3})
+    body = next(node for node in ast.parse(inspect.getsource(typed_settings)).body
+                if isinstance(node, ast.ClassDef) and node.name == "TrainSettings").body
+    undocumented = [node.target.id for node, after in zip(body, body[1:]) if isinstance(node, ast.AnnAssign)
+                    and not (isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant))]
+    assert undocumented == []

@@ -23,6 +23,7 @@ from moe_rpo.models import GPT, GPTConfig, load_gpt
 from moe_rpo.training import resume
 from moe_rpo.training.batches import Batches
 from moe_rpo.training.loop import train_lm
+from moe_rpo.training.settings import TrainSettings
 
 ROOT = Path(__file__).resolve().parents[2]  # also run as a torchrun worker script
 VOCAB, SEED = 64, 3
@@ -43,7 +44,7 @@ CASES = {  # name: (GPTConfig fields, whether the routers are frozen)
 def settings(**overrides):
     train = {"steps": 10, "batch_size": 4, "block_size": 16, "lr": 0.01, "eval_every": 5, "eval_batches": 3,
              "checkpoint_every": 4, "device": "cpu", **overrides}
-    return schema.validate_definition(train, "lm_train")
+    return TrainSettings.of(schema.validate_definition(train, "lm_train"))
 
 
 def make_model(case):
@@ -202,7 +203,7 @@ def test_base_model_command_under_torchrun_writes_its_outputs_once(tmp_path):
     base = {"source": "pretrain", "hf_name": "gpt2", "corpus": "shakespeare_char", "seed": 0,
             "model": schema.validate_definition({"n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 32},
                                              "gpt_model"),
-            "train": settings(steps=6, checkpoint_every=2)}
+            "train": settings(steps=6, checkpoint_every=2).as_dict()}
 
     def command(out):
         return ["-m", "moe_rpo", "base-model", "--corpus-dir", tmp_path / "corpus", "--out", out,

@@ -29,6 +29,7 @@ from moe_rpo.training import loop
 from moe_rpo.training.batches import Batches
 from moe_rpo.training.device import pick_device
 from moe_rpo.training.loop import lr_at, train_lm
+from moe_rpo.training.settings import TrainSettings
 
 VOCAB = 64
 
@@ -37,7 +38,7 @@ def settings(**overrides):
     """Recovery training settings with the schema's defaults, small enough for a unit test."""
     train = {"steps": 9, "batch_size": 4, "block_size": 16, "eval_every": 3, "eval_batches": 2,
              "checkpoint_every": 3, "device": "cpu", **overrides}
-    return schema.validate_definition(train, "lm_train")
+    return TrainSettings.of(schema.validate_definition(train, "lm_train"))
 
 
 def tiny_gpt(seed=0, vocab=VOCAB):
@@ -65,7 +66,7 @@ def rpo_recovery(seed=0):
 def test_weight_decay_on_weight_matrices_only_the_stacked_experts_included():
     model = GPT(GPTConfig(vocab_size=20, block_size=8, n_layer=1, n_head=2, n_embd=8, moe_layers=(0,)))
     params = dict(model.named_parameters())
-    decayed, plain = loop.make_optimizer(params, {"lr": 1e-3, "betas": [0.9, 0.99], "weight_decay": 0.1}).param_groups
+    decayed, plain = loop.make_optimizer(params, settings(lr=1e-3, weight_decay=0.1)).param_groups
     names = {id(p): name for name, p in params.items()}
     assert decayed["weight_decay"] == 0.1 and plain["weight_decay"] == 0.0
     assert {"transformer.h.0.mlp.experts.c_fc", "transformer.h.0.mlp.experts.c_proj"} <= {names[id(p)] for p in decayed["params"]}
@@ -261,7 +262,7 @@ def test_identifiability_sweep_gives_each_layer_set_the_oracle_of_its_recovery_m
     spec = run_settings["routers"]["standard"]
     for mode, scale, name in (("diff", 0.0, "diff"), ("sim", 3.0, "sim3")):
         alone = oracle(recovery_model(base, [0], mode, scale, spec, seed=0), open_tokens(root / "corpus", "val"),
-                       run_settings["train"], torch.device("cpu"))
+                       TrainSettings.of(run_settings["train"]), torch.device("cpu"))
         swept = next(r for r in rows if r["setting"] == name and r["layer"] == 0)
         assert swept["identifiability"] == alone["identifiability"]
         assert swept["oracle_loss"] == alone["layers"][0]["oracle_loss"]

@@ -15,6 +15,7 @@ from moe_rpo.routers import Router, RouterOutput, build_router
 from moe_rpo.routers.loss_free import LossFreeBalance
 from moe_rpo.routers.task_gradient import task_gradient
 from moe_rpo.training.loop import train_lm
+from moe_rpo.training.settings import TrainSettings
 
 DIM, EXPERTS, VOCAB = 8, 4, 32
 
@@ -188,7 +189,7 @@ def test_gshard_balance_loss_counts_first_choices():
 def train_settings(**overrides):
     train = {"steps": 9, "batch_size": 4, "block_size": 16, "eval_every": 3, "eval_batches": 2,
              "checkpoint_every": 3, "device": "cpu", **overrides}
-    return schema.validate_definition(train, "lm_train")
+    return TrainSettings.of(schema.validate_definition(train, "lm_train"))
 
 
 @pytest.fixture(scope="module")
@@ -381,9 +382,9 @@ def test_constant_expert_mixes_the_token_with_its_trained_vector():
 
 def test_the_toys_refuse_null_experts_and_the_benchmark_toy_column_skips_them():
     with pytest.raises(values.ConfigError, match="toy.routing.methods.0: router 'moe_plus_plus' adds null experts"):
-        cfg.validate({"toy": {"routing": {"methods": ["moe_plus_plus"]}}})
+        cfg.validate({"toy": {"routing": {"methods": [{"router": "moe_plus_plus", "k": 1}]}}})
     config = cfg.validate({"benchmark": {"methods": [{"router": "standard", "k": 1}, {"router": "moe_plus_plus", "k": 2}]}})
-    assert sections.benchmark_toy_settings(config)["runs"] == [{"router": "standard", "k": 1}]
+    assert sections.benchmark_toy_settings(config)["methods"] == [{"router": "standard", "k": 1}]
 
 
 # --- DeepSeekMoE's fine-grained and shared experts ------------------------------------------------------------

@@ -10,9 +10,10 @@ from moe_rpo import schema
 from moe_rpo.lm.oracle import fixed_routing, oracle, token_losses
 from moe_rpo.models import GPT, GPTConfig, recovery_model
 from moe_rpo.models.gpt import MLP
+from moe_rpo.training.settings import TrainSettings
 
 VOCAB = 32
-SETTINGS = schema.validate_definition({"batch_size": 4, "block_size": 16, "eval_batches": 2, "device": "cpu"}, "lm_train")
+SETTINGS = TrainSettings.of(schema.validate_definition({"batch_size": 4, "block_size": 16, "eval_batches": 2, "device": "cpu"}, "lm_train"))
 CPU = torch.device("cpu")
 
 

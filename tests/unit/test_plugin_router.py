@@ -111,7 +111,7 @@ def test_the_readmes_walk_through_builds_a_checked_plugin_router(tmp_path, monke
         config = cfg.validate(cfg.load(ROOT / "config/config.yaml", tmp_path / "my_benchmark.yaml"))
         router = build_router(config["routers"]["mine"], 8, 4, 1)
         assert type(router).__name__ == "MyRouter" and router.temperature == 0.5
-        assert {"router": "mine", "k": 1} in sections.benchmark_toy_settings(config)["runs"]
+        assert {"router": "mine", "k": 1} in sections.benchmark_toy_settings(config)["methods"]
         assert yaml.safe_load(config_text)["routers"]["mine"]["target"] == "my_package.my_module:MyRouter"
     finally:
         for name in ("my_package", "my_package.my_module"):

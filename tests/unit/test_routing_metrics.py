@@ -10,6 +10,7 @@ from moe_rpo.models import GPT, GPTConfig
 from moe_rpo.routers import RouterOutput
 from moe_rpo.routing_metrics import RouteRegret, Specialisation, gini, max_violation, stability, summarize_layers
 from moe_rpo.training.evaluation import evaluate, flip_rate, saturation
+from moe_rpo.training.settings import TrainSettings
 
 VOCAB = 16
 
@@ -64,7 +65,7 @@ def moe(router, seed=0, same_experts=False):
     return model.eval()
 
 
-SETTINGS = schema.validate_definition({"batch_size": 4, "block_size": 8, "eval_batches": 2, "device": "cpu"}, "lm_train")
+SETTINGS = TrainSettings.of(schema.validate_definition({"batch_size": 4, "block_size": 8, "eval_batches": 2, "device": "cpu"}, "lm_train"))
 TOKENS = np.random.default_rng(0).integers(0, VOCAB, 500).astype(np.uint16)
 
 

@@ -179,12 +179,13 @@ def test_the_plugin_router_is_benchmarked_like_a_built_in_one(finished, tmp_path
     values = pd.read_csv(finished / "results/tables/lm_benchmark_values.csv").set_index("router")
     for column in ("toy_gap_to_optimum", "diff_accuracy", "sim_regret", "shakespeare_val_loss", "gini", "saturation"):
         assert values.loc["cosine", f"{column}_seeds"] > 0, column
-    assert "cosine k=1" in (finished / "results/report/lm_benchmark.html").read_text()
+    assert "<td>cosine</td>" in (finished / "results/report/lm_benchmark.html").read_text()
     jobs = dry_run_jobs(copy_finished(finished, tmp_path / "run"), "--forceall")
     building = {out: job["rule"] for out, job in jobs.items()
                 if any(path.endswith("custom_router/cosine.py") for path in job["inputs"])}
     assert set(building.values()) == {"toy_benchmark_run", "recovery_run", "train_run"}
-    assert all("/cosine_k1/" in out for out, rule in building.items() if rule == "train_run")
+    # only its own jobs: a recovery or training job per setting and seed of its one method
+    assert all("/cosine_k1/" in out for out, rule in building.items() if rule in ("train_run", "recovery_run"))
     assert not [out for out, rule in building.items() if rule == "recovery_run" and "/sim1/" in out]  # not benchmarked
 
 

@@ -33,15 +33,21 @@ def _trajectory(ax, points: np.ndarray):
 
 
 def routing_trajectories(arrays: dict, settings: dict, seed: int, out_dir) -> list:
-    """The paper's panel grid: one panel per method and K; MoE output after every step."""
+    """The paper's panel grid: a row per K, a column per router; MoE output after every step (a router not run
+    with some K leaves its panel empty)."""
     use_style()
     experts, target = np.array(settings["experts"]), np.array(settings["target"])
-    methods, ks = settings["methods"], settings["ks"]
+    runs = {Arm.of(m) for m in settings["methods"]}
+    methods = list(dict.fromkeys(m["router"] for m in settings["methods"]))
+    ks = sorted({m["k"] for m in settings["methods"]})
     fig, axes = plt.subplots(len(ks), len(methods), figsize=(2.8 * len(methods), 2.8 * len(ks)), squeeze=False,
                              sharex=True, sharey=True, layout="constrained")
     for row, k in enumerate(ks):
         for col, method in enumerate(methods):
             ax = axes[row, col]
+            if Arm(method, k) not in runs:
+                ax.axis("off")
+                continue
             _draw_experts(ax, experts, target)
             points = _trajectory(ax, arrays[Arm(method, k).slug])
             ax.set(xlim=(-1.05, 1.05), ylim=(-1.05, 1.05), aspect="equal", title=f"K={k} {label(method)}")
@@ -71,10 +77,10 @@ def collapse_positions(arrays: dict, settings: dict, seed: int, out_dir) -> list
     """Expert positions over training, light to dark; dashed circles: the optimal positions."""
     use_style()
     optima = np.array(settings["expert_optima"])
-    variants = [(m, wd) for m in settings["methods"] for wd in settings["weight_decays"]]
+    variants = [(Arm.of(m), wd) for m in settings["methods"] for wd in settings["weight_decays"]]
     fig, axes = plt.subplots(1, len(variants), figsize=(3.2 * len(variants), 3.3), squeeze=False)
-    for ax, (method, wd) in zip(axes[0], variants):
-        positions = arrays[f"{method}/wd{wd:g}/positions"]
+    for ax, (arm, wd) in zip(axes[0], variants):
+        positions = arrays[f"{arm.slug}/wd{wd:g}/positions"]
         for n in range(positions.shape[1]):
             color = EXPERT_COLORS[n % 8]
             ax.scatter(*optima[n], s=260, facecolors="none", edgecolors=color, linestyles="--", lw=1.5)
@@ -82,7 +88,7 @@ def collapse_positions(arrays: dict, settings: dict, seed: int, out_dir) -> list
             ax.scatter(positions[:, n, 0], positions[:, n, 1], color=color, alpha=shades, s=10, edgecolors="none")
             ax.scatter(*positions[-1, n], color=color, s=40, edgecolors="black", lw=0.6, zorder=5)
         lim = max(1.5, np.abs(positions).max() * 1.1)
-        ax.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal", title=f"{label(method)}, wd={wd:g}")
+        ax.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal", title=f"{label(arm.router)}, wd={wd:g}")
     fig.suptitle(f"Expert positions over training (seed {seed}; light to dark); dashed: optimum", y=1.02)
     return save(fig, out_dir, "toy_collapse_positions")
 
@@ -95,12 +101,12 @@ def collapse_metrics(arrays: dict, settings: dict, out_dir) -> list:
               "router_norm": "router weight norm", "routing_accuracy": "routing accuracy"}
     palette = sns.color_palette("deep")
     fig, axes = plt.subplots(1, len(curves), figsize=(4 * len(curves), 3.2))
-    variants = [(m, wd) for m in settings["methods"] for wd in settings["weight_decays"]]
+    variants = [(Arm.of(m), wd) for m in settings["methods"] for wd in settings["weight_decays"]]
     for ax, (key, title) in zip(axes, curves.items()):
-        for i, (method, wd) in enumerate(variants):
-            prefix = f"{method}/wd{wd:g}"
+        for i, (arm, wd) in enumerate(variants):
+            prefix = f"{arm.slug}/wd{wd:g}"
             steps = arrays[f"{prefix}/step"]
-            ax.plot(steps, arrays[f"{prefix}/{key}/mean"], color=palette[i], label=f"{label(method)}, wd={wd:g}")
+            ax.plot(steps, arrays[f"{prefix}/{key}/mean"], color=palette[i], label=f"{label(arm.router)}, wd={wd:g}")
             ax.fill_between(steps, arrays[f"{prefix}/{key}/min"], arrays[f"{prefix}/{key}/max"], color=palette[i],
                             alpha=0.2, lw=0)
         ax.set(title=title, xlabel="step")
@@ -121,17 +127,18 @@ def dilemma_weights(arrays: dict, settings: dict, seed: int, out_dir) -> list:
     fig, ax = plt.subplots(figsize=(5.6, 4.6))
     contour = ax.contourf(wa, wb, np.log10(loss + 1e-4), levels=20, cmap=sns.color_palette("mako_r", as_cmap=True))
     fig.colorbar(contour, ax=ax, label="log10 loss")
-    if settings["k"] == 2:
+    k = max(m["k"] for m in settings["methods"])  # the landscape of the largest K its methods use
+    if k == 2:
         reachable = standard_weight_grid(len(experts), 2, resolution=200)
         ax.scatter(reachable[:, 0], reachable[:, 1], s=4, color="#f4a261", alpha=0.5, edgecolors="none",
                    label="reachable with weights = probabilities")
     palette = sns.color_palette("bright")
-    for i, method in enumerate(settings["methods"]):
-        weights = arrays[f"{method}/weights"]
+    for i, arm in enumerate(map(Arm.of, settings["methods"])):
+        weights = arrays[f"{arm.slug}/weights"]
         ax.plot(weights[:, 0], weights[:, 1], color=palette[i], lw=2.5 - 0.4 * i, ls=["-", "--", ":", "-."][i % 4],
-                label=label(method))
+                label=label(arm.router))
         ax.scatter(*weights[-1, :2], color=palette[i], s=40, edgecolors="black", zorder=5)
-    best = best_subset_fit(experts, target, settings["k"])
+    best = best_subset_fit(experts, target, k)
     optimum = np.zeros(len(experts))
     optimum[best["subset"]] = best["weights"]
     ax.scatter(*optimum[:2], marker="*", s=260, color="#e8322b", zorder=6, label="optimum")

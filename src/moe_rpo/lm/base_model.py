@@ -9,9 +9,10 @@ import torch
 
 from moe_rpo.data.tokens import corpus_identity, open_tokens, read_meta
 from moe_rpo.models import GPT, GPTConfig, from_hf
-from moe_rpo.training.device import pick_device
 from moe_rpo.training.evaluation import evaluate
 from moe_rpo.training.loop import train_lm
+from moe_rpo.training.resume import fingerprint
+from moe_rpo.training.settings import TrainSettings
 
 
 def check_vocabulary(model: GPT, corpus_dir: str | Path) -> None:
@@ -27,7 +28,7 @@ def build_base(settings: dict, corpus_dir: str | Path, checkpoint: str | Path | 
     """(the base model, its record: source, size, validation loss, training curve); with `events_dir`, its training
     writes TensorBoard events there."""
     train_tokens, val_tokens = open_tokens(corpus_dir, "train"), open_tokens(corpus_dir, "val")
-    train = settings["train"]
+    train = TrainSettings.of(settings["train"])
     if settings["source"] == "huggingface":
         try:
             model = from_hf(settings["hf_name"], vocab_multiple=settings["model"]["vocab_multiple"])
@@ -40,9 +41,9 @@ def build_base(settings: dict, corpus_dir: str | Path, checkpoint: str | Path | 
         torch.manual_seed(settings["seed"])
         model = GPT(GPTConfig(vocab_size=vocab, **settings["model"]))
         history = train_lm(model, train_tokens, val_tokens, train, settings["seed"], checkpoint=checkpoint,
-                           fingerprint=repr((sorted(settings.items()), corpus_identity(corpus_dir))),
+                           fingerprint=fingerprint(settings=settings, data=corpus_identity(corpus_dir)),
                            desc="pretrain base model", events_dir=events_dir)
-    final = evaluate(model, val_tokens, train, pick_device(train["device"]))
+    final = evaluate(model, val_tokens, train, train.torch_device)
     record = {"source": settings["source"], "config": asdict(model.config),
               "parameters": sum(p.numel() for p in model.parameters()), "val_loss": final["val_loss"],
               "history": history}

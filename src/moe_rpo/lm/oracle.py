@@ -22,6 +22,7 @@ from moe_rpo.routers import Router, RouterOutput
 from moe_rpo.routing_metrics import replaced_routers
 from moe_rpo.training.batches import windows
 from moe_rpo.training.evaluation import evaluation_batches
+from moe_rpo.training.settings import TrainSettings
 
 
 class FixedExpert(Router):
@@ -49,17 +50,17 @@ def fixed_routing(model: GPT, choice: dict[int, int]):
 
 
 @torch.no_grad()
-def token_losses(model: GPT, tokens: np.ndarray, settings: dict, device: torch.device) -> torch.Tensor:
+def token_losses(model: GPT, tokens: np.ndarray, settings: TrainSettings, device: torch.device) -> torch.Tensor:
     """[windows * block_size] per-token losses on the fixed evaluation windows (those `evaluate` averages)."""
     model.eval()
     losses = []
     for starts in evaluation_batches(tokens, settings):
-        x, y = windows(tokens, starts, settings["block_size"])
+        x, y = windows(tokens, starts, settings.block_size)
         losses.append(model(x.to(device), y.to(device)).token_loss.float().cpu())
     return torch.cat(losses)
 
 
-def oracle(model: GPT, tokens: np.ndarray, settings: dict, device: torch.device) -> dict:
+def oracle(model: GPT, tokens: np.ndarray, settings: TrainSettings, device: torch.device) -> dict:
     """Identifiability, oracle loss and best-expert shares per MoE layer, and the all-expert-0 loss."""
     with fixed_routing(model, {}):
         expert0 = token_losses(model, tokens, settings, device)

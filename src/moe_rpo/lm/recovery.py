@@ -7,7 +7,6 @@ the same experts, the same training batches and the same evaluation windows.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +20,10 @@ from moe_rpo.routers.task_gradient import task_gradient
 from moe_rpo.routing_metrics import routing_metrics, unit_weights
 from moe_rpo.sections import recovery_settings
 from moe_rpo.training.batches import fit_routers_to_corpus
-from moe_rpo.training.device import pick_device
 from moe_rpo.training.evaluation import evaluate
 from moe_rpo.training.loop import train_lm
+from moe_rpo.training.resume import fingerprint
+from moe_rpo.training.settings import TrainSettings
 from moe_rpo.values import Arm, layer_set_label
 
 
@@ -53,12 +53,12 @@ def final_metrics(history: list[dict], base_loss: float) -> dict:
             "max_load": float(np.mean([max(layer["load"]) for layer in layers]))}
 
 
-def weights_apart(model, val_tokens, train: dict) -> dict:
+def weights_apart(model, val_tokens, train: TrainSettings) -> dict:
     """How much of a trained model's loss is its learned weights rather than its routing: the validation loss
     with the same selection and weights 1/k, and the tokens' mean summed weight (1 for the pretrained expert
     alone; RPO's free weights may drift from it)."""
     with unit_weights(model) as wrappers:
-        loss = evaluate(model, val_tokens, train, pick_device(train["device"]))["val_loss"]
+        loss = evaluate(model, val_tokens, train, train.torch_device)["val_loss"]
     return {"val_loss_unit_weights": loss,
             "mean_weight": float(np.mean([wrapper.mean_weight for wrapper in wrappers.values()]))}
 
@@ -81,14 +81,14 @@ def identifiability_sweep(settings: dict, seed: int, base_path: str | Path, corp
     recovery model of MoE layers 0..n-1: one model gives every such set (tables.design_table)."""
     base = frozen_base(base_path, corpus_dir)
     val_tokens = open_tokens(corpus_dir, "val")
-    device = pick_device(settings["train"]["device"])
+    train = TrainSettings.of(settings["train"])
     first = settings["methods"][0]  # the oracle replaces the routers, so any method's will do to build the model
     rows = []
     for setting in recovery_settings(settings["design"]).values():
         model = recovery_model(base, list(range(base.config.n_layer)), setting.mode, setting.scale,
                                settings["routers"][first["router"]], k=first["k"],
                                num_experts=settings["num_experts"], seed=seed)
-        best = oracle(model, val_tokens, settings["train"], device)
+        best = oracle(model, val_tokens, train, train.torch_device)
         rows += [{"setting": setting.name, "mode": setting.mode, "scale": setting.scale, "seed": seed,
                   "layer": layer["layer"], "identifiability": layer["identifiability"],
                   "oracle_loss": layer["oracle_loss"], "expert0_loss": best["expert0_loss"],
@@ -111,23 +111,23 @@ def run(settings: dict, setting: dict, seed: int, base_path: str | Path, corpus_
     method = settings["methods"][0]
     base = frozen_base(base_path, corpus_dir)
     train_tokens, val_tokens = open_tokens(corpus_dir, "train"), open_tokens(corpus_dir, "val")
-    train = settings["train"]
-    if train["block_size"] > base.config.block_size:
-        raise ValueError(f"recovery.train.block_size: {train['block_size']} exceeds the base model's "
+    train = TrainSettings.of(settings["train"])
+    if train.block_size > base.config.block_size:
+        raise ValueError(f"recovery.train.block_size: {train.block_size} exceeds the base model's "
                          f"block_size {base.config.block_size}")
     layers = layers_of(settings, base.config.n_layer)
-    base_loss = evaluate(base, val_tokens, train, pick_device(train["device"]))["val_loss"]
+    base_loss = evaluate(base, val_tokens, train, train.torch_device)["val_loss"]
     probe = recovery_model(base, layers, setting["mode"], setting["scale"], ORACLE_PROBE_ROUTER,
                            num_experts=settings["num_experts"], seed=seed)
-    best = oracle(probe, val_tokens, train, pick_device(train["device"]))
+    best = oracle(probe, val_tokens, train, train.torch_device)
     name, spec = Arm.of(method).slug, settings["routers"][method["router"]]
-    fingerprint = json.dumps({"setting": setting, "seed": seed, "spec": spec, "k": method["k"], "layers": layers,
-                              "num_experts": settings["num_experts"], "train": train,
-                              "base": sha256_file(Path(base_path)), "data": corpus_identity(corpus_dir)}, sort_keys=True)
+    saved_with = fingerprint(setting=setting, seed=seed, spec=spec, k=method["k"], layers=layers,
+                             num_experts=settings["num_experts"], train=settings["train"],
+                             base=sha256_file(Path(base_path)), data=corpus_identity(corpus_dir))
     model = recovery_model(base, layers, setting["mode"], setting["scale"], spec, k=method["k"],
                            num_experts=settings["num_experts"], seed=seed)
     fit_routers_to_corpus(model, train_tokens)
-    history = train_lm(model, train_tokens, val_tokens, train, seed, checkpoint=checkpoint, fingerprint=fingerprint,
+    history = train_lm(model, train_tokens, val_tokens, train, seed, checkpoint=checkpoint, fingerprint=saved_with,
                        desc=f"{setting['name']} seed {seed} {name}", events_dir=events_dir,
                        layer_metrics=recovery_metrics)
     run = {"router": method["router"], "k": method["k"], "history": history,

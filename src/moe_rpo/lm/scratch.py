@@ -4,7 +4,6 @@ the routerless comparison. For a seed, every method of an experiment sees the sa
 same evaluation windows."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +19,10 @@ from moe_rpo.routing_metrics import (
     summarize_layers,
 )
 from moe_rpo.training.batches import fit_routers_to_corpus
-from moe_rpo.training.device import pick_device
 from moe_rpo.training.evaluation import evaluate
 from moe_rpo.training.loop import train_lm
+from moe_rpo.training.resume import fingerprint
+from moe_rpo.training.settings import TrainSettings
 from moe_rpo.values import DENSE, Arm
 
 
@@ -39,11 +39,11 @@ def build_model(settings: dict, method: dict, vocab_size: int, seed: int) -> GPT
     return GPT(GPTConfig(**model))
 
 
-def final_metrics(model: GPT, train_tokens, val_tokens, train: dict) -> dict:
+def final_metrics(model: GPT, train_tokens, val_tokens, train: TrainSettings) -> dict:
     """Losses on fixed windows of both splits, the overfitting gap, and routing quality: load balance,
     router entropy, unrouted tokens, the loss increase when every token is sent to other experts, the
     counterfactual route regret, token-id specialisation and expert co-activation (routing_metrics.py)."""
-    device = pick_device(train["device"])
+    device = train.torch_device
     token_routes, regret = Specialisation(model), RouteRegret(model)
     on_val = evaluate(model, val_tokens, train, device, observers=(token_routes, regret))
     train_loss = evaluate(model, train_tokens, train, device)["val_loss"]
@@ -68,15 +68,14 @@ def run(settings: dict, seed: int, corpus_dir: str | Path, checkpoint: str | Pat
     train_tokens, val_tokens = open_tokens(corpus_dir, "train"), open_tokens(corpus_dir, "val")
     model = build_model(settings, method, vocab, seed)
     fit_routers_to_corpus(model, train_tokens)
-    train = settings["train"]
-    fingerprint = json.dumps({"settings": settings, "seed": seed, "data": corpus_identity(corpus_dir)},
-                             sort_keys=True)
-    history = train_lm(model, train_tokens, val_tokens, train, seed, checkpoint=checkpoint, fingerprint=fingerprint,
+    train = TrainSettings.of(settings["train"])
+    history = train_lm(model, train_tokens, val_tokens, train, seed, checkpoint=checkpoint,
+                       fingerprint=fingerprint(settings=settings, seed=seed, data=corpus_identity(corpus_dir)),
                        desc=f"{Arm.of(method).slug} seed {seed}", events_dir=events_dir)
     parameters = sum(p.numel() for p in model.parameters())
     return {"method": Arm.of(method).slug, "router": method["router"], "k": method["k"], "seed": seed,
-            "parameters": parameters, "steps": train["steps"],
-            "tokens": train["steps"] * train["batch_size"] * train["block_size"], "history": history,
+            "parameters": parameters, "steps": train.steps,
+            "tokens": train.steps * train.batch_size * train.block_size, "history": history,
             "final": final_metrics(model, train_tokens, val_tokens, train)}
 
 

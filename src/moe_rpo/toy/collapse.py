@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from moe_rpo.toy.seeds import CHUNK, SeedRouters, over_seeds, shown
 from moe_rpo.training.step import phase_at
+from moe_rpo.values import Arm
 
 
 def sample_batch(settings: dict, generator: torch.Generator, size: int) -> tuple[torch.Tensor, ...]:
@@ -55,12 +56,12 @@ def mean_pairwise_distance(points: np.ndarray) -> np.ndarray:
     return np.mean([np.linalg.norm(points[:, i] - points[:, j], axis=-1) for i, j in pairs], axis=0)
 
 
-def train_variant(spec: dict, weight_decay: float, settings: dict, seeds: list[int]) -> dict[str, np.ndarray]:
+def train_variant(spec: dict, k: int, weight_decay: float, settings: dict, seeds: list[int]) -> dict[str, np.ndarray]:
     """Train router and experts of every seed; log expert positions and metrics every `log_every` steps,
     [S, logs, ...] each (steps: [logs])."""
     optima = torch.tensor(settings["expert_optima"], dtype=torch.float32)
     experts = optima.expand(len(seeds), -1, -1).clone().requires_grad_()
-    routers = SeedRouters(spec, seeds, 3, len(optima), settings["k"])
+    routers = SeedRouters(spec, seeds, 3, len(optima), k)
     optimizer = torch.optim.AdamW([{"params": routers.parameters(), "weight_decay": weight_decay},
                                    {"params": [experts], "weight_decay": 0.0}], lr=settings["lr"])
     evaluation = [sample_batch(settings, torch.Generator().manual_seed(10_000 + seed), settings["eval_size"])
@@ -108,10 +109,10 @@ CURVES = ("pairwise_distance", "drift", "router_norm", "routing_accuracy")  # dr
 def run(settings: dict) -> tuple[dict[str, np.ndarray], list[dict]]:
     seeds = settings["seeds"]
     arrays, records = {}, []
-    runs = [(name, wd) for name in settings["methods"] for wd in settings["weight_decays"]]
-    for name, wd in tqdm(runs, desc=f"expert collapse, {len(seeds)} seeds", mininterval=5):
-        log = train_variant(settings["routers"][name], wd, settings, seeds)
-        prefix = f"{name}/wd{wd:g}"
+    runs = [(m["router"], m["k"], wd) for m in settings["methods"] for wd in settings["weight_decays"]]
+    for name, k, wd in tqdm(runs, desc=f"expert collapse, {len(seeds)} seeds", mininterval=5):
+        log = train_variant(settings["routers"][name], k, wd, settings, seeds)
+        prefix = f"{Arm(name, k).slug}/wd{wd:g}"
         arrays[f"{prefix}/step"] = log["step"]
         for key in CURVES:
             arrays |= over_seeds(f"{prefix}/{key}", log[key])
@@ -119,7 +120,7 @@ def run(settings: dict) -> tuple[dict[str, np.ndarray], list[dict]]:
         for s, seed in enumerate(seeds):
             distance = log["pairwise_distance"][s]
             records.append({
-                "method": name, "weight_decay": wd, "seed": seed, "steps": settings["steps"],
+                "method": name, "k": k, "weight_decay": wd, "seed": seed, "steps": settings["steps"],
                 "initial_pairwise_distance": float(distance[0]),
                 "final_pairwise_distance": float(distance[-1]),
                 "pairwise_distance_ratio": float(distance[-1] / distance[0]),

@@ -15,7 +15,7 @@ from moe_rpo.values import Arm
 def optima(settings: dict) -> dict[int, dict]:
     """Per k: the exact optimum (free weights) and the best point under weights = probabilities."""
     experts, target = np.array(settings["experts"]), np.array(settings["target"])
-    ks = sorted({m["k"] for m in settings["runs"]}) if "runs" in settings else settings["ks"]
+    ks = sorted({m["k"] for m in settings["methods"]})
     return {k: {"optimum": best_subset_fit(experts, target, k),
                 "standard_reachable": best_standard_reachable(experts, target, k)} for k in ks}
 
@@ -35,9 +35,7 @@ def run(settings: dict) -> tuple[dict[str, np.ndarray], list[dict]]:
     target, seeds = np.array(settings["target"]), settings["seeds"]
     best = optima(settings)
     arrays, records = {}, []
-    # every method at every K, or the explicit (router, k) pairs of "runs" (the router benchmark)
-    runs = ([(m["router"], m["k"]) for m in settings["runs"]] if "runs" in settings
-            else [(name, k) for name in settings["methods"] for k in settings["ks"]])
+    runs = [(m["router"], m["k"]) for m in settings["methods"]]
     for name, k in tqdm(runs, desc=f"toy routing, {len(seeds)} seeds", mininterval=5):
         trajectories = train_router(settings["routers"][name], k, settings, seeds)
         arrays |= shown(settings, Arm(name, k).slug, trajectories)

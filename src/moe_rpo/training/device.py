@@ -6,13 +6,13 @@ import os
 import torch
 
 
-def configure_torch(threads: int) -> None:
-    """CPU threads, and deterministic kernels only, on a GPU as on the CPU: an op without a deterministic
-    kernel raises. On an H200 (torch 2.11) every router's training step runs so and two runs repeat bit for
+def configure_torch(threads: int, job_threads: int = 1) -> None:
+    """CPU threads (the settings' `threads`, or when that is 0 the job's), and deterministic kernels only, on a GPU
+    as on the CPU: an op without a deterministic kernel raises. On an H200 (torch 2.11) every router's training step runs so and two runs repeat bit for
     bit (benchmarks/gpu_check.py checks both); attention then avoids cuDNN's non-deterministic backward."""
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # needed for deterministic cuBLAS
     torch.use_deterministic_algorithms(True)
-    torch.set_num_threads(threads)
+    torch.set_num_threads(threads or job_threads)
 
 
 def pick_device(name: str) -> torch.device:

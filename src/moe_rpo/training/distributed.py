@@ -15,6 +15,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
+from moe_rpo.training.settings import TrainSettings
 from moe_rpo.training.step import JOINT, M_STEP, set_phase
 
 
@@ -106,7 +107,7 @@ def gather(obj) -> list:
 
 
 def data_parallel(model: torch.nn.Module, routers, router_params, other_params, alternation, device: torch.device,
-                  settings: dict) -> torch.nn.Module:
+                  settings: TrainSettings) -> torch.nn.Module:
     """The model wrapped in DistributedDataParallel, for the steps whose gradients it averages.
 
     DDP builds its reducer once, over the parameters that require grad when it is wrapped, and does not
@@ -128,4 +129,4 @@ def data_parallel(model: torch.nn.Module, routers, router_params, other_params, 
     set_phase(routers, router_params, other_params, JOINT if alternation is None else M_STEP)
     ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
                                   find_unused_parameters=bool(routers))
-    return torch.compile(ddp) if settings["compile"] else ddp
+    return torch.compile(ddp) if settings.compile else ddp

@@ -9,6 +9,7 @@ from moe_rpo.models import GPT
 from moe_rpo.routing_metrics import routing_metrics
 from moe_rpo.training import distributed
 from moe_rpo.training.batches import check_window_fits, windows
+from moe_rpo.training.settings import TrainSettings
 
 EVAL_SEED = 1234  # the evaluation windows are the same for every method and seed
 
@@ -16,17 +17,17 @@ EVAL_SEED = 1234  # the evaluation windows are the same for every method and see
 STABILITY_TOKENS = 4096  # the evaluation tokens whose routes the stability metrics follow through training
 
 
-def evaluation_batches(tokens: np.ndarray, settings: dict) -> list[list[int]]:
+def evaluation_batches(tokens: np.ndarray, settings: TrainSettings) -> list[list[int]]:
     """The start offsets of the fixed evaluation windows, one list per batch: the same for every method and seed."""
     generator = torch.Generator().manual_seed(EVAL_SEED)
-    count, block = settings["eval_batches"] * settings["batch_size"], settings["block_size"]
+    count, block = settings.eval_batches * settings.batch_size, settings.block_size
     check_window_fits(tokens, block)
     starts = torch.randint(len(tokens) - block - 1, (count,), generator=generator).tolist()
-    return [starts[first:first + settings["batch_size"]] for first in range(0, count, settings["batch_size"])]
+    return [starts[first:first + settings.batch_size] for first in range(0, count, settings.batch_size)]
 
 
 @torch.no_grad()
-def evaluate(model: GPT, tokens: np.ndarray, settings: dict, device: torch.device,
+def evaluate(model: GPT, tokens: np.ndarray, settings: TrainSettings, device: torch.device,
              world: distributed.World | None = None, label: str = "evaluation", routes: bool = False,
              observers=(), layer_metrics=routing_metrics) -> dict:
     """Mean loss on fixed windows of `tokens` and, per MoE layer, `layer_metrics` of its routing (greedy routing;
@@ -43,7 +44,7 @@ def evaluate(model: GPT, tokens: np.ndarray, settings: dict, device: torch.devic
     if world is not None and world.size > 1:
         batches = batches[world.rank::world.size]
     for starts in batches:
-        x, y = (t.to(device) for t in windows(tokens, starts, settings["block_size"]))
+        x, y = (t.to(device) for t in windows(tokens, starts, settings.block_size))
         out = model(x, y)
         losses.append(out.loss.item())
         for observer in observers:
@@ -54,7 +55,7 @@ def evaluate(model: GPT, tokens: np.ndarray, settings: dict, device: torch.devic
     if world is not None and world.size > 1:  # back in batch order: rank r evaluated batches r, r + size, ...
         shares = distributed.gather((losses, layers, selections))
         losses, layers, selections = ([shares[i % world.size][part][i // world.size]
-                                       for i in range(settings["eval_batches"]) if shares[i % world.size][part]]
+                                       for i in range(settings.eval_batches) if shares[i % world.size][part]]
                                       for part in range(3))
     result = {}
     if selections:

@@ -25,10 +25,10 @@ from moe_rpo.models import GPT
 from moe_rpo.routing_metrics import routing_metrics
 from moe_rpo.training import distributed
 from moe_rpo.training.batches import Batches, to_device
-from moe_rpo.training.device import pick_device
 from moe_rpo.training.evaluation import evaluate, flip_rate, saturation
 from moe_rpo.training.events import EventLog
 from moe_rpo.training.resume import TrainState
+from moe_rpo.training.settings import TrainSettings
 from moe_rpo.training.step import E_STEP, M_STEP, phases_at, set_phase
 
 
@@ -59,22 +59,22 @@ def read_losses(pending: list[PendingLoss], micro: int, world: distributed.World
     return [float(np.mean(losses[i:i + micro])) for i in range(0, len(losses), micro)]
 
 
-def lr_at(step: int, settings: dict) -> float:
+def lr_at(step: int, settings: TrainSettings) -> float:
     """Linear warm-up, then cosine decay from lr to min_lr_ratio * lr at the last step."""
-    lr, steps, warmup = settings["lr"], settings["steps"], settings["warmup_steps"]
+    lr, steps, warmup = settings.lr, settings.steps, settings.warmup_steps
     if step < warmup:
         return lr * (step + 1) / warmup
     progress = (step - warmup) / max(1, steps - warmup)
-    return lr * (settings["min_lr_ratio"] + (1 - settings["min_lr_ratio"]) * 0.5 * (1 + math.cos(math.pi * progress)))
+    return lr * (settings.min_lr_ratio + (1 - settings.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def make_optimizer(params: dict[str, torch.nn.Parameter], settings: dict) -> torch.optim.AdamW:
+def make_optimizer(params: dict[str, torch.nn.Parameter], settings: TrainSettings) -> torch.optim.AdamW:
     """AdamW; weight decay on matrices only (not on biases and LayerNorm gains), as in nanoGPT. By name as
     well as shape: the stacked experts' biases ([E, H], models/experts.py) are matrices of biases."""
     decays = {name: p.dim() >= 2 and not name.endswith("bias") for name, p in params.items()}
-    groups = [{"params": [p for name, p in params.items() if decays[name]], "weight_decay": settings["weight_decay"]},
+    groups = [{"params": [p for name, p in params.items() if decays[name]], "weight_decay": settings.weight_decay},
               {"params": [p for name, p in params.items() if not decays[name]], "weight_decay": 0.0}]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=settings["lr"], betas=tuple(settings["betas"]))
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=settings.lr, betas=tuple(settings.betas))
 
 
 def any_samples(routers) -> bool:
@@ -95,7 +95,7 @@ def greedy_loss(model: GPT, routers, x: torch.Tensor, y: torch.Tensor, autocast)
     return loss
 
 
-def train_lm(model: GPT, train_tokens: np.ndarray, val_tokens: np.ndarray, settings: dict, seed: int,
+def train_lm(model: GPT, train_tokens: np.ndarray, val_tokens: np.ndarray, settings: TrainSettings, seed: int,
              checkpoint: str | Path | None = None, fingerprint: str = "", desc: str = "train",
              events_dir: str | Path | None = None, layer_metrics=routing_metrics) -> list[dict]:
     """Train the parameters of `model` that require grad; return the evaluation rows (step 0, every
@@ -109,18 +109,18 @@ def train_lm(model: GPT, train_tokens: np.ndarray, val_tokens: np.ndarray, setti
     frozen router then routes greedily). When only routers train, every step is an E-step. When nothing
     trains (a parameter-free router such as hashing in a frozen model), the steps only measure the losses.
 
-    Under torchrun the ranks train data-parallel (see the module's docstring); `settings["batch_size"]`
+    Under torchrun the ranks train data-parallel (see the module's docstring); `settings.batch_size`
     is the global batch, and every rank returns the same history. With grad_accum > 1 each rank's rows split into
     that many micro-batches whose gradients add up before the one optimizer step.
     """
-    world, device = distributed.setup(pick_device(settings["device"]))
+    world, device = distributed.setup(settings.torch_device)
     model.to(device)
     torch.manual_seed(distributed.rank_seed(seed, world.rank))
-    batches = Batches(train_tokens, settings["batch_size"], settings["block_size"], seed,
+    batches = Batches(train_tokens, settings.batch_size, settings.block_size, seed,
                       share=(world.rank, world.size))
-    if (settings["batch_size"] // world.size) % settings["grad_accum"]:
-        raise ValueError(f"batch_size={settings['batch_size']} gives {settings['batch_size'] // world.size} rows per "
-                         f"process, which do not split into grad_accum={settings['grad_accum']} equal micro-batches")
+    if (settings.batch_size // world.size) % settings.grad_accum:
+        raise ValueError(f"batch_size={settings.batch_size} gives {settings.batch_size // world.size} rows per "
+                         f"process, which do not split into grad_accum={settings.grad_accum} equal micro-batches")
     # with nothing to train (a parameter-free router in a frozen model) the loop only measures the losses
     trainable = {name: p for name, p in model.named_parameters() if p.requires_grad}
     routers = model.routers()
@@ -136,10 +136,10 @@ def train_lm(model: GPT, train_tokens: np.ndarray, val_tokens: np.ndarray, setti
     state = TrainState.restore(checkpoint, fingerprint, trainable, buffers, optimizer, batches, seed, device, world,
                                desc)
 
-    forward = torch.compile(model) if settings["compile"] else model
+    forward = torch.compile(model) if settings.compile else model
     synced = distributed.data_parallel(model, routers, router_params, other_params, alternation, device, settings) \
         if world.size > 1 and trainable else None
-    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if settings["bf16"] and device.type == "cuda"
+    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if settings.bf16 and device.type == "cuda"
                 else contextlib.nullcontext())
 
     def evaluate_at(step: int) -> dict:
@@ -158,22 +158,22 @@ def train_lm(model: GPT, train_tokens: np.ndarray, val_tokens: np.ndarray, setti
         state.history.append({"step": 0, "train_loss": None, **evaluate_at(0)})
         events.evaluation(state.history[-1], lr_at(0, settings) if optimizer else None)
     pending = []  # the losses of the steps since the last read, on the device
-    bar = tqdm(range(state.step, settings["steps"]), desc=desc, total=settings["steps"], initial=state.step,
+    bar = tqdm(range(state.step, settings.steps), desc=desc, total=settings.steps, initial=state.step,
                file=sys.stderr, mininterval=0.5 if sys.stderr.isatty() else 15, disable=world.rank != 0)
     for step in bar:
         for group in optimizer.param_groups if optimizer else ():
             group["lr"] = lr_at(step, settings)
         x, y = to_device(batches.next(), device)
-        for phase in phases_at(step, alternation, settings["alternation"]):
+        for phase in phases_at(step, alternation, settings.alternation):
             model.train()
             set_phase(routers, router_params, other_params, phase)
             if optimizer is not None:
                 optimizer.zero_grad(set_to_none=True)
-            micro = settings["grad_accum"]
+            micro = settings.grad_accum
             routings = []  # per micro-batch: each MoE layer's routing
             for part, (mx, my) in enumerate(zip(x.chunk(micro), y.chunk(micro))):
                 baseline = greedy_loss(model, routers, mx, my, autocast) if (
-                    settings["reinforce_baseline"] == "greedy" and phase != M_STEP and any_samples(routers)) else None
+                    settings.reinforce_baseline == "greedy" and phase != M_STEP and any_samples(routers)) else None
                 # data-parallel E-steps bypass DDP, whose reducer holds the M-step's parameters (see data_parallel)
                 ddp = synced is not None and phase != E_STEP
                 # gradients of all but the last micro-batch add up locally: DDP all-reduces their sum once
@@ -197,14 +197,14 @@ def train_lm(model: GPT, train_tokens: np.ndarray, val_tokens: np.ndarray, setti
             if optimizer is not None:
                 if synced is not None and phase == E_STEP:
                     distributed.average_gradients(router_params, world.size)
-                torch.nn.utils.clip_grad_norm_(list(trainable.values()), settings["grad_clip"])
+                torch.nn.utils.clip_grad_norm_(list(trainable.values()), settings.grad_clip)
                 optimizer.step()
                 for i, router in enumerate(routers):
                     if router.training:  # once per optimizer step, with every micro-batch's routing
                         router.update([layers[i] for layers in routings])
         state.step = step + 1
-        evaluating = state.step % settings["eval_every"] == 0 or state.step == settings["steps"]
-        saving = checkpoint and state.step % settings["checkpoint_every"] == 0 and state.step < settings["steps"]
+        evaluating = state.step % settings.eval_every == 0 or state.step == settings.steps
+        saving = checkpoint and state.step % settings.checkpoint_every == 0 and state.step < settings.steps
         if evaluating or saving:  # nothing non-finite is evaluated or saved
             state.train_losses += read_losses(pending, micro, world, desc)
             pending = []

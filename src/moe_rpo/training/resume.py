@@ -2,6 +2,7 @@
 every random stream (the data position, torch's and CUDA's, each rank's), written atomically and read safely."""
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +12,12 @@ import torch
 from moe_rpo.io import atomic_path
 from moe_rpo.training import distributed
 from moe_rpo.training.batches import Batches
+
+
+def fingerprint(**parts) -> str:
+    """What a checkpoint must have been made with for a run to resume from it (the job's settings, seed, data, ...),
+    as one string: another fingerprint means a fresh start."""
+    return json.dumps(parts, sort_keys=True)
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
