@@ -36,9 +36,9 @@ def _parents(module: str) -> list[str]:
     return [".".join(parts[:i]) for i in range(1, len(parts))]
 
 
-def _imported(nodes) -> set[str]:
-    """The package modules (and their parent packages) that the import statements among `nodes` name.
-    The package uses absolute imports only."""
+def named_imports(nodes) -> set[str]:
+    """The package modules that the import statements among `nodes` name (without the parent packages Python runs
+    first). The package uses absolute imports only."""
     found = set()
     for node in nodes:
         if isinstance(node, ast.Import):
@@ -48,10 +48,13 @@ def _imported(nodes) -> set[str]:
             names = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
         else:
             continue
-        for name in names:
-            if (name == PACKAGE or name.startswith(f"{PACKAGE}.")) and module_file(name):
-                found |= {name, *_parents(name)}
+        found |= {name for name in names if (name == PACKAGE or name.startswith(f"{PACKAGE}.")) and module_file(name)}
     return found
+
+
+def _imported(nodes) -> set[str]:
+    """The package modules (and their parent packages) that the import statements among `nodes` name."""
+    return {parent for name in named_imports(nodes) for parent in (name, *_parents(name))}
 
 
 @cache
@@ -148,3 +151,4 @@ def plugin_sources(settings) -> list[str]:
         elif isinstance(item, list):
             todo += item
     return sorted(found)
+

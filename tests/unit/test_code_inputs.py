@@ -1,9 +1,11 @@
 """Code inputs are derived from imports: the ast walk agrees with Python's own static import finder, and
 every rule lists exactly what its command imports, less the exclusions declared next to the rule."""
 import ast
+import json
 import modulefinder
 import os
 import re
+import shlex
 import subprocess
 import sys
 
@@ -20,11 +22,13 @@ from moe_rpo.code_inputs import (
     module_file,
 )
 from moe_rpo.experiments import EXPERIMENTS
+from moe_rpo.routers import router_class, unused_router_modules
 
 SRC = PACKAGE_DIR.parent
 MODULES = sorted(".".join(("moe_rpo", *path.relative_to(PACKAGE_DIR).with_suffix("").parts)).removesuffix(".__init__")
                  for path in PACKAGE_DIR.rglob("*.py") if "__pycache__" not in path.parts)
 # What a rule deliberately leaves out of its code inputs (and why, next to the rule in workflow/rules/).
+ROUTER_JOBS = ("recovery_run", "recovery_layers_run", "train_run", "reading_run")  # rules.smk: router_code
 EXCLUDED = {"base_model": ("moe_rpo.routers", "moe_rpo.models.moe", "moe_rpo.models.distractors",
                           "moe_rpo.routing_metrics")}
 
@@ -80,9 +84,24 @@ def test_every_rule_lists_what_its_command_imports_and_gpu_rules_ask_for_a_gpu()
         elif command in ("tables", "figures"):  # they import the functions the registry names
             extra = EXPERIMENTS[words[1]].modules(command)
         imported = command_code(command, *extra)
-        expected = command_code(command, *extra, exclude=EXCLUDED.get(rule, ()))
+        exclude = EXCLUDED.get(rule, ())
+        if rule in ROUTER_JOBS:  # a job of one method: the built-in routers it never builds are left out
+            settings = json.loads(shlex.split(shell.split("--settings ", 1)[1])[0])
+            exclude = unused_router_modules(settings["routers"].values())
+            own = {router_class(spec).__module__ for spec in settings["routers"].values() if spec["method"] != "plugin"}
+            assert exclude and not own & set(exclude), rule
+        expected = command_code(command, *extra, exclude=exclude)
         assert code == expected, rule
         assert set(code) <= set(imported), rule
+
+
+def test_a_job_of_one_router_lists_that_router_and_what_it_builds_on_and_no_other():
+    code = command_code("recovery", exclude=unused_router_modules([{"method": "jitter"}]))
+    assert {"src/moe_rpo/routers/jitter.py", "src/moe_rpo/routers/softmax_topk.py"} <= set(code)  # its base class
+    assert "src/moe_rpo/routers/rpo.py" not in code and "src/moe_rpo/routers/base.py" in code
+    plugin = {"method": "plugin", "target": "custom_router:CosineRouter"}
+    assert not {path for path in command_code("train", exclude=unused_router_modules([plugin]))
+                if path.startswith("src/moe_rpo/routers/") and path.endswith(("rpo.py", "switch.py"))}
 
 
 def test_a_router_edit_does_not_retrain_the_dense_base_model():

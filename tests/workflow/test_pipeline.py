@@ -169,6 +169,9 @@ def test_a_code_edit_reruns_exactly_the_jobs_that_import_it(finished, tmp_path):
         assert out in importers or job["reason"].startswith("Input files updated by another job"), job
     base = [job for job in scheduled.values() if job["rule"] == "base_model"]
     assert not base, base  # the dense base model imports no router
+    other_routers = [out for out, job in scheduled.items() if job["rule"] in ("recovery_run", "train_run")
+                     and "/standard_k1/" in out]
+    assert not other_routers, other_routers  # a job of another router does not import rpo.py
 
 
 def test_the_plugin_router_is_benchmarked_like_a_built_in_one(finished, tmp_path):
@@ -177,7 +180,7 @@ def test_the_plugin_router_is_benchmarked_like_a_built_in_one(finished, tmp_path
     import pandas as pd
 
     values = pd.read_csv(finished / "results/tables/lm_benchmark_values.csv").set_index("router")
-    for column in ("toy_gap_to_optimum", "diff_accuracy", "sim_regret", "shakespeare_val_loss", "gini", "saturation"):
+    for column in ("toy_gap_to_optimum", "sim_accuracy", "sim_regret", "shakespeare_val_loss", "gini", "saturation"):
         assert values.loc["cosine", f"{column}_seeds"] > 0, column
     assert "<td>cosine</td>" in (finished / "results/report/lm_benchmark.html").read_text()
     jobs = dry_run_jobs(copy_finished(finished, tmp_path / "run"), "--forceall")

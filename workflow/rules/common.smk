@@ -7,6 +7,7 @@ from pathlib import Path
 
 from moe_rpo import paths
 from moe_rpo.code_inputs import command_code, plugin_sources  # a rule's code inputs: its command's imports
+from moe_rpo.routers import unused_router_modules
 from moe_rpo.experiments import EXPERIMENTS, TOY_EXPERIMENTS, TRAINING_EXPERIMENTS, all_jobs
 from moe_rpo.sections import (
     benchmark_toy_settings,
@@ -138,6 +139,13 @@ def get_recovery_layers_settings(wildcards):
 
 def get_toy_code(wildcards):
     return code_of("toy", f"moe_rpo.toy.{wildcards.experiment}")  # the command imports it by name
+
+
+def router_code(command, settings_of):
+    """An input function: the code inputs of a job that builds only the routers of its settings (JSON from
+    `settings_of(wildcards)`), without the built-in router modules those never import."""
+    return lambda wildcards: code_of(command, exclude=unused_router_modules(
+        json.loads(settings_of(wildcards))["routers"].values()))
 
 
 def plugin_code(settings_of):

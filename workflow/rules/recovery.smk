@@ -9,7 +9,7 @@ rule recovery_run:
     input:
         base=rules.base_model.output.model,
         corpus=corpus_files(config["recovery"]["corpus"]),
-        code=code_of("recovery"),
+        code=router_code("recovery", get_recovery_settings),
         plugins=plugin_code(get_recovery_settings),
     output:
         paths.record(paths.RECOVERY_RUN),
@@ -40,7 +40,7 @@ use rule recovery_run as recovery_layers_run with:
     input:
         base=rules.base_model.output.model,
         corpus=corpus_files(config["recovery"]["corpus"]),
-        code=code_of("recovery"),
+        code=router_code("recovery", get_recovery_layers_settings),
         plugins=plugin_code(get_recovery_layers_settings),
     output:
         paths.record(paths.RECOVERY_LAYERS_RUN),

@@ -7,7 +7,7 @@ rule train_run:
     """One method of a from-scratch training experiment (shakespeare_moe, pretraining) for one seed."""
     input:
         corpus=get_training_corpus,
-        code=code_of("train"),
+        code=router_code("train", get_training_settings),
         plugins=plugin_code(get_training_settings),
     output:
         paths.record(paths.TRAIN_RUN),
@@ -34,7 +34,7 @@ rule train_run:
 use rule train_run as reading_run with:
     input:
         corpus=get_training_corpus,
-        code=code_of("train"),
+        code=router_code("train", get_reading_settings),
         plugins=plugin_code(get_reading_settings),
     output:
         paths.record(paths.READING_RUN),

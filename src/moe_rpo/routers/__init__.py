@@ -1,9 +1,11 @@
 """Routing methods behind one interface (`Router` -> `RouterOutput`), built by name from a config spec."""
 from __future__ import annotations
 
+import ast
 import inspect
+from pathlib import Path
 
-from moe_rpo.code_inputs import PLUGIN
+from moe_rpo.code_inputs import PLUGIN, module_file, module_sources, named_imports, plugin_module
 from moe_rpo.routers.base import Router, RouterOutput
 from moe_rpo.routers.base_layers import BaseLayer
 from moe_rpo.routers.deepseek_v3 import DeepSeekV3Gate
@@ -80,3 +82,25 @@ def build_router(spec: dict, dim: int, num_experts: int, k: int) -> Router:
     except Exception as error:  # noqa: BLE001  (a plugin option of the wrong type, a size torch refuses, ...)
         raise ValueError(f"router {spec.get('target', spec['method'])!r}: {type(error).__name__}: "
                          f"{(str(error).splitlines() or [''])[0]}") from None
+
+
+def unused_router_modules(specs) -> tuple[str, ...]:
+    """The built-in router modules that none of these router specs' classes builds on (its module, and the router
+    modules that one imports by name, in turn; a plugin's from its source files): a job that builds only these
+    routers never runs the others, so its code inputs leave them out and editing one router reruns only the jobs
+    that build it. (Every router module also imports this package, which imports them all: that is not counted.)"""
+    routers = {cls.__module__ for cls in METHODS.values()}
+    todo = []
+    for spec in specs:
+        if spec["method"] == PLUGIN:
+            sources = module_sources(plugin_module(spec["target"])[0])
+            todo += [name for source in sources for name in named_imports(ast.walk(ast.parse(Path(source).read_text())))]
+        else:
+            todo.append(router_class(spec).__module__)
+    used = set()
+    while todo:
+        module = todo.pop()
+        if module in routers and module not in used:
+            used.add(module)
+            todo += named_imports(ast.walk(ast.parse(module_file(module).read_text())))
+    return tuple(sorted(routers - used))
