@@ -28,8 +28,8 @@ def test_pipeline_produces_figures_claims_and_report(finished):
         assert (results / "report" / f"{page.stem}.html").is_file()
     for experiment in ("routing", "collapse", "dilemma", "barrier"):
         assert (results / "logs" / f"toy_{experiment}" / "run.log").is_file()
-    assert "100%" in (results / "logs" / "lm_recovery" / "sim0.3" / "rpo_k1" / "seed1.log").read_text()
-    for run in ("lm_shakespeare_moe/rpo_k1/seed0", "lm_recovery/sim0.3/rpo_k1/seed1", "lm_base/base_model"):
+    assert "100%" in (results / "logs" / "lm_recovery" / "sim0.3" / "rpo_k1" / "seed0.log").read_text()
+    for run in ("lm_shakespeare_moe/rpo_k1/seed0", "lm_recovery/sim0.3/rpo_k1/seed0", "lm_base/base_model"):
         assert list((results / "tensorboard" / run).glob("events.out.tfevents.*")), run  # live curves
     claims = json.loads((results / "claims.json").read_text())["claims"]
     assert len(claims) >= 12 and {"lm_recovery_diff_unnormalized_finds_routing",
@@ -72,7 +72,7 @@ def test_killed_run_resumes_to_the_same_numbers(finished, tmp_path):
     tables equal the uninterrupted run's. The recovery runs of one setting of a finished pipeline are deleted,
     so only they and what reads them run again."""
     workdir = copy_finished(finished, tmp_path / "run")
-    shutil.rmtree(workdir / "results" / "lm" / "recovery" / "sim1")  # not a benchmark setting: fewer methods
+    shutil.rmtree(workdir / "results" / "lm" / "recovery" / "diff")  # not a benchmark setting: fewer methods
     run = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/test.yaml"],
                            cwd=workdir, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                            start_new_session=True)
@@ -189,7 +189,7 @@ def test_the_plugin_router_is_benchmarked_like_a_built_in_one(finished, tmp_path
     assert set(building.values()) == {"toy_benchmark_run", "recovery_run", "train_run"}
     # only its own jobs: a recovery or training job per setting and seed of its one method
     assert all("/cosine_k1/" in out for out, rule in building.items() if rule in ("train_run", "recovery_run"))
-    assert not [out for out, rule in building.items() if rule == "recovery_run" and "/sim1/" in out]  # not benchmarked
+    assert not [out for out, rule in building.items() if rule == "recovery_run" and "/diff/" in out]  # not benchmarked
 
 
 def test_benchmark_tables_fit_the_page_and_sort(finished):
