@@ -195,7 +195,8 @@ def test_the_plugin_router_is_benchmarked_like_a_built_in_one(finished, tmp_path
 def test_benchmark_tables_fit_the_page_and_sort(finished):
     require_chromium()
     tables = sortable_tables(finished / "results/report/lm_benchmark.html")
-    assert len(tables) == 4 and not [t for t in tables if t["overflows"]]  # quality, balance, routing, improvement
+    # quality, balance, routing, improvement: each one table, or split by columns into parts that fit the page
+    assert len(tables) >= 4 and not [t for t in tables if t["overflows"]]
     for table in tables:  # sorted ascending by the first metric: numbers first, then "not run"
         numbers = [float(cell.split()[0]) for cell in table["sorted"] if cell[0].isdigit() or cell[0] == "-"]
         assert numbers == sorted(numbers) and table["sorted"][:len(numbers)] == [
