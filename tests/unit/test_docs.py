@@ -24,13 +24,15 @@ def written_configs(page: str) -> dict[str, str]:
 
 
 def command_lines() -> list[tuple[str, str]]:
-    """(page, line) for every `snakemake ...` and `make ...` line in a bash block of the README and docs/."""
-    found = []
+    """(page, line) for every `snakemake ...` and `make ...` line in a bash block of the README and docs/, each line
+    once (with the first page that shows it)."""
+    found = {}
     for page in PAGES:
         for block in re.findall(r"```bash\n(.*?)```", page.read_text(), re.S):
-            found += [(str(page.relative_to(ROOT)), line.split("  #")[0].strip())
-                      for line in block.splitlines() if COMMAND.match(line)]
-    return found
+            for line in block.splitlines():
+                if COMMAND.match(line):
+                    found.setdefault(line.split("  #")[0].strip(), str(page.relative_to(ROOT)))
+    return [(page, line) for line, page in found.items()]
 
 
 @pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(ROOT)) for p in PAGES])

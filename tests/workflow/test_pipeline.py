@@ -78,7 +78,7 @@ def test_killed_run_resumes_to_the_same_numbers(finished, tmp_path):
                            start_new_session=True)
     lm, deadline = workdir / "results" / "lm", time.time() + 300
     while not (lm.is_dir() and list(lm.rglob("*.ckpt"))) and time.time() < deadline:
-        time.sleep(0.1)
+        time.sleep(0.02)
     os.killpg(run.pid, signal.SIGKILL)
     run.wait()
     assert list(lm.rglob("*.ckpt")), "no LM job was killed mid-training"
