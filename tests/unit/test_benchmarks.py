@@ -83,7 +83,8 @@ def test_profile_jobs_splits_a_jobs_time():
     result = subprocess.run([sys.executable, str(ROOT / "benchmarks/profile_jobs.py"), "--config", *CONFIGS,
                              "--methods", "standard_k1", "--profile-steps", "2"],
                             check=True, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    for part in ("import torch", "recovery: oracle", "recovery standard_k1: 10 steps", "shakespeare standard_k1",
+    steps = cfg.load(*CONFIGS)["recovery"]["train"]["steps"]
+    for part in ("import torch", "recovery: oracle", f"recovery standard_k1: {steps} steps", "shakespeare standard_k1",
                  "torch.profiler", "aten::"):
         assert part in result.stdout, (part, result.stdout)
 
