@@ -52,16 +52,28 @@ def named_imports(nodes) -> set[str]:
     return found
 
 
+def _with_parents(names) -> set[str]:
+    """The modules and the parent packages Python runs before each."""
+    return {parent for name in names for parent in (name, *_parents(name))}
+
+
 def _imported(nodes) -> set[str]:
     """The package modules (and their parent packages) that the import statements among `nodes` name."""
-    return {parent for name in named_imports(nodes) for parent in (name, *_parents(name))}
+    return _with_parents(named_imports(nodes))
+
+
+@cache
+def named_imports_of(module: str) -> frozenset[str]:
+    """The package modules `module` names in its import statements anywhere in its source (at the top or inside a
+    function), parsed once."""
+    path = module_file(module)
+    return frozenset(named_imports(ast.walk(ast.parse(path.read_text(), filename=str(path)))) - {module})
 
 
 @cache
 def imports_of(module: str) -> frozenset[str]:
-    """The package modules `module` imports anywhere in its source (at the top or inside a function)."""
-    path = module_file(module)
-    return frozenset(_imported(ast.walk(ast.parse(path.read_text(), filename=str(path)))) - {module})
+    """The package modules importing `module` runs: those it names and their parent packages."""
+    return frozenset(_with_parents(named_imports_of(module)) - {module})
 
 
 def _ignored(importer: str, imported: str) -> bool:
@@ -151,4 +163,3 @@ def plugin_sources(settings) -> list[str]:
         elif isinstance(item, list):
             todo += item
     return sorted(found)
-

@@ -5,7 +5,7 @@ import ast
 import inspect
 from pathlib import Path
 
-from moe_rpo.code_inputs import PLUGIN, module_file, module_sources, named_imports, plugin_module
+from moe_rpo.code_inputs import PLUGIN, module_sources, named_imports, named_imports_of, plugin_module
 from moe_rpo.routers.base import Router, RouterOutput
 from moe_rpo.routers.base_layers import BaseLayer
 from moe_rpo.routers.deepseek_v3 import DeepSeekV3Gate
@@ -102,5 +102,5 @@ def unused_router_modules(specs) -> tuple[str, ...]:
         module = todo.pop()
         if module in routers and module not in used:
             used.add(module)
-            todo += named_imports(ast.walk(ast.parse(module_file(module).read_text())))
+            todo += named_imports_of(module)
     return tuple(sorted(routers - used))
