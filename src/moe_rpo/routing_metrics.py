@@ -117,6 +117,11 @@ def gini(load) -> float:
     return float(np.abs(load[:, None] - load[None, :]).sum() / (2 * len(load) ** 2 * load.mean()))
 
 
+def max_load_ratio(load) -> float:
+    """E times the largest expert's share of the load: 1 when balanced, E when one expert takes everything."""
+    return len(load) * max(load)
+
+
 DEAD_EXPERT_LOAD = 0.01  # an expert with less than 1% of the dispatched (token, expert) pairs is dead
 
 
@@ -129,7 +134,7 @@ def summarize_layers(layers: list[dict]) -> dict:
     keys = ("max_load_ratio", "max_vio_batch", "max_vio_global", "gini", "dead_experts", "entropy", "unrouted")
     if not layers:
         return dict.fromkeys(keys)
-    per_layer = [{"max_load_ratio": len(layer["load"]) * max(layer["load"]), "max_vio_batch": layer["max_vio"],
+    per_layer = [{"max_load_ratio": max_load_ratio(layer["load"]), "max_vio_batch": layer["max_vio"],
                   "max_vio_global": max_violation(layer["load"]), "gini": gini(layer["load"]),
                   "dead_experts": float(np.mean(np.asarray(layer["load"]) < DEAD_EXPERT_LOAD)),
                   "entropy": layer["entropy"], "unrouted": layer["unrouted"]} for layer in layers]

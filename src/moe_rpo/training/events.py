@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from moe_rpo.routing_metrics import max_load_ratio
+
 
 class EventLog:
     """One run's scalars at each evaluation: losses, learning rate, and per MoE layer the router's entropy, E × the
@@ -25,7 +27,7 @@ class EventLog:
                    "routes/flip_rate": row.get("flip_rate")}
         for i, layer in enumerate(row["layers"]):
             scalars[f"router/layer{i}/entropy"] = layer["entropy"]
-            scalars[f"router/layer{i}/max_load"] = len(layer["load"]) * max(layer["load"])
+            scalars[f"router/layer{i}/max_load"] = max_load_ratio(layer["load"])
         for tag, value in scalars.items():
             if value is not None:
                 self.writer.add_scalar(tag, value, step)
