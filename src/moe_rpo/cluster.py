@@ -13,7 +13,8 @@ def _placeholders(resources, where: str) -> list[str]:
     for name, resource in (getattr(resources, "_args", None) or dict(resources or {})).items():
         raw = str(getattr(resource, "raw", resource))
         if PLACEHOLDER.search(raw):
-            found.append(f"{where}.{name}: {raw.strip(chr(34) + chr(39))}")
+            value = raw.strip("\"'")  # the profile's YAML quotes
+            found.append(f"{where}.{name}: {value}")
     return found
 
 

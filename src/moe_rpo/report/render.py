@@ -71,11 +71,14 @@ def _chars(df, column) -> int:
 
 def column_chunks(df, labels: list[str]) -> list:
     """The table split by columns into parts that fit a page row, each part repeating the label columns."""
-    width, parts = sum(_chars(df, column) for column in labels), [[]]
+    chars = {column: _chars(df, column) for column in df.columns}
+    labels_width, parts, width = sum(chars[column] for column in labels), [[]], 0
     for column in (c for c in df.columns if c not in labels):
-        if parts[-1] and width + sum(_chars(df, c) for c in parts[-1]) + _chars(df, column) > ROW_CHARS:
+        if parts[-1] and labels_width + width + chars[column] > ROW_CHARS:
             parts.append([])
+            width = 0
         parts[-1].append(column)
+        width += chars[column]
     return [df[labels + part] for part in parts]
 
 
