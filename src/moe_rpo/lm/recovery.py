@@ -72,6 +72,11 @@ def frozen_base(base_path: str | Path, corpus_dir: str | Path):
     return base
 
 
+# The oracle replaces every router by a fixed one, so the model it probes needs a router only to be built: this one
+# (the recovery experiment's standard top-1), the same for every method's job and the sweep.
+ORACLE_PROBE_ROUTER = {"method": "softmax_topk", "normalize": False}
+
+
 def identifiability_sweep(settings: dict, seed: int, base_path: str | Path, corpus_dir: str | Path) -> list[dict]:
     """The per-token oracle of every layer of the base model, for DIFF and each SIM scale of
     `settings['design']['sim_scales']`: where can a router be asked to find expert 0? No router trains.
@@ -82,11 +87,9 @@ def identifiability_sweep(settings: dict, seed: int, base_path: str | Path, corp
     base = frozen_base(base_path, corpus_dir)
     val_tokens = open_tokens(corpus_dir, "val")
     train = TrainSettings.of(settings["train"])
-    first = settings["methods"][0]  # the oracle replaces the routers, so any method's will do to build the model
     rows = []
     for setting in recovery_settings(settings["design"]).values():
-        model = recovery_model(base, list(range(base.config.n_layer)), setting.mode, setting.scale,
-                               settings["routers"][first["router"]], k=first["k"],
+        model = recovery_model(base, list(range(base.config.n_layer)), setting.mode, setting.scale, ORACLE_PROBE_ROUTER,
                                num_experts=settings["num_experts"], seed=seed)
         best = oracle(model, val_tokens, train, train.torch_device)
         rows += [{"setting": setting.name, "mode": setting.mode, "scale": setting.scale, "seed": seed,
@@ -94,11 +97,6 @@ def identifiability_sweep(settings: dict, seed: int, base_path: str | Path, corp
                   "oracle_loss": layer["oracle_loss"], "expert0_loss": best["expert0_loss"],
                   "expert0_best_share": layer["best_expert_share"][0]} for layer in best["layers"]]
     return rows
-
-
-# The oracle replaces every router by a fixed one, so the model it probes needs a router only to be built: this one
-# (the recovery experiment's standard top-1), the same for every method's job.
-ORACLE_PROBE_ROUTER = {"method": "softmax_topk", "normalize": False}
 
 
 def run(settings: dict, setting: dict, seed: int, base_path: str | Path, corpus_dir: str | Path,
