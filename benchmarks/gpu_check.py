@@ -180,17 +180,22 @@ def check_time_split(size: Size, device: torch.device, repeats: int) -> dict:
     steps = {"moe k=1": moe_step, "moe k=1, deterministic kernels off": without_deterministic_kernels(moe_step),
              "moe k=1, biases by indexing": training_step(indexed, idx), "dense iso-active k=1": training_step(dense, idx)}
     seconds = median_seconds({name: under_autocast(step, device) for name, step in steps.items()}, 3, repeats, device)
+    return {"size": size.name, "ms_per_step": {name: s * 1e3 for name, s in seconds.items()},
+            "top_ops_ms_per_step": top_ops(under_autocast(steps["moe k=1"], device), device)}
+
+
+def top_ops(step, device: torch.device, steps: int = 3, count: int = 12) -> list[tuple[str, float]]:
+    """The ops that take the most time (on the GPU, else the CPU) in `steps` calls of `step`: (name, ms per call)."""
     activities = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA]
                                                           if device.type == "cuda" else [])
     with torch.profiler.profile(activities=activities) as profiler:
-        for _ in range(3):
-            under_autocast(steps["moe k=1"], device)()
+        for _ in range(steps):
+            step()
         if device.type == "cuda":
             torch.cuda.synchronize()
     key = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
-    events = sorted(profiler.key_averages(), key=lambda e: getattr(e, key), reverse=True)[:12]
-    return {"size": size.name, "ms_per_step": {name: s * 1e3 for name, s in seconds.items()},
-            "top_ops_ms_per_step": [(e.key, getattr(e, key) / 1e3 / 3) for e in events]}
+    events = sorted(profiler.key_averages(), key=lambda e: getattr(e, key), reverse=True)[:count]
+    return [(e.key, getattr(e, key) / 1e3 / steps) for e in events]
 
 
 def check_routers_strict(size: Size, device: torch.device) -> tuple[dict[str, str | None], dict[str, int | None]]:

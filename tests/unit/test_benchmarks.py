@@ -1,9 +1,11 @@
 """The GPU-hours benchmark (behind docs/cluster.md's cost advice) runs and counts the jobs the pipeline runs; the
 GPU check script and the MoE layer benchmark run (on the CPU here)."""
+import hashlib
 import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import ROOT
@@ -77,6 +79,98 @@ def test_gpu_check_runs_and_finds_training_deterministic_on_the_cpu(tmp_path):
     for size, breaks in check["graph_breaks"].items():  # dense: one graph; the CPU's loop kernel: host reads
         assert {name for name, count in breaks.items() if count} == {name for name in breaks if name.startswith("moe")}
     assert check["skipped"] == []
+
+
+# nanoGPT's interface (model.py: GPTConfig, GPT(config) -> (logits, loss), configure_optimizers), standing in for a
+# checkout (none can be fetched here); NANOGPT_MODEL=<checkout>/model.py runs the real one in the test below it
+NANOGPT_STAND_IN = """
+from dataclasses import dataclass
+import torch
+from moe_rpo.models import GPT as Ours, GPTConfig as OurConfig
+
+@dataclass
+class GPTConfig:
+    block_size: int = 1024
+    vocab_size: int = 50304
+    n_layer: int = 12
+    n_head: int = 12
+    n_embd: int = 768
+    dropout: float = 0.0
+    bias: bool = True
+
+class GPT(Ours):
+    def __init__(self, config):
+        super().__init__(OurConfig(**vars(config)))
+
+    def forward(self, idx, targets=None):
+        out = super().forward(idx, targets)
+        return out.logits, out.loss
+
+    def configure_optimizers(self, weight_decay, learning_rate, betas, device_type):
+        print("using fused AdamW: False")
+        return torch.optim.AdamW(self.parameters(), lr=learning_rate, betas=betas, weight_decay=weight_decay)
+"""
+
+
+def run_peer(tmp_path, model_py, *options):
+    out = tmp_path / "peer.json"
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks/nanogpt_peer.py"), "--nanogpt", str(model_py),
+                             "--small", "--device", "cpu", "--repeats", "1", "--json", str(out), *options],
+                            capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    return result, (json.loads(out.read_text()) if out.exists() else None)
+
+
+def check_peer_rows(peer, model_py, compiled):
+    assert peer["skipped"] == [] and peer["nanogpt_model_sha256"] == hashlib.sha256(model_py.read_bytes()).hexdigest()
+    rows = {(row["part"], row["model"], row["compile"]): row for row in peer["rows"]}
+    mode = "default" if compiled else "eager"
+    assert {name for part, name, compile in rows if part == "dense" and compile == mode} >= {
+        "nanoGPT", "ours", "ours, deterministic kernels off"}
+    assert {name for part, name, _ in rows if part == "moe"} == {
+        f"{kind} k={k}" for kind in ("moe", "dense iso-active") for k in (1, 2)}
+    for (part, name, _), row in rows.items():
+        assert 0 < row["mfu"] < 1 and row["tokens_per_s"] > 0, row
+        assert row["deterministic_kernels"] == (name.startswith(("ours", "moe", "dense")) and "off" not in name
+                                                or name.endswith("deterministic kernels on")), row
+        if part == "dense" and name != "nanoGPT":  # each against nanoGPT, measured in the same part
+            assert row["over"] == "nanoGPT" and row["ratio"] > 0
+        if name.startswith("moe"):
+            assert row["over"] == name.replace("moe", "dense iso-active")
+            assert row["active_params_m"] > rows[part, row["over"], row["compile"]]["active_params_m"]
+
+
+def test_nanogpt_peer_measures_both_side_by_side_in_every_part(tmp_path):
+    model_py = tmp_path / "model.py"
+    model_py.write_text(NANOGPT_STAND_IN)
+    result, peer = run_peer(tmp_path, model_py, "--no-compile")
+    assert result.returncode == 0, result.stderr
+    check_peer_rows(peer, model_py, compiled=False)
+    assert {row["model"] for row in peer["rows"] if row["part"] == "dense"} == {
+        "nanoGPT", "ours", "ours, deterministic kernels off", "ours, vocabulary unpadded", "ours, AdamW unfused",
+        "nanoGPT, deterministic kernels on"}
+    assert set(peer["top_ops"]) == {"nanoGPT", "ours"} and all(ms > 0 for ops in peer["top_ops"].values()
+                                                              for _, ms in ops)
+    compiled, peer = run_peer(tmp_path, model_py, "--parts", "1")  # torch.compile'd steps of both
+    assert compiled.returncode == 0, compiled.stderr
+    assert {(row["model"], row["compile"]) for row in peer["rows"]} == {
+        (name, "default") for name in ("nanoGPT", "ours", "ours, deterministic kernels off")}
+
+
+def test_nanogpt_peer_names_a_path_that_is_no_nanogpt_model(tmp_path):
+    for model_py, words in ((tmp_path / "missing.py", "no such file"), (tmp_path / "other.py", "defines no GPT")):
+        if model_py.name == "other.py":
+            model_py.write_text("x = 1\n")
+        result, peer = run_peer(tmp_path, model_py)
+        assert result.returncode != 0 and peer is None
+        assert f"--nanogpt {model_py}: {words}" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(not os.environ.get("NANOGPT_MODEL"), reason="set NANOGPT_MODEL to a nanoGPT checkout's model.py")
+def test_nanogpt_peer_with_the_real_nanogpt(tmp_path):
+    model_py = Path(os.environ["NANOGPT_MODEL"])
+    result, peer = run_peer(tmp_path, model_py, "--parts", "1", "2", "4")
+    assert result.returncode == 0, result.stderr
+    check_peer_rows(peer, model_py, compiled=True)
 
 
 def test_profile_jobs_splits_a_jobs_time():

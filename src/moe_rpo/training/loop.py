@@ -68,13 +68,18 @@ def lr_at(step: int, settings: TrainSettings) -> float:
     return lr * (settings.min_lr_ratio + (1 - settings.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def make_optimizer(params: dict[str, torch.nn.Parameter], settings: TrainSettings) -> torch.optim.AdamW:
+def make_optimizer(params: dict[str, torch.nn.Parameter], settings: TrainSettings,
+                   fused: bool | None = None) -> torch.optim.AdamW:
     """AdamW; weight decay on matrices only (not on biases and LayerNorm gains), as in nanoGPT. By name as
-    well as shape: the stacked experts' biases ([E, H], models/experts.py) are matrices of biases."""
+    well as shape: the stacked experts' biases ([E, H], models/experts.py) are matrices of biases. `fused`
+    (default: when every parameter is on a GPU, as nanoGPT does) updates all parameters in one kernel."""
     decays = {name: p.dim() >= 2 and not name.endswith("bias") for name, p in params.items()}
     groups = [{"params": [p for name, p in params.items() if decays[name]], "weight_decay": settings.weight_decay},
               {"params": [p for name, p in params.items() if not decays[name]], "weight_decay": 0.0}]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=settings.lr, betas=tuple(settings.betas))
+    if fused is None:
+        fused = all(p.is_cuda for p in params.values())
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=settings.lr, betas=tuple(settings.betas),
+                             fused=fused)
 
 
 def any_samples(routers) -> bool:
