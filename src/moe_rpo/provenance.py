@@ -6,6 +6,7 @@ import platform
 import subprocess
 import sys
 from importlib import metadata
+from pathlib import Path
 
 PACKAGES = ("torch", "numpy", "pandas", "matplotlib", "seaborn", "jinja2", "snakemake", "transformers", "datasets",
             "tiktoken", "moe-rpo")
@@ -22,11 +23,14 @@ def package_versions() -> dict[str, str]:
 
 
 def git_state() -> tuple[str, bool]:
-    """(commit, dirty) of the working tree, or ("unknown", False) outside a git checkout."""
+    """(commit, dirty) of the checkout this package runs from (wherever the results go: `snakemake --directory`),
+    or ("unknown", False) outside a git checkout."""
+    here = Path(__file__).resolve().parent
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                                cwd=here).stdout.strip()
         dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                                    capture_output=True, text=True, check=True).stdout.strip())
+                                    capture_output=True, text=True, check=True, cwd=here).stdout.strip())
         return commit, dirty
     except (OSError, subprocess.CalledProcessError):
         return "unknown", False

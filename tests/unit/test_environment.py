@@ -1,9 +1,13 @@
-"""environment.yml and pyproject.toml pin the same versions; torch is pinned to 2.13.0."""
+"""environment.yml and pyproject.toml pin the same versions; torch is pinned to 2.13.0; records name the commit."""
 import re
+import subprocess
 import tomllib
 
+import pytest
 import yaml
 from conftest import ROOT
+
+from moe_rpo import provenance
 
 
 def _pins(lines):
@@ -18,3 +22,12 @@ def test_pins_agree():
     assert _pins(pip_section) == pyproject
     assert pyproject["torch"] == "2.13.0"
     assert all("==" in dep for dep in project["dependencies"]), "every dependency is pinned"
+
+
+def test_records_name_the_checkouts_commit_whatever_the_working_directory(tmp_path, monkeypatch):
+    """`snakemake --directory elsewhere` runs jobs outside the checkout: the commit is still the package's."""
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT)
+    if commit.returncode:  # a source tree without git: nothing to name
+        pytest.skip("not a git checkout")
+    monkeypatch.chdir(tmp_path)
+    assert provenance.git_state()[0] == commit.stdout.strip()
