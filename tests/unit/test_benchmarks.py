@@ -288,3 +288,24 @@ def test_the_verdicts_page_is_rendered_from_the_measured_claims():
     import verdicts
 
     assert (ROOT / "docs" / "verdicts.md").read_text() == verdicts.page()
+
+
+def test_paper_dag_runs_a_job_of_every_gpu_rule_through_snakemake(tmp_path):
+    """The paper configuration's GPU rules, one job each, at a tiny size on the CPU: its Hub corpora read from local
+    JSON-lines files through `datasets`, its Hub GPT-2 from a local `transformers` directory."""
+    out = tmp_path / "dag.json"
+    subprocess.run([sys.executable, str(ROOT / "benchmarks/paper_dag.py"), "--workdir", str(tmp_path / "run"), "--tiny",
+                    "--device", "cpu", "--one-per-rule", "--steps", "2", "--cores", "2", "--json", str(out)],
+                   check=True, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    dag = json.loads(out.read_text())
+    gpu_rules = {"base_model", "recovery_run", "recovery_layers_run", "recovery_design", "train_run"}  # reading_run:
+    assert set(dag["jobs_in_config"]) == gpu_rules  # claims.readings only (config/regime.yaml)
+    assert dag["jobs_in_config"]["recovery_run"] > dag["jobs_in_config"]["recovery_layers_run"] > 1
+    assert {rule: row["jobs"] for rule, row in dag["rules"].items()} == dict.fromkeys(gpu_rules, 1)
+    assert all(seconds > 0 for row in dag["rules"].values() for seconds in row["job_s"]) and dag["device"] == "CPU"
+    results = tmp_path / "run" / "results"
+    base = json.loads((results / "lm/base/model.json").read_text())
+    assert base["source"] == "huggingface" and base["settings"]["hf_name"] == str(tmp_path / "run" / "gpt2")
+    for corpus in ("openwebtext", "tinystories"):
+        meta = json.loads((results / "data" / corpus / "meta.json").read_text())
+        assert meta["spec"]["dataset"] == "json" and meta["documents"] == 783  # every Shakespeare scene
