@@ -13,6 +13,7 @@ depend on their values); bf16 and compile follow the config, deterministic kerne
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import sys
 import time
@@ -176,7 +177,8 @@ def main() -> None:
 
 
 def write_json(path: str, steps: list[int], rows: list[dict], hours_by_rule: dict | None = None) -> None:
-    Path(path).write_text(json.dumps({"device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+    Path(path).write_text(json.dumps({"date": dt.date.today().isoformat(),
+                                      "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
                                       "torch": torch.__version__, "steps": steps, "rows": rows,
                                       "hours_by_rule": hours_by_rule}, indent=1))
 

@@ -82,11 +82,13 @@ def toy_seeds_section(measured_dir: Path) -> list[str]:
 
 
 def gpu_section(measured_dir: Path) -> list[str]:
-    checks = sorted(measured_dir.glob("gpu_check_*.json"))
-    lines = ["## One GPU", ""] if checks else []
-    for path in checks:
-        check = json.loads(path.read_text())
-        lines += [f"Measured {check['date']} (`{path.name}`). " + gpu_table.render(check), ""]
+    """Each GPU measurement kept, by the script that made it (its file: <script>_<device>.json)."""
+    files = [path for script in gpu_table.RENDERERS for path in sorted(measured_dir.glob(f"{script}_*.json"))]
+    lines = ["## One GPU", ""] if files else []
+    for path in files:
+        measured = json.loads(path.read_text())
+        renderer = gpu_table.RENDERERS[path.stem.rsplit("_", 1)[0]]
+        lines += [f"Measured {measured['date']} (`{path.name}`). " + renderer(measured), ""]
     return lines
 
 

@@ -41,6 +41,7 @@ def test_gpu_hours_counts_the_pipelines_jobs(tmp_path):
     dense = [m for m in config["pretraining"]["methods"] if m["router"] == values.DENSE]
     expected[("train_run", "pretraining dense")] = len(training_jobs("pretraining", dense, config["pretraining"]["seeds"]))
     assert jobs == expected  # (timings at this toy scale are noise: not checked)
+    assert "| `recovery_run` |" in gpu_section_of(tmp_path, "gpu_hours_cpu.json", json.loads(out.read_text()))
 
 
 def test_moe_layer_benchmark_prints_each_ratio():
@@ -145,6 +146,8 @@ def test_nanogpt_peer_measures_both_side_by_side_in_every_part(tmp_path):
     result, peer = run_peer(tmp_path, model_py, "--no-compile")
     assert result.returncode == 0, result.stderr
     check_peer_rows(peer, model_py, compiled=False)
+    page = gpu_section_of(tmp_path, "nanogpt_peer_cpu.json", peer)
+    assert "| dense | ours, vocabulary unpadded | eager | yes |" in page and "| moe | moe k=2 | eager | yes |" in page
     assert {row["model"] for row in peer["rows"] if row["part"] == "dense"} == {
         "nanoGPT", "ours", "ours, deterministic kernels off", "ours, vocabulary unpadded", "ours, AdamW unfused",
         "nanoGPT, deterministic kernels on"}
@@ -309,3 +312,18 @@ def test_paper_dag_runs_a_job_of_every_gpu_rule_through_snakemake(tmp_path):
     for corpus in ("openwebtext", "tinystories"):
         meta = json.loads((results / "data" / corpus / "meta.json").read_text())
         assert meta["spec"]["dataset"] == "json" and meta["documents"] == 783  # every Shakespeare scene
+    page = gpu_section_of(tmp_path, "paper_dag_cpu.json", dag)
+    assert "one job of each GPU rule" in page and "| `recovery_run` | " in page
+
+
+def gpu_section_of(tmp_path, name, measured) -> str:
+    """docs/performance.md's GPU section with one measurement kept under `name`."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import performance
+
+    kept = tmp_path / "measured"
+    kept.mkdir(exist_ok=True)
+    (kept / name).write_text(json.dumps(measured))
+    page = "\n".join(performance.gpu_section(kept))
+    assert f"Measured {measured['date']} (`{name}`)" in page
+    return page
