@@ -33,8 +33,9 @@ def render_peer(peer: dict) -> str:
     """benchmarks/nanogpt_peer.py's rows: each model's step beside nanoGPT's (dense) or its iso-active dense GPT."""
     peak = peer["peak_tflops"]
     shape = peer["shape"]
-    lines = [f"Measured on one {peak['name']} (torch {peer['torch']}) by `benchmarks/nanogpt_peer.py`: GPT-2 124M shapes, "
-             f"batch {shape['batch']} × {shape['block_size']}, bf16 autocast, training steps (forward, backward, clipping, "
+    lines = [f"Measured on one {peak['name']} (torch {peer['torch']}) by `benchmarks/nanogpt_peer.py`: {shape['n_layer']} "
+             f"layers of width {shape['n_embd']}, batch {shape['batch']} × {shape['block_size']}, bf16 autocast on a GPU, "
+             "training steps (forward, backward, clipping, "
              f"AdamW), the median of interleaved repeats; MFU against the datasheet's {peak['datasheet_bf16']} TFLOP/s. "
              "nanoGPT's `model.py` was read from its checkout (sha256 "
              f"`{peer['nanogpt_model_sha256'][:12]}`).", "",
