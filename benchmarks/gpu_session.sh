@@ -3,7 +3,9 @@
 # as soon as it has one (docs/performance.md renders them: python benchmarks/performance.py > docs/performance.md):
 #   1. nanogpt_peer.py: our dense GPT-2 beside nanoGPT's, the MoE beside its iso-active dense, MFU;
 #   2. paper_dag.py:    one job of every GPU rule of the paper configuration through Snakemake, cut steps;
-#   3. gpu_hours.py:    the Shakespeare and pretraining jobs' GPU-hours at full steps.
+#   3. gpu_hours.py:    GPU-hours at full steps of the pretraining jobs and of a few Shakespeare MoE methods
+#                       (all 24 would take minutes; each row is written as it is measured).
+# In all at most 9 minutes.
 #
 #   bash benchmarks/gpu_session.sh NANOGPT_MODEL_PY [OUT_DIR] [NAME]
 # NAME (default: the GPU's model, e.g. h100) ends each file's name: nanogpt_peer_NAME.json, ...
@@ -28,9 +30,10 @@ step() {  # a step that fails or runs out of time is reported; the next one stil
   echo "== $* (at most ${seconds} s)"
   timeout "$seconds" "$@" || { echo "== failed or timed out: $*"; status=1; }
 }
-step 330 "$python" "$root/benchmarks/nanogpt_peer.py" --nanogpt "$nanogpt" --budget-s 240 "${peer[@]}" \
+step 300 "$python" "$root/benchmarks/nanogpt_peer.py" --nanogpt "$nanogpt" --budget-s 180 "${peer[@]}" \
   --json "$out/nanogpt_peer_$name.json"
-step 150 "$python" "$root/benchmarks/paper_dag.py" --workdir "${TMPDIR:-/tmp}/paper_dag" --one-per-rule "${dag[@]}" \
+step 130 "$python" "$root/benchmarks/paper_dag.py" --workdir "${TMPDIR:-/tmp}/paper_dag" --one-per-rule "${dag[@]}" \
   --json "$out/paper_dag_$name.json"
-step 120 "$python" "$root/benchmarks/gpu_hours.py" --rules train_run "${hours[@]}" --json "$out/gpu_hours_$name.json"
+step 110 "$python" "$root/benchmarks/gpu_hours.py" --rules train_run --match pretraining "shakespeare_moe standard" \
+  "shakespeare_moe rpo" "${hours[@]}" --json "$out/gpu_hours_$name.json"
 exit $status
