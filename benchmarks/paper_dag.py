@@ -85,8 +85,10 @@ def overlay(workdir: Path, steps: int, device: str, tiny: bool, all_seeds: bool)
 def snakemake(workdir: Path, configs: list[Path], *arguments: str, capture: bool = False) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
                "--configfile", *map(str, configs), *arguments]
+    # the jobs' `python -m moe_rpo` is this interpreter (python3 alone, or an environment not activated, elsewhere)
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     return subprocess.run(command, check=True, text=True, capture_output=capture,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
+                          env={**os.environ, "PATH": path, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
 
 
 @dataclass(frozen=True)
