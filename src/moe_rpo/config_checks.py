@@ -3,13 +3,15 @@ values that must agree with each other, routers that must build at every shape a
 claims' arms that the experiments must run."""
 from __future__ import annotations
 
+import functools
+
 from moe_rpo.experiments import (
     BENCHMARK_SOURCES,
     EXPERIMENTS,
     TOY_EXPERIMENTS,
     TRAINING_EXPERIMENTS,
 )
-from moe_rpo.schema import STRICT, validate_definition
+from moe_rpo.schema import STRICT, keys_typed_as, validate_definition
 from moe_rpo.sections import (
     READINGS_EXPERIMENT,
     arm_router,
@@ -21,14 +23,9 @@ from moe_rpo.values import DENSE, MAX_TOY_K, TOY_DIM, Arm, ConfigError, Recovery
 
 
 def _method_lists(config: dict) -> dict[str, list]:
-    """Every list of methods in the config, by its key."""
-    lists = {f"toy.{name}.methods": config["toy"][name]["methods"] for name in TOY_EXPERIMENTS}
-    lists["recovery.methods"] = config["recovery"]["methods"]
-    lists["recovery.layer_sweep.methods"] = config["recovery"]["layer_sweep"]["methods"]
-    lists["benchmark.methods"] = config["benchmark"]["methods"]
-    lists |= {f"{name}.methods": config[name]["methods"] for name in TRAINING_EXPERIMENTS}
-    lists |= {f"routerless.{group}": config["routerless"][group] for group in ("fixed", "learned")}
-    return lists
+    """Every list of methods in the config (every key the schema types as router_methods), by its key."""
+    return {".".join(path): functools.reduce(lambda section, key: section[key], path, config)
+            for path in keys_typed_as("router_methods")}
 
 
 def _router_uses(config: dict):

@@ -78,6 +78,25 @@ def validate_definition(instance: dict, definition: str) -> dict:
     return instance
 
 
+def keys_typed_as(definition: str) -> list[tuple[str, ...]]:
+    """Every key of a config (as a path, in the schema's order) whose value the schema types as
+    `definitions/<definition>`, e.g. every list of methods ('router_methods')."""
+    target, definitions, found = f"#/definitions/{definition}", _schema()["definitions"], []
+
+    def walk(node: dict, path: tuple[str, ...], followed: frozenset) -> None:
+        ref = node.get("$ref")
+        if ref == target:
+            found.append(path)
+            return
+        if ref and ref not in followed:  # another definition: its keys continue this path
+            walk(definitions[ref.rsplit("/", 1)[1]], path, followed | {ref})
+        for key, child in node.get("properties", {}).items():
+            walk(child, path + (key,), followed)
+
+    walk(_schema(), (), frozenset())
+    return found
+
+
 def _overlay(base: dict, update: dict) -> dict:
     """`update` merged into `base` as Snakemake merges --configfile files: mappings key by key, the rest replaced."""
     for key, value in update.items():
