@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from moe_rpo import config as cfg  # noqa: E402
-from moe_rpo import experiments, sections, values  # noqa: E402
+from moe_rpo import experiments, job_kinds, sections, values  # noqa: E402
 from moe_rpo.lm import scratch  # noqa: E402
 from moe_rpo.lm.recovery import layers_of  # noqa: E402
 from moe_rpo.models import GPT, GPTConfig, recovery_model  # noqa: E402
@@ -82,8 +82,8 @@ def training_rule(config: dict, steps: tuple[int, int], match: list[str]) -> Ite
             name = values.Arm.of(method).slug
             if not wanted("train_run", f"{experiment} {name}", match):
                 continue
-            settings = sections.training_run_settings(config, experiment, name)
-            timing = probe(lambda: scratch.build_model(settings, method, vocab, seed=0), settings["train"],
+            settings = job_kinds.TRAIN_RUN.settings(config, {"training": experiment, "method": name})
+            timing = probe(lambda: scratch.build_model(scratch.TrainingRunSettings.of(settings), vocab, seed=0), settings["train"],
                            steps, vocab)
             # final metrics: train and val evaluations, and one more with misrouting for MoE models
             per_job = job_seconds(timing, settings["train"], 2 + (method["router"] != values.DENSE))
@@ -111,7 +111,7 @@ def recovery_rows(rule: str, config: dict, layers: list[int], methods: dict[str,
         if not wanted(rule, slug, match):
             continue
         spec = config["routers"][method["router"]]
-        timing = probe(lambda: recovery_model(base, layers_of({"layers": layers}, base.config.n_layer), "diff", 0.0,
+        timing = probe(lambda: recovery_model(base, layers_of(layers, base.config.n_layer), "diff", 0.0,
                                               spec, k=method["k"], num_experts=recovery["num_experts"]),
                        recovery["train"], steps, vocab)
         yield {"rule": rule, "job": slug, "jobs": jobs[slug], **timing,
@@ -138,7 +138,8 @@ def recovery_layers_rule(config: dict, steps: tuple[int, int], match: list[str])
             yield dict(row, job=f"layers {label} {row['job']}")
 
 
-RULES = {"train_run": training_rule, "recovery_run": recovery_rule, "recovery_layers_run": recovery_layers_rule}
+RULES = {job_kinds.TRAIN_RUN.rule: training_rule, job_kinds.RECOVERY_RUN.rule: recovery_rule,
+         job_kinds.RECOVERY_LAYERS_RUN.rule: recovery_layers_rule}
 
 
 def main() -> None:

@@ -76,7 +76,7 @@ def recovery_profile(config: dict, methods: list[str], tokens) -> tuple[list[tup
     base = GPT(GPTConfig(vocab_size=VOCAB, **config["base_model"]["model"])).eval()
     for p in base.parameters():
         p.requires_grad_(False)
-    layers = layers_of(settings, base.config.n_layer)
+    layers = layers_of(settings["layers"], base.config.n_layer)
     chosen = {values.Arm.of(m).slug: m for m in settings["methods"]}
 
     def build(slug):
@@ -100,7 +100,8 @@ def recovery_profile(config: dict, methods: list[str], tokens) -> tuple[list[tup
 def shakespeare_profile(config: dict, slug: str, tokens) -> list[tuple[str, float]]:
     settings = sections.training_run_settings(config, "shakespeare_moe", slug)
     train = dict(settings["train"], device="cpu")
-    split = split_training(lambda: scratch.build_model(settings, settings["methods"][0], VOCAB, seed=0), *tokens, train)
+    split = split_training(lambda: scratch.build_model(scratch.TrainingRunSettings.of(settings), VOCAB, seed=0), *tokens,
+                           train)
     return [(f"shakespeare {slug}: {train['steps']} steps", split["steps"]),
             (f"shakespeare {slug}: {split['evaluation_count']} evaluations", split["evaluations"])]
 

@@ -104,7 +104,7 @@ def main() -> None:
     methods = {Arm(m["router"], m["k"]).slug: m for m in recovery["methods"] + config["benchmark"]["methods"]}
     rows = []
     for layer_set in args.layers:
-        layers = layers_of({"layers": "all" if layer_set == "all" else [int(i) for i in layer_set.split(",")]},
+        layers = layers_of("all" if layer_set == "all" else [int(i) for i in layer_set.split(",")],
                            base.config.n_layer)
         for name in args.settings:
             setting = RecoverySetting("diff") if name == "diff" else RecoverySetting("sim", float(name[3:]))

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from moe_rpo import config as cfg
-from moe_rpo import sections, values
+from moe_rpo import job_kinds, sections, values
 from moe_rpo.io import read_json, write_json, write_npz
 
 
@@ -56,7 +56,7 @@ def cmd_toy(args):
     every seed, provenance)."""
     import torch  # noqa: PLC0415
 
-    settings = _settings(args, lambda c: sections.experiment_settings(c, args.experiment))
+    settings = _settings(args, lambda c: job_kinds.TOY_RUN.settings(c, {"experiment": args.experiment}))
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(1)
     module = importlib.import_module(f"moe_rpo.toy.{args.experiment}")
@@ -71,7 +71,7 @@ def cmd_corpus_inventory(args):
     """Check a corpus spec and count its documents (first preprocessing step; fails before any work)."""
     from moe_rpo.data.prepare import inventory  # noqa: PLC0415
 
-    spec = _settings(args, lambda c: sections.corpus_spec(c, args.corpus))
+    spec = _settings(args, lambda c: job_kinds.CORPUS_INVENTORY.settings(c, {"corpus": args.corpus}))
     record, prov = _timed(inventory, spec)
     write_json(args.out, {**record, "provenance": prov})
     print(f"{args.corpus}: {record['documents']} documents, tokenizer {record['tokenizer']['name']} "
@@ -110,7 +110,7 @@ def cmd_base_model(args):
     from moe_rpo.training.device import configure_torch  # noqa: PLC0415
     from moe_rpo.training.distributed import is_main  # noqa: PLC0415
 
-    settings = _settings(args, lambda c: c["base_model"])
+    settings = _settings(args, lambda c: job_kinds.BASE_MODEL.settings(c, {}))
     configure_torch(settings["train"]["threads"], args.threads)
     out = Path(args.out)
     (model, record), prov = _timed(build_base, settings, args.corpus_dir, out.with_suffix(".ckpt"), args.tensorboard)
@@ -129,7 +129,8 @@ def cmd_recovery(args):
     from moe_rpo.training.device import configure_torch  # noqa: PLC0415
     from moe_rpo.training.distributed import is_main  # noqa: PLC0415
 
-    settings = _settings(args, lambda c: sections.recovery_run_settings(c, args.setting, args.method))
+    settings = _settings(args, lambda c: job_kinds.RECOVERY_RUN.settings(c, {"setting": args.setting,
+                                                                              "method": args.method}))
     known = sections.recovery_settings(settings)
     if args.setting not in known:
         raise ValueError(f"unknown recovery setting {args.setting!r}; the config has {list(known)}")
@@ -154,7 +155,7 @@ def cmd_recovery_design(args):
     from moe_rpo.lm import recovery  # noqa: PLC0415
     from moe_rpo.training.device import configure_torch  # noqa: PLC0415
 
-    settings = _settings(args, sections.recovery_design_settings)
+    settings = _settings(args, lambda c: job_kinds.RECOVERY_DESIGN.settings(c, {}))
     configure_torch(settings["train"]["threads"], args.threads)
     rows, prov = _timed(recovery.identifiability_sweep, settings, args.seed, args.base, args.corpus_dir)
     write_json(Path(args.out), {"experiment": "recovery_design", "seed": args.seed, "settings": settings,
@@ -169,7 +170,8 @@ def cmd_train(args):
     from moe_rpo.training.device import configure_torch  # noqa: PLC0415
     from moe_rpo.training.distributed import is_main  # noqa: PLC0415
 
-    settings = _settings(args, lambda c: sections.training_run_settings(c, args.experiment, args.method))
+    settings = _settings(args, lambda c: job_kinds.TRAIN_RUN.settings(c, {"training": args.experiment,
+                                                                           "method": args.method}))
     configure_torch(settings["train"]["threads"], args.threads)
     out = Path(args.out)
     result, prov = _timed(scratch.run, settings, args.seed, args.corpus_dir, out.with_suffix(".ckpt"), args.tensorboard)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, NamedTuple
 
-from moe_rpo import paths
+from moe_rpo import job_kinds, paths
 from moe_rpo.sections import (
     READINGS_EXPERIMENT,
     arm_router,
@@ -33,7 +33,7 @@ class Job(NamedTuple):
 
     @classmethod
     def of(cls, run: dict, label: str, suffixes: tuple[str, ...] = (".json",), **fields) -> Job:
-        """The job of a paths template (TOY_RUN, RECOVERY_RUN, TRAIN_RUN) with its fields filled."""
+        """The job of a kind's paths template (job_kinds: JobKind.files) with its fields filled."""
         return cls(label, run["record"].format(**fields), run["key"].format(**fields), suffixes)
 
     def files(self) -> list[str]:
@@ -92,12 +92,12 @@ def load(ref: str):
 
 def toy_jobs(experiment: str, seeds: list[int], label: str = "") -> list[Job]:
     """A toy's one job, which trains all its seeds side by side."""
-    return [Job.of(paths.TOY_RUN, f"{label}{len(seeds)} seeds", (".json", ".npz"), experiment=experiment)]
+    return [Job.of(job_kinds.TOY_RUN.files, f"{label}{len(seeds)} seeds", (".json", ".npz"), experiment=experiment)]
 
 
 def recovery_jobs(methods: dict[str, list[dict]], seeds: list[int]) -> list[Job]:
     """Recovery jobs, one per setting, seed and method: `methods` maps each setting to the methods to read there."""
-    return [Job.of(paths.RECOVERY_RUN, f"{setting} {Arm.of(m).slug} seed {seed}", setting=setting,
+    return [Job.of(job_kinds.RECOVERY_RUN.files, f"{setting} {Arm.of(m).slug} seed {seed}", setting=setting,
                    method=Arm.of(m).slug, seed=seed)
             for setting, setting_methods in methods.items() for seed in seeds for m in setting_methods]
 
@@ -105,7 +105,7 @@ def recovery_jobs(methods: dict[str, list[dict]], seeds: list[int]) -> list[Job]
 def recovery_layers_jobs(recovery: dict) -> list[Job]:
     """The layer sweep's jobs: one per set of MoE layers, setting, seed and method."""
     sweep = recovery["layer_sweep"]
-    return [Job.of(paths.RECOVERY_LAYERS_RUN, f"layers {label} {setting} {Arm.of(m).slug} seed {seed}", layers=label,
+    return [Job.of(job_kinds.RECOVERY_LAYERS_RUN.files, f"layers {label} {setting} {Arm.of(m).slug} seed {seed}", layers=label,
                    setting=setting, method=Arm.of(m).slug, seed=seed)
             for label in layer_sweep_sets(recovery) for setting in sweep["settings"] for seed in recovery["seeds"]
             for m in sweep["methods"]]
@@ -113,18 +113,18 @@ def recovery_layers_jobs(recovery: dict) -> list[Job]:
 
 def recovery_design_jobs(seeds: list[int]) -> list[Job]:
     """The identifiability sweep's jobs (one per seed; no router trains)."""
-    return [Job.of(paths.RECOVERY_DESIGN, f"identifiability sweep seed {seed}", seed=seed) for seed in seeds]
+    return [Job.of(job_kinds.RECOVERY_DESIGN.files, f"identifiability sweep seed {seed}", seed=seed) for seed in seeds]
 
 
 def training_jobs(experiment: str, methods: list[dict], seeds: list[int]) -> list[Job]:
     slugs = [Arm.of(m).slug for m in methods]
-    return [Job.of(paths.TRAIN_RUN, f"{slug} seed {seed}", training=experiment, method=slug, seed=seed)
+    return [Job.of(job_kinds.TRAIN_RUN.files, f"{slug} seed {seed}", training=experiment, method=slug, seed=seed)
             for slug in slugs for seed in seeds]
 
 
 def reading_jobs(config: dict) -> list[Job]:
     """The runs of claims.readings: each reading's methods, every seed of the experiment it varies."""
-    return [Job.of(paths.READING_RUN, f"{reading}: {Arm.of(m).slug} seed {seed}", training=READINGS_EXPERIMENT,
+    return [Job.of(job_kinds.READING_RUN.files, f"{reading}: {Arm.of(m).slug} seed {seed}", training=READINGS_EXPERIMENT,
                    reading=reading, method=Arm.of(m).slug, seed=seed)
             for reading in config["claims"]["readings"] for m in reading_methods(config, reading)
             for seed in config[READINGS_EXPERIMENT]["seeds"]]

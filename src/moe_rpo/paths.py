@@ -18,6 +18,7 @@ READING_RUN = {"record": "lm/{training}/readings/{reading}/{method}/seed{seed}",
 BASE_MODEL = {"record": "lm/base/model", "key": "lm_base/base_model"}  # the model: lm/base/model.pt
 
 CORPUS = "data/{corpus}"  # train.bin, val.bin, meta.json; shards/ while it is prepared
+CORPUS_INVENTORY = {"record": "data/{corpus}/inventory", "key": "data_{corpus}/inventory"}  # its documents counted
 TABLE = "tables/{table}.csv"
 FIGURE = "figures/{figure}.{ext}"
 FIGURE_FORMATS = ("png", "pdf")

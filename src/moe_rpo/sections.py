@@ -96,6 +96,13 @@ def one_method(methods: list[dict], slug: str, where: str) -> dict:
     return chosen[0]
 
 
+def job_method(settings: dict, job: str) -> dict:
+    """The one method a job's settings name (recovery and training jobs train one each)."""
+    if len(settings["methods"]) != 1:
+        raise ValueError(f"{job} trains one method, got {len(settings['methods'])}")
+    return settings["methods"][0]
+
+
 def recovery_methods(config: dict, setting: str) -> list[dict]:
     """The methods the recovery jobs of `setting` train, one job each: the recovery experiment's, and in the router
     benchmark's settings also the benchmark's other methods (so the benchmark reads the same runs, never repeats

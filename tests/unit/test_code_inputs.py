@@ -13,6 +13,8 @@ import pytest
 from conftest import ROOT
 
 from moe_rpo import code_inputs
+from moe_rpo import config as cfg
+from moe_rpo.job_kinds import JOB_KINDS
 from moe_rpo.code_inputs import (
     CLI,
     PACKAGE_DIR,
@@ -53,8 +55,9 @@ def test_a_command_counts_only_its_own_imports():
         command_modules("fly")
 
 
-def dry_run_jobs() -> list[tuple[str, list[str], str, dict[str, str]]]:
-    """(rule, its code inputs, its shell command, its resources) of every job of the smoke config's DAG."""
+def dry_run_jobs() -> list[tuple[str, list[str], str, dict[str, str], dict[str, str]]]:
+    """(rule, its code inputs, its shell command, its resources, its wildcards) of every job of the smoke config's
+    DAG."""
     result = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile",
                              "config/test.yaml", "--forceall"], cwd=ROOT, capture_output=True, text=True,
                             env={**os.environ, "HF_HUB_OFFLINE": "1"})
@@ -66,19 +69,30 @@ def dry_run_jobs() -> list[tuple[str, list[str], str, dict[str, str]]]:
         if rule and command and "-m moe_rpo" in command.group(1):
             inputs = re.search(r"\n    input: (.*)", block).group(1).split(", ")
             resources = dict(r.split("=", 1) for r in re.search(r"\n    resources: (.*)", block).group(1).split(", "))
-            jobs.append((rule.group(1), sorted(i for i in inputs if i.startswith("src/")), command.group(1), resources))
+            wildcards = re.search(r"\n    wildcards: (.*)", block)
+            wildcards = dict(w.split("=", 1) for w in wildcards.group(1).split(", ")) if wildcards else {}
+            jobs.append((rule.group(1), sorted(i for i in inputs if i.startswith("src/")), command.group(1), resources,
+                         wildcards))
     return jobs
 
 
 def test_every_rule_lists_what_its_command_imports_and_gpu_rules_ask_for_a_gpu():
     jobs = dry_run_jobs()
     assert len({rule for rule, *_ in jobs}) >= 20
-    for rule, code, shell, resources in jobs:
+    gpu_rules = {kind.rule for kind in JOB_KINDS.values() if kind.gpu}
+    assert gpu_rules == {"base_model", "recovery_run", "recovery_layers_run", "recovery_design", "train_run", "reading_run"}
+    config = cfg.load(str(ROOT / "config/config.yaml"), str(ROOT / "config/test.yaml"))
+    for rule, code, shell, resources, wildcards in jobs:
         # what the SLURM profile sends to GPU nodes (tests/workflow/test_slurm.py runs two of them there)
-        assert (resources.get("gpu") == "1") == (rule in ("base_model", "recovery_run", "recovery_layers_run", "recovery_design", "train_run",
-                                                         "reading_run")), rule
+        assert (resources.get("gpu") == "1") == (rule in gpu_rules), rule
         words = shell.split("-m moe_rpo ")[1].split()
         command, extra = words[0], []
+        if rule in JOB_KINDS:  # the rule runs the command its kind declares, with the settings of its kind's slice
+            kind = JOB_KINDS[rule]
+            assert command == kind.command, rule
+            given = shlex.split(shell.split("--settings ", 1)[1])[0] if "--settings " in shell else None
+            assert given == kind.settings_json(config, wildcards), rule
+            assert shell.startswith(shlex.join(kind.launcher(json.loads(given)))), rule
         if command == "toy":  # it imports the toy experiment's module by name
             extra = [f"moe_rpo.toy.{words[1]}"]
         elif command in ("tables", "figures"):  # they import the functions the registry names

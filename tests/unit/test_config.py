@@ -252,18 +252,27 @@ def test_the_profiles_give_every_rule_the_same_memory_and_runtime():
 
 
 def test_the_typed_training_settings_are_the_schemas_train_section_each_field_documented():
-    import ast
-    import inspect
-
-    from moe_rpo.training import settings as typed_settings
     from moe_rpo.training.settings import TrainSettings
 
     train = schema.validate_definition({}, "lm_train")  # every key, with its default
     assert TrainSettings.of(train).as_dict() == train
     with pytest.raises(ValueError, match=r"unknown training settings \['stpes'\]"):
         TrainSettings.of({**train, "stpes": 3})
-    body = next(node for node in ast.parse(inspect.getsource(typed_settings)).body
-                if isinstance(node, ast.ClassDef) and node.name == "TrainSettings").body
+
+
+@pytest.mark.parametrize("module, name", [("moe_rpo.training.settings", "TrainSettings"),
+                                          ("moe_rpo.lm.recovery", "RecoveryRunSettings"),
+                                          ("moe_rpo.lm.recovery", "RecoveryDesignSettings"),
+                                          ("moe_rpo.lm.scratch", "TrainingRunSettings"),
+                                          ("moe_rpo.job_kinds", "JobKind")])
+def test_every_field_of_a_typed_settings_class_is_documented(module, name):
+    import ast
+    import importlib
+    import inspect
+
+    body = next(node for node in ast.parse(inspect.getsource(importlib.import_module(module))).body
+                if isinstance(node, ast.ClassDef) and node.name == name).body
+    fields = [node.target.id for node in body if isinstance(node, ast.AnnAssign)]
     undocumented = [node.target.id for node, after in zip(body, body[1:]) if isinstance(node, ast.AnnAssign)
                     and not (isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant))]
-    assert undocumented == []
+    assert fields and undocumented == []

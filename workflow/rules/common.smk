@@ -1,25 +1,16 @@
 # Shared definitions (the Snakefile has validated the config): the experiment registry, the paths, and the
 # input functions the rules use. Every path comes from moe_rpo/paths.py, every experiment from
 # moe_rpo/experiments.py.
+import functools
 import json
 import os
 from pathlib import Path
 
-from moe_rpo import paths
+from moe_rpo import job_kinds, paths
 from moe_rpo.code_inputs import command_code, plugin_sources  # a rule's code inputs: its command's imports
 from moe_rpo.routers import unused_router_modules
 from moe_rpo.experiments import EXPERIMENTS, TOY_EXPERIMENTS, TRAINING_EXPERIMENTS, all_jobs
-from moe_rpo.sections import (
-    benchmark_toy_settings,
-    experiment_settings,
-    layer_sweep_sets,
-    reading_run_settings,
-    recovery_design_settings,
-    recovery_layers_settings,
-    recovery_run_settings,
-    recovery_settings,
-    training_run_settings,
-)
+from moe_rpo.sections import layer_sweep_sets, recovery_settings
 
 # Jobs run `python -m moe_rpo` from this checkout's src/, so the rules also work in a conda env or on a
 # cluster node where only the dependencies are installed.
@@ -55,9 +46,9 @@ def workflow_file(*parts):
     return os.path.relpath(Path(workflow.basedir, *parts))
 
 
-def tensorboard_dir(job):
+def tensorboard_dir(kind):
     """The params function of a training job's TensorBoard folder (paths.TENSORBOARD, named by the job's key)."""
-    return lambda wildcards: paths.tensorboard(job["key"], **wildcards)
+    return lambda wildcards: paths.tensorboard(kind.files["key"], **wildcards)
 
 
 def job_files(jobs):
@@ -69,18 +60,26 @@ def records(jobs):
     return [paths.result(f"{job.record}.json") for job in jobs]
 
 
-def settings_json(experiment):
-    """A toy experiment's settings, passed to the command as JSON so that a change reruns only its jobs."""
-    return json.dumps(experiment_settings(config, experiment), sort_keys=True)
+@functools.cache
+def _job_settings(rule, wildcards):
+    """A job's settings (job_kinds: its kind's slice of the config), made once per job: its params, resources and
+    code inputs all read them. `wildcards`: (name, value) pairs."""
+    return job_kinds.JOB_KINDS[rule].settings(config, dict(wildcards))
 
 
-def launcher(train):
-    """How a training job starts, as shell words (each quoted in the command): one process, or
-    `train.processes` data-parallel ones under torchrun."""
-    if train["processes"] == 1:
-        return ["python", "-m", "moe_rpo"]
-    return ["python", "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(train["processes"]),
-            "-m", "moe_rpo"]
+def job_settings(kind):
+    """The params function of a job's settings, as JSON (a change reruns only the jobs whose slice it is in)."""
+    return lambda wildcards: json.dumps(_job_settings(kind.rule, tuple(wildcards.items())), sort_keys=True)
+
+
+def job_launch(kind):
+    """The params function of how a job starts, as shell words (JobKind.launcher; each quoted in the command)."""
+    return lambda wildcards: kind.launcher(_job_settings(kind.rule, tuple(wildcards.items())))
+
+
+def job_gpus(kind):
+    """The resources function of the GPUs a job asks for (JobKind.gpus)."""
+    return lambda wildcards: kind.gpus(_job_settings(kind.rule, tuple(wildcards.items())))
 
 
 def reported(paths_, category):
@@ -89,11 +88,6 @@ def reported(paths_, category):
     return [report(path, caption="../report/caption.rst", category=category,
                    subcategory="figures" if path.endswith(".png") else "tables")
             if path.endswith((".png", ".csv")) else path for path in paths_]
-
-
-def corpus_json(wildcards):
-    """One corpus's spec as JSON (a change reruns only that corpus's jobs)."""
-    return json.dumps(config["corpora"][wildcards.corpus], sort_keys=True)
 
 
 def corpus_shards(wildcards):
@@ -111,47 +105,21 @@ def get_training_corpus(wildcards):
     return corpus_files(config[wildcards.training]["corpus"])
 
 
-def get_training_settings(wildcards):
-    return json.dumps(training_run_settings(config, wildcards.training, wildcards.method), sort_keys=True)
-
-
-def get_reading_settings(wildcards):
-    return json.dumps(reading_run_settings(config, wildcards.reading, wildcards.method), sort_keys=True)
-
-
-def get_training_launcher(wildcards):
-    return launcher(config[wildcards.training]["train"])
-
-
-def get_training_gpus(wildcards):
-    return config[wildcards.training]["train"]["processes"]
-
-
-def get_recovery_settings(wildcards):
-    """A recovery job's settings: its one method (a change of another method's router reruns none of its jobs)."""
-    return json.dumps(recovery_run_settings(config, wildcards.setting, wildcards.method), sort_keys=True)
-
-
-def get_recovery_layers_settings(wildcards):
-    """A layer-sweep job's settings: the recovery section with that set of MoE layers and one sweep method."""
-    return json.dumps(recovery_layers_settings(config, wildcards.layers, wildcards.method), sort_keys=True)
-
-
 def get_toy_code(wildcards):
     return code_of("toy", f"moe_rpo.toy.{wildcards.experiment}")  # the command imports it by name
 
 
-def router_code(command, settings_of):
-    """An input function: the code inputs of a job that builds only the routers of its settings (JSON from
-    `settings_of(wildcards)`), without the built-in router modules those never import."""
-    return lambda wildcards: code_of(command, exclude=unused_router_modules(
-        json.loads(settings_of(wildcards))["routers"].values()))
+def router_code(kind):
+    """An input function: the code inputs of a job that builds only the routers of its settings, without the built-in
+    router modules those never import."""
+    return lambda wildcards: code_of(kind.command, exclude=unused_router_modules(
+        _job_settings(kind.rule, tuple(wildcards.items()))["routers"].values()))
 
 
-def plugin_code(settings_of):
-    """An input function: the source files of the plugin routers (routers: {method: plugin}) in the settings
-    that `settings_of(wildcards)` gives a job as JSON, so that editing a plugin reruns the jobs that build it."""
-    return lambda wildcards: plugin_sources(json.loads(settings_of(wildcards)))
+def plugin_code(kind):
+    """An input function: the source files of the plugin routers (routers: {method: plugin}) in a job's settings, so
+    that editing a plugin reruns the jobs that build it."""
+    return lambda wildcards: plugin_sources(_job_settings(kind.rule, tuple(wildcards.items())))
 
 
 def get_corpus_dir(wildcards, input):

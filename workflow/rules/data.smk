@@ -6,19 +6,19 @@
 rule corpus_inventory:
     """Check a corpus spec (source, path, tokenizer, dtype) and count its documents."""
     input:
-        code=code_of("corpus-inventory"),
+        code=code_of(job_kinds.CORPUS_INVENTORY.command),
     output:
-        f"{CORPUS_DIR}/inventory.json",
+        paths.record(job_kinds.CORPUS_INVENTORY.files),
     params:
-        spec=corpus_json,
+        spec=job_settings(job_kinds.CORPUS_INVENTORY),
     threads: 1
     priority: 20  # upstream of base_model, the critical path
     conda:
         CONDA_ENV
     log:
-        paths.log("data_{corpus}/inventory"),
+        paths.log(job_kinds.CORPUS_INVENTORY.files["key"]),
     benchmark:
-        paths.benchmark("data_{corpus}/inventory")
+        paths.benchmark(job_kinds.CORPUS_INVENTORY.files["key"])
     shell:
         "python -m moe_rpo corpus-inventory {wildcards.corpus:q} --settings {params.spec:q} --out {output:q} > {log:q} 2>&1"
 
@@ -26,7 +26,7 @@ rule corpus_inventory:
 rule corpus_shard:
     """Tokenize one document range of a corpus."""
     input:
-        inventory=f"{CORPUS_DIR}/inventory.json",
+        inventory=rules.corpus_inventory.output[0],
         code=code_of("corpus-shard"),
     output:
         train=temp(f"{CORPUS_DIR}/shards/{{shard}}.train.bin"),
@@ -51,7 +51,7 @@ rule corpus_shard:
 rule corpus_gather:
     """Concatenate a corpus's shards into train.bin / val.bin and write meta.json."""
     input:
-        inventory=f"{CORPUS_DIR}/inventory.json",
+        inventory=rules.corpus_inventory.output[0],
         shards=lambda wc: [f"{prefix}.{part}" for prefix in corpus_shards(wc) for part in ("train.bin", "val.bin", "json")],
         code=code_of("corpus-gather"),
     output:

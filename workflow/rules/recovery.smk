@@ -9,24 +9,24 @@ rule recovery_run:
     input:
         base=rules.base_model.output.model,
         corpus=corpus_files(config["recovery"]["corpus"]),
-        code=router_code("recovery", get_recovery_settings),
-        plugins=plugin_code(get_recovery_settings),
+        code=router_code(job_kinds.RECOVERY_RUN),
+        plugins=plugin_code(job_kinds.RECOVERY_RUN),
     output:
-        paths.record(paths.RECOVERY_RUN),
+        paths.record(job_kinds.RECOVERY_RUN.files),
     params:
-        settings=get_recovery_settings,
+        settings=job_settings(job_kinds.RECOVERY_RUN),
         corpus_dir=get_corpus_dir,
-        launch=launcher(config["recovery"]["train"]),
-        tensorboard=tensorboard_dir(paths.RECOVERY_RUN),
+        launch=job_launch(job_kinds.RECOVERY_RUN),
+        tensorboard=tensorboard_dir(job_kinds.RECOVERY_RUN),
     threads: 1
     resources:
-        gpu=config["recovery"]["train"]["processes"],
+        gpu=job_gpus(job_kinds.RECOVERY_RUN),
     conda:
         CONDA_ENV
     log:
-        paths.log(paths.RECOVERY_RUN["key"]),
+        paths.log(job_kinds.RECOVERY_RUN.files["key"]),
     benchmark:
-        paths.benchmark(paths.RECOVERY_RUN["key"])
+        paths.benchmark(job_kinds.RECOVERY_RUN.files["key"])
     shell:
         "{params.launch:q} recovery {wildcards.setting:q} {wildcards.method:q} --seed {wildcards.seed:q} "
         "--settings {params.settings:q} "
@@ -40,19 +40,21 @@ use rule recovery_run as recovery_layers_run with:
     input:
         base=rules.base_model.output.model,
         corpus=corpus_files(config["recovery"]["corpus"]),
-        code=router_code("recovery", get_recovery_layers_settings),
-        plugins=plugin_code(get_recovery_layers_settings),
+        code=router_code(job_kinds.RECOVERY_LAYERS_RUN),
+        plugins=plugin_code(job_kinds.RECOVERY_LAYERS_RUN),
     output:
-        paths.record(paths.RECOVERY_LAYERS_RUN),
+        paths.record(job_kinds.RECOVERY_LAYERS_RUN.files),
     params:
-        settings=get_recovery_layers_settings,
+        settings=job_settings(job_kinds.RECOVERY_LAYERS_RUN),
         corpus_dir=get_corpus_dir,
-        launch=launcher(config["recovery"]["train"]),
-        tensorboard=tensorboard_dir(paths.RECOVERY_LAYERS_RUN),
+        launch=job_launch(job_kinds.RECOVERY_LAYERS_RUN),
+        tensorboard=tensorboard_dir(job_kinds.RECOVERY_LAYERS_RUN),
+    resources:
+        gpu=job_gpus(job_kinds.RECOVERY_LAYERS_RUN),
     log:
-        paths.log(paths.RECOVERY_LAYERS_RUN["key"]),
+        paths.log(job_kinds.RECOVERY_LAYERS_RUN.files["key"]),
     benchmark:
-        paths.benchmark(paths.RECOVERY_LAYERS_RUN["key"])
+        paths.benchmark(job_kinds.RECOVERY_LAYERS_RUN.files["key"])
 
 
 rule recovery_design:
@@ -61,21 +63,22 @@ rule recovery_design:
     input:
         base=rules.base_model.output.model,
         corpus=corpus_files(config["recovery"]["corpus"]),
-        code=code_of("recovery-design"),
+        code=code_of(job_kinds.RECOVERY_DESIGN.command),
     output:
-        paths.record(paths.RECOVERY_DESIGN),
+        paths.record(job_kinds.RECOVERY_DESIGN.files),
     params:
-        settings=json.dumps(recovery_design_settings(config), sort_keys=True),
+        settings=job_settings(job_kinds.RECOVERY_DESIGN),
         corpus_dir=get_corpus_dir,
+        launch=job_launch(job_kinds.RECOVERY_DESIGN),
     threads: 1
     resources:
-        gpu=config["recovery"]["train"]["processes"],
+        gpu=job_gpus(job_kinds.RECOVERY_DESIGN),
     conda:
         CONDA_ENV
     log:
-        paths.log(paths.RECOVERY_DESIGN["key"]),
+        paths.log(job_kinds.RECOVERY_DESIGN.files["key"]),
     benchmark:
-        paths.benchmark(paths.RECOVERY_DESIGN["key"])
+        paths.benchmark(job_kinds.RECOVERY_DESIGN.files["key"])
     shell:
-        "python -m moe_rpo recovery-design --seed {wildcards.seed:q} --settings {params.settings:q} "
+        "{params.launch:q} recovery-design --seed {wildcards.seed:q} --settings {params.settings:q} "
         "--base {input.base:q} --corpus-dir {params.corpus_dir:q} --out {output:q} --threads {threads:q} > {log:q} 2>&1"

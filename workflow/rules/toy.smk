@@ -6,21 +6,21 @@ rule toy_run:
     """Train every method of one toy experiment for all its seeds."""
     input:
         code=get_toy_code,
-        plugins=plugin_code(lambda wc: settings_json(wc.experiment)),
+        plugins=plugin_code(job_kinds.TOY_RUN),
     output:
-        record=paths.record(paths.TOY_RUN),
-        arrays=paths.record(paths.TOY_RUN, ".npz"),
+        record=paths.record(job_kinds.TOY_RUN.files),
+        arrays=paths.record(job_kinds.TOY_RUN.files, ".npz"),
     params:
         toy=lambda wc: wc.experiment,
-        settings=lambda wc: settings_json(wc.experiment),
+        settings=job_settings(job_kinds.TOY_RUN),
         prefix=lambda wc, output: output.record.removesuffix(".json"),
     threads: 1
     conda:
         CONDA_ENV
     log:
-        paths.log(paths.TOY_RUN["key"]),
+        paths.log(job_kinds.TOY_RUN.files["key"]),
     benchmark:
-        paths.benchmark(paths.TOY_RUN["key"])
+        paths.benchmark(job_kinds.TOY_RUN.files["key"])
     shell:
         "python -m moe_rpo toy {params.toy:q} --settings {params.settings:q} "
         "--out {params.prefix:q} > {log:q} 2>&1"
@@ -29,15 +29,15 @@ rule toy_run:
 use rule toy_run as toy_benchmark_run with:
     input:
         code=code_of("toy", "moe_rpo.toy.routing"),
-        plugins=plugin_sources(benchmark_toy_settings(config)),
+        plugins=plugin_code(job_kinds.TOY_BENCHMARK_RUN),
     output:
-        record=paths.record(paths.TOY_RUN, experiment="benchmark"),
-        arrays=paths.record(paths.TOY_RUN, ".npz", experiment="benchmark"),
+        record=paths.record(job_kinds.TOY_BENCHMARK_RUN.files, experiment="benchmark"),
+        arrays=paths.record(job_kinds.TOY_BENCHMARK_RUN.files, ".npz", experiment="benchmark"),
     params:
         toy="routing",
-        settings=json.dumps(benchmark_toy_settings(config), sort_keys=True),  # exactly the benchmark's pairs
+        settings=job_settings(job_kinds.TOY_BENCHMARK_RUN),  # exactly the benchmark's pairs
         prefix=lambda wc, output: output.record.removesuffix(".json"),
     log:
-        paths.log(paths.TOY_RUN["key"], experiment="benchmark"),
+        paths.log(job_kinds.TOY_BENCHMARK_RUN.files["key"], experiment="benchmark"),
     benchmark:
-        paths.benchmark(paths.TOY_RUN["key"], experiment="benchmark")
+        paths.benchmark(job_kinds.TOY_BENCHMARK_RUN.files["key"], experiment="benchmark")

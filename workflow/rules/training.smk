@@ -7,24 +7,24 @@ rule train_run:
     """One method of a from-scratch training experiment (shakespeare_moe, pretraining) for one seed."""
     input:
         corpus=get_training_corpus,
-        code=router_code("train", get_training_settings),
-        plugins=plugin_code(get_training_settings),
+        code=router_code(job_kinds.TRAIN_RUN),
+        plugins=plugin_code(job_kinds.TRAIN_RUN),
     output:
-        paths.record(paths.TRAIN_RUN),
+        paths.record(job_kinds.TRAIN_RUN.files),
     params:
-        settings=get_training_settings,
+        settings=job_settings(job_kinds.TRAIN_RUN),
         corpus_dir=get_corpus_dir,
-        launch=get_training_launcher,
-        tensorboard=tensorboard_dir(paths.TRAIN_RUN),
+        launch=job_launch(job_kinds.TRAIN_RUN),
+        tensorboard=tensorboard_dir(job_kinds.TRAIN_RUN),
     threads: 1
     resources:
-        gpu=get_training_gpus,
+        gpu=job_gpus(job_kinds.TRAIN_RUN),
     conda:
         CONDA_ENV
     log:
-        paths.log(paths.TRAIN_RUN["key"]),
+        paths.log(job_kinds.TRAIN_RUN.files["key"]),
     benchmark:
-        paths.benchmark(paths.TRAIN_RUN["key"])
+        paths.benchmark(job_kinds.TRAIN_RUN.files["key"])
     shell:
         "{params.launch:q} train {wildcards.training:q} {wildcards.method:q} --seed {wildcards.seed:q} "
         "--settings {params.settings:q} --corpus-dir {params.corpus_dir:q} --out {output:q} --threads {threads:q} "
@@ -34,16 +34,18 @@ rule train_run:
 use rule train_run as reading_run with:
     input:
         corpus=get_training_corpus,
-        code=router_code("train", get_reading_settings),
-        plugins=plugin_code(get_reading_settings),
+        code=router_code(job_kinds.READING_RUN),
+        plugins=plugin_code(job_kinds.READING_RUN),
     output:
-        paths.record(paths.READING_RUN),
+        paths.record(job_kinds.READING_RUN.files),
     params:
-        settings=get_reading_settings,
+        settings=job_settings(job_kinds.READING_RUN),
         corpus_dir=get_corpus_dir,
-        launch=get_training_launcher,
-        tensorboard=tensorboard_dir(paths.READING_RUN),
+        launch=job_launch(job_kinds.READING_RUN),
+        tensorboard=tensorboard_dir(job_kinds.READING_RUN),
+    resources:
+        gpu=job_gpus(job_kinds.READING_RUN),
     log:
-        paths.log(paths.READING_RUN["key"]),
+        paths.log(job_kinds.READING_RUN.files["key"]),
     benchmark:
-        paths.benchmark(paths.READING_RUN["key"])
+        paths.benchmark(job_kinds.READING_RUN.files["key"])

@@ -7,6 +7,7 @@ the same experts, the same training batches and the same evaluation windows.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ from moe_rpo.lm.oracle import oracle
 from moe_rpo.models import load_gpt, recovery_model
 from moe_rpo.routers.task_gradient import task_gradient
 from moe_rpo.routing_metrics import routing_metrics, unit_weights
-from moe_rpo.sections import recovery_settings
+from moe_rpo.sections import job_method, recovery_settings
 from moe_rpo.training.batches import fit_routers_to_corpus
 from moe_rpo.training.evaluation import evaluate
 from moe_rpo.training.loop import train_lm
@@ -27,9 +28,45 @@ from moe_rpo.training.settings import TrainSettings
 from moe_rpo.values import Arm, layer_set_label
 
 
-def layers_of(settings: dict, n_layer: int) -> list[int]:
+@dataclass(frozen=True)
+class RecoveryRunSettings:
+    """What a recovery job runs with (job_kinds.RECOVERY_RUN's slice of the config), typed once per job."""
+    method: Arm
+    """the router (its name under `routers`) and how many experts each token uses"""
+    router: dict
+    """the router's spec: its method and options"""
+    layers: str | list[int]
+    """the base model's MLPs that become MoE layers: 'all', or their indices"""
+    num_experts: int
+    """experts per MoE layer: the pretrained MLP (expert 0) and its distractors"""
+    train: TrainSettings
+    """how the routers train"""
+
+    @classmethod
+    def of(cls, settings: dict) -> RecoveryRunSettings:
+        method = job_method(settings, "a recovery job")
+        return cls(Arm.of(method), settings["routers"][method["router"]], settings["layers"], settings["num_experts"],
+                   TrainSettings.of(settings["train"]))
+
+
+@dataclass(frozen=True)
+class RecoveryDesignSettings:
+    """What the identifiability sweep runs with (job_kinds.RECOVERY_DESIGN's slice), typed once per job."""
+    design: dict
+    """recovery.design: the SIM scales it probes (`sim_scales`)"""
+    num_experts: int
+    """experts per MoE layer, as the recovery runs have them"""
+    train: TrainSettings
+    """the evaluation windows (eval_batches, block_size, batch_size) and the device"""
+
+    @classmethod
+    def of(cls, settings: dict) -> RecoveryDesignSettings:
+        return cls(settings["design"], settings["num_experts"], TrainSettings.of(settings["train"]))
+
+
+def layers_of(layers: str | list[int], n_layer: int) -> list[int]:
     """The MLP indices to turn into MoE layers ('all' expanded; recovery_model checks the range)."""
-    return list(range(n_layer)) if settings["layers"] == "all" else list(settings["layers"])
+    return list(range(n_layer)) if layers == "all" else list(layers)
 
 
 @torch.no_grad()
@@ -84,14 +121,14 @@ def identifiability_sweep(settings: dict, seed: int, base_path: str | Path, corp
     A layer's oracle puts the other layers on expert 0, and recovery_model draws the distractors layer by
     layer in order, so layers 0..n-1 of this all-layer model have exactly the experts and oracle of a
     recovery model of MoE layers 0..n-1: one model gives every such set (tables.design_table)."""
+    job = RecoveryDesignSettings.of(settings)
     base = frozen_base(base_path, corpus_dir)
     val_tokens = open_tokens(corpus_dir, "val")
-    train = TrainSettings.of(settings["train"])
     rows = []
-    for setting in recovery_settings(settings["design"]).values():
+    for setting in recovery_settings(job.design).values():
         model = recovery_model(base, list(range(base.config.n_layer)), setting.mode, setting.scale, ORACLE_PROBE_ROUTER,
-                               num_experts=settings["num_experts"], seed=seed)
-        best = oracle(model, val_tokens, train, train.torch_device)
+                               num_experts=job.num_experts, seed=seed)
+        best = oracle(model, val_tokens, job.train, job.train.torch_device)
         rows += [{"setting": setting.name, "mode": setting.mode, "scale": setting.scale, "seed": seed,
                   "layer": layer["layer"], "identifiability": layer["identifiability"],
                   "oracle_loss": layer["oracle_loss"], "expert0_loss": best["expert0_loss"],
@@ -104,34 +141,31 @@ def run(settings: dict, setting: dict, seed: int, base_path: str | Path, corpus_
     """Train the one method of `settings['methods']` for a setting {"name", "mode", "scale"} and seed. Its experts
     (and so its oracle), batches and evaluation windows come from the seed: every method's job sees the same. With
     `checkpoint`, a killed job resumes where it stopped; with `events_dir`, it writes TensorBoard events there."""
-    if len(settings["methods"]) != 1:
-        raise ValueError(f"a recovery job trains one method, got {len(settings['methods'])}")
-    method = settings["methods"][0]
+    job = RecoveryRunSettings.of(settings)
+    train, (router, k) = job.train, job.method
     base = frozen_base(base_path, corpus_dir)
     train_tokens, val_tokens = open_tokens(corpus_dir, "train"), open_tokens(corpus_dir, "val")
-    train = TrainSettings.of(settings["train"])
     if train.block_size > base.config.block_size:
         raise ValueError(f"recovery.train.block_size: {train.block_size} exceeds the base model's "
                          f"block_size {base.config.block_size}")
-    layers = layers_of(settings, base.config.n_layer)
+    layers = layers_of(job.layers, base.config.n_layer)
     base_loss = evaluate(base, val_tokens, train, train.torch_device)["val_loss"]
     probe = recovery_model(base, layers, setting["mode"], setting["scale"], ORACLE_PROBE_ROUTER,
-                           num_experts=settings["num_experts"], seed=seed)
+                           num_experts=job.num_experts, seed=seed)
     best = oracle(probe, val_tokens, train, train.torch_device)
-    name, spec = Arm.of(method).slug, settings["routers"][method["router"]]
-    saved_with = fingerprint(setting=setting, seed=seed, spec=spec, k=method["k"], layers=layers,
-                             num_experts=settings["num_experts"], train=settings["train"],
+    saved_with = fingerprint(setting=setting, seed=seed, spec=job.router, k=k, layers=layers,
+                             num_experts=job.num_experts, train=train.as_dict(),
                              base=sha256_file(Path(base_path)), data=corpus_identity(corpus_dir))
-    model = recovery_model(base, layers, setting["mode"], setting["scale"], spec, k=method["k"],
-                           num_experts=settings["num_experts"], seed=seed)
+    model = recovery_model(base, layers, setting["mode"], setting["scale"], job.router, k=k,
+                           num_experts=job.num_experts, seed=seed)
     fit_routers_to_corpus(model, train_tokens)
     history = train_lm(model, train_tokens, val_tokens, train, seed, checkpoint=checkpoint, fingerprint=saved_with,
-                       desc=f"{setting['name']} seed {seed} {name}", events_dir=events_dir,
+                       desc=f"{setting['name']} seed {seed} {job.method.slug}", events_dir=events_dir,
                        layer_metrics=recovery_metrics)
-    run = {"router": method["router"], "k": method["k"], "history": history,
+    run = {"router": router, "k": k, "history": history,
            "final": final_metrics(history, base_loss) | weights_apart(model, val_tokens, train)
-                    | {"task_gradient": task_gradient(spec, method["k"], settings["num_experts"])}}
-    return {"base_val_loss": base_loss, "layers": layers, "oracle": best, "runs": {name: run}}
+                    | {"task_gradient": task_gradient(job.router, k, job.num_experts)}}
+    return {"base_val_loss": base_loss, "layers": layers, "oracle": best, "runs": {job.method.slug: run}}
 
 
 def records(result: dict, setting: dict, seed: int, layers) -> list[dict]:

@@ -4,6 +4,7 @@ the routerless comparison. For a seed, every method of an experiment sees the sa
 same evaluation windows."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,18 +24,45 @@ from moe_rpo.training.evaluation import evaluate
 from moe_rpo.training.loop import train_lm
 from moe_rpo.training.resume import fingerprint
 from moe_rpo.training.settings import TrainSettings
+from moe_rpo.sections import job_method
 from moe_rpo.values import DENSE, Arm
 
 
-def build_model(settings: dict, method: dict, vocab_size: int, seed: int) -> GPT:
-    """A dense GPT or one whose `moe_layers` are MoE layers routed by `method`'s router."""
-    model = dict(settings["model"], vocab_size=vocab_size)
-    if method["router"] != DENSE:
-        n_layer = model["n_layer"]
-        layers = range(n_layer) if settings["moe_layers"] == "all" else settings["moe_layers"]
-        model |= {"moe_layers": tuple(layers), "num_experts": settings["num_experts"], "k": method["k"],
-                  "router": dict(settings["routers"][method["router"]]), "granularity": settings["granularity"],
-                  "shared_experts": settings["shared_experts"]}
+@dataclass(frozen=True)
+class TrainingRunSettings:
+    """What a from-scratch training job runs with (job_kinds.TRAIN_RUN's or READING_RUN's slice), typed once per job."""
+    method: Arm
+    """the router (its name under `routers`, or 'dense') and how many experts each token uses"""
+    router: dict | None
+    """the router's spec (None for the dense GPT)"""
+    model: dict
+    """the GPT's shape (GPTConfig's fields but the vocabulary, which the corpus gives)"""
+    moe_layers: str | list[int]
+    """the blocks whose MLP is an MoE layer: 'all', or their indices"""
+    num_experts: int
+    """experts per MoE layer"""
+    granularity: int
+    """DeepSeekMoE's split of each expert into this many narrower ones (1: none)"""
+    shared_experts: int
+    """always-on experts of the split size per MoE layer"""
+    train: TrainSettings
+    """how the model trains"""
+
+    @classmethod
+    def of(cls, settings: dict) -> TrainingRunSettings:
+        method = job_method(settings, "a training run")
+        return cls(Arm.of(method), settings["routers"].get(method["router"]), settings["model"],
+                   settings["moe_layers"], settings["num_experts"], settings["granularity"],
+                   settings["shared_experts"], TrainSettings.of(settings["train"]))
+
+
+def build_model(job: TrainingRunSettings, vocab_size: int, seed: int) -> GPT:
+    """A dense GPT or one whose `moe_layers` are MoE layers routed by the job's router."""
+    model = dict(job.model, vocab_size=vocab_size)
+    if job.method.router != DENSE:
+        layers = range(model["n_layer"]) if job.moe_layers == "all" else job.moe_layers
+        model |= {"moe_layers": tuple(layers), "num_experts": job.num_experts, "k": job.method.k,
+                  "router": dict(job.router), "granularity": job.granularity, "shared_experts": job.shared_experts}
     torch.manual_seed(seed)
     return GPT(GPTConfig(**model))
 
@@ -61,19 +89,17 @@ def run(settings: dict, seed: int, corpus_dir: str | Path, checkpoint: str | Pat
         events_dir: str | Path | None = None) -> dict:
     """Train the one method of `settings['methods']` for `seed`; return its record. With `checkpoint`, a killed
     run resumes from its last checkpoint; with `events_dir`, it writes TensorBoard events there."""
-    if len(settings["methods"]) != 1:
-        raise ValueError(f"a training run trains one method, got {len(settings['methods'])}")
-    method = settings["methods"][0]
+    job = TrainingRunSettings.of(settings)
+    train = job.train
     vocab = read_meta(corpus_dir)["vocab_size"]
     train_tokens, val_tokens = open_tokens(corpus_dir, "train"), open_tokens(corpus_dir, "val")
-    model = build_model(settings, method, vocab, seed)
+    model = build_model(job, vocab, seed)
     fit_routers_to_corpus(model, train_tokens)
-    train = TrainSettings.of(settings["train"])
     history = train_lm(model, train_tokens, val_tokens, train, seed, checkpoint=checkpoint,
                        fingerprint=fingerprint(settings=settings, seed=seed, data=corpus_identity(corpus_dir)),
-                       desc=f"{Arm.of(method).slug} seed {seed}", events_dir=events_dir)
+                       desc=f"{job.method.slug} seed {seed}", events_dir=events_dir)
     parameters = sum(p.numel() for p in model.parameters())
-    return {"method": Arm.of(method).slug, "router": method["router"], "k": method["k"], "seed": seed,
+    return {"method": job.method.slug, "router": job.method.router, "k": job.method.k, "seed": seed,
             "parameters": parameters, "steps": train.steps,
             "tokens": train.steps * train.batch_size * train.block_size, "history": history,
             "final": final_metrics(model, train_tokens, val_tokens, train)}
