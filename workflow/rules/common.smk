@@ -1,6 +1,6 @@
 # Shared definitions (the Snakefile has validated the config): the experiment registry, the paths, and the
 # input functions the rules use. Every path comes from moe_rpo/paths.py, every experiment from
-# moe_rpo/experiments.py.
+# moe_rpo/experiments.py, every job's settings, launch and GPUs from its kind in moe_rpo/job_kinds.py.
 import functools
 import json
 import os
@@ -62,24 +62,28 @@ def records(jobs):
 
 @functools.cache
 def _job_settings(rule, wildcards):
-    """A job's settings (job_kinds: its kind's slice of the config), made once per job: its params, resources and
-    code inputs all read them. `wildcards`: (name, value) pairs."""
+    """A job's settings (its kind's slice of the config), made once per job: its params, resources and code inputs
+    all read them. `wildcards`: (name, value) pairs."""
     return job_kinds.JOB_KINDS[rule].settings(config, dict(wildcards))
+
+
+def settings_of(kind, wildcards):
+    return _job_settings(kind.rule, tuple(wildcards.items()))
 
 
 def job_settings(kind):
     """The params function of a job's settings, as JSON (a change reruns only the jobs whose slice it is in)."""
-    return lambda wildcards: json.dumps(_job_settings(kind.rule, tuple(wildcards.items())), sort_keys=True)
+    return lambda wildcards: json.dumps(settings_of(kind, wildcards), sort_keys=True)
 
 
 def job_launch(kind):
     """The params function of how a job starts, as shell words (JobKind.launcher; each quoted in the command)."""
-    return lambda wildcards: kind.launcher(_job_settings(kind.rule, tuple(wildcards.items())))
+    return lambda wildcards: kind.launcher(settings_of(kind, wildcards))
 
 
 def job_gpus(kind):
     """The resources function of the GPUs a job asks for (JobKind.gpus)."""
-    return lambda wildcards: kind.gpus(_job_settings(kind.rule, tuple(wildcards.items())))
+    return lambda wildcards: kind.gpus(settings_of(kind, wildcards))
 
 
 def reported(paths_, category):
@@ -106,20 +110,20 @@ def get_training_corpus(wildcards):
 
 
 def get_toy_code(wildcards):
-    return code_of("toy", f"moe_rpo.toy.{wildcards.experiment}")  # the command imports it by name
+    return code_of(job_kinds.TOY_RUN.command, f"moe_rpo.toy.{wildcards.experiment}")  # the command imports it by name
 
 
 def router_code(kind):
     """An input function: the code inputs of a job that builds only the routers of its settings, without the built-in
     router modules those never import."""
     return lambda wildcards: code_of(kind.command, exclude=unused_router_modules(
-        _job_settings(kind.rule, tuple(wildcards.items()))["routers"].values()))
+        settings_of(kind, wildcards)["routers"].values()))
 
 
 def plugin_code(kind):
     """An input function: the source files of the plugin routers (routers: {method: plugin}) in a job's settings, so
     that editing a plugin reruns the jobs that build it."""
-    return lambda wildcards: plugin_sources(_job_settings(kind.rule, tuple(wildcards.items())))
+    return lambda wildcards: plugin_sources(settings_of(kind, wildcards))
 
 
 def get_corpus_dir(wildcards, input):

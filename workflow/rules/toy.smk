@@ -28,7 +28,7 @@ rule toy_run:
 
 use rule toy_run as toy_benchmark_run with:
     input:
-        code=code_of("toy", "moe_rpo.toy.routing"),
+        code=code_of(job_kinds.TOY_BENCHMARK_RUN.command, "moe_rpo.toy.routing"),
         plugins=plugin_code(job_kinds.TOY_BENCHMARK_RUN),
     output:
         record=paths.record(job_kinds.TOY_BENCHMARK_RUN.files, experiment="benchmark"),
