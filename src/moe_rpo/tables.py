@@ -60,8 +60,9 @@ def _with_summary(experiment, seeds: pd.DataFrame) -> dict[str, pd.DataFrame]:
 def routing_tables(experiment, runs: list[str], view: dict) -> dict[str, pd.DataFrame]:
     """Toy 1's tables, and the exact K-optimum and best standard-reachable point of its settings."""
     from moe_rpo.toy.routing import optima  # noqa: PLC0415  (torch: only this experiment's tables need it)
+    from moe_rpo.toy.settings import FixedExpertsSettings  # noqa: PLC0415
 
-    optimum = routing_optima_table(optima(read_json(runs[0])["settings"]))
+    optimum = routing_optima_table(optima(FixedExpertsSettings.of(read_json(runs[0])["settings"])))
     return seed_tables(experiment, runs, view) | {"toy_routing_optima": optimum}
 
 

@@ -264,7 +264,10 @@ def test_the_typed_training_settings_are_the_schemas_train_section_each_field_do
                                           ("moe_rpo.lm.recovery", "RecoveryRunSettings"),
                                           ("moe_rpo.lm.recovery", "RecoveryDesignSettings"),
                                           ("moe_rpo.lm.scratch", "TrainingRunSettings"),
-                                          ("moe_rpo.job_kinds", "JobKind")])
+                                          ("moe_rpo.job_kinds", "JobKind"),
+                                          *(("moe_rpo.toy.settings", name) for name in (
+                                              "ToySettings", "FixedExpertsSettings", "CollapseSettings",
+                                              "BarrierSettings"))])
 def test_every_field_of_a_typed_settings_class_is_documented(module, name):
     import ast
     import importlib

@@ -9,6 +9,7 @@ from moe_rpo.routers import METHODS, Router
 from moe_rpo.routers.noise import drawing_from, normal_like, sample_without_replacement
 from moe_rpo.toy import barrier, collapse, dilemma, routing
 from moe_rpo.toy.fixed_experts import greedy, make_routers, mix, train
+from moe_rpo.toy.settings import FixedExpertsSettings
 
 MODULES = {"routing": routing, "collapse": collapse, "dilemma": dilemma, "barrier": barrier}
 
@@ -43,7 +44,7 @@ def fixed_expert_run(spec, seeds, batched, steps=25, k=2):
     target = torch.tensor(settings["target"], dtype=torch.float32)
     routers = make_routers(spec, seeds, len(experts), k, batched=batched)
     outputs = []
-    train(routers, settings, lambda out: ((mix(out, experts) - target) ** 2).sum(-1),
+    train(routers, FixedExpertsSettings.of(settings), lambda out: ((mix(out, experts) - target) ** 2).sum(-1),
           lambda: outputs.append(greedy(routers, lambda out: mix(out, experts)[0])))
     return torch.stack(outputs, 1)
 

@@ -8,6 +8,7 @@ from moe_rpo.experiments import EXPERIMENTS
 from moe_rpo.io import write_json
 from moe_rpo.tables import per_seed_table, summarize
 from moe_rpo.toy import barrier, collapse, dilemma, routing
+from moe_rpo.toy.settings import BarrierSettings
 
 MODULES = {"routing": routing, "collapse": collapse, "dilemma": dilemma, "barrier": barrier}
 
@@ -68,7 +69,7 @@ def test_routing_trajectory_starts_at_the_initial_routing_and_has_every_step():
 
 
 def test_barrier_loss_path_is_not_monotone_by_default():
-    settings = small_settings("barrier")
+    settings = BarrierSettings.of(small_settings("barrier"))
     t, loss = barrier.interpolation_loss(settings)
     assert barrier.barrier_height(settings) > 0.5
     assert loss[-1] < loss[0] < loss.max()
@@ -94,3 +95,24 @@ def test_the_final_distance_figure_is_the_same_file_every_time(tmp_path):
         png = routing_final_distance(seeds, optima, tmp_path / run)[0]
         drawn.append(png.read_bytes())
     assert drawn[0] == drawn[1]
+
+
+def test_each_toys_section_is_exactly_its_typed_settings():
+    """A key the schema adds to a toy, or one a section loses, fails here before a job does."""
+    from dataclasses import fields
+
+    from moe_rpo import job_kinds
+    from moe_rpo.toy.settings import CollapseSettings, FixedExpertsSettings
+
+    config = cfg.validate({})
+    typed = {"routing": FixedExpertsSettings, "dilemma": FixedExpertsSettings, "collapse": CollapseSettings,
+             "barrier": BarrierSettings}
+    assert set(typed) == set(config["toy"])
+    for experiment, cls in typed.items():
+        settings = job_kinds.TOY_RUN.settings(config, {"experiment": experiment})
+        assert {f.name for f in fields(cls)} == set(settings), experiment
+        assert cls.of(settings).methods[0] == (settings["methods"][0]["router"], settings["methods"][0]["k"])
+    benchmark = job_kinds.TOY_BENCHMARK_RUN.settings(config, {})
+    assert {f.name for f in fields(FixedExpertsSettings)} == set(benchmark)
+    with pytest.raises(ValueError, match=r"unknown BarrierSettings keys \['stepz'\]"):
+        BarrierSettings.of({**job_kinds.TOY_RUN.settings(config, {"experiment": "barrier"}), "stepz": 1})

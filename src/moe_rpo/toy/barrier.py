@@ -11,33 +11,33 @@ from tqdm import tqdm
 
 from moe_rpo.toy.fixed_experts import dense_weights, greedy, make_routers, mix, train
 from moe_rpo.toy.seeds import over_seeds, shown
-from moe_rpo.values import Arm
+from moe_rpo.toy.settings import BarrierSettings
 
 
-def readout_loss(z: torch.Tensor, settings: dict) -> torch.Tensor:
+def readout_loss(z: torch.Tensor, settings: BarrierSettings) -> torch.Tensor:
     """Per-sample loss ||F(z) - F(e_B)||^2 with F(z) = sin(frequency * z)."""
-    f = settings["frequency"]
-    target = torch.sin(f * torch.tensor(settings["experts"][1], dtype=torch.float32))
+    f = settings.frequency
+    target = torch.sin(f * torch.tensor(settings.experts[1], dtype=torch.float32))
     return ((torch.sin(f * z) - target) ** 2).sum(-1)
 
 
-def interpolation_loss(settings: dict, points: int = 201) -> tuple[np.ndarray, np.ndarray]:
+def interpolation_loss(settings: BarrierSettings, points: int = 201) -> tuple[np.ndarray, np.ndarray]:
     """Loss along the blend z(t) = (1 - t) e_A + t e_B, t in [0, 1]."""
-    e_a, e_b = (torch.tensor(e, dtype=torch.float32) for e in settings["experts"])
+    e_a, e_b = (torch.tensor(e, dtype=torch.float32) for e in settings.experts)
     t = torch.linspace(0, 1, points)
     return t.numpy(), readout_loss((1 - t)[:, None] * e_a + t[:, None] * e_b, settings).numpy()
 
 
-def barrier_height(settings: dict) -> float:
+def barrier_height(settings: BarrierSettings) -> float:
     """How far the loss rises on the way from A to B: max_t L(t) - L(0)."""
     _, loss = interpolation_loss(settings)
     return float(loss.max() - loss[0])
 
 
-def train_router(spec: dict, k: int, settings: dict, seeds: list[int]) -> dict[str, np.ndarray]:
+def train_router(spec: dict, k: int, settings: BarrierSettings, seeds: list[int]) -> dict[str, np.ndarray]:
     """Per seed and step: the greedy routing probability of B, the dense weights and the loss, [S, steps + 1, ...]."""
-    experts = torch.tensor(settings["experts"], dtype=torch.float32)
-    logit_b = float(np.log(settings["initial_prob_b"] / (1 - settings["initial_prob_b"])))
+    experts = torch.tensor(settings.experts, dtype=torch.float32)
+    logit_b = float(np.log(settings.initial_prob_b / (1 - settings.initial_prob_b)))
     routers = make_routers(spec, seeds, 2, k, initial_logits=[0.0, logit_b])
     log = []
 
@@ -51,20 +51,20 @@ def train_router(spec: dict, k: int, settings: dict, seeds: list[int]) -> dict[s
 
 
 def run(settings: dict) -> tuple[dict[str, np.ndarray], list[dict]]:
-    seeds = settings["seeds"]
-    t, path_loss = interpolation_loss(settings)
+    job = BarrierSettings.of(settings)
+    seeds = job.seeds
+    t, path_loss = interpolation_loss(job)
     arrays, records = {"interpolation/t": t, "interpolation/loss": path_loss}, []
-    for method in tqdm(settings["methods"], desc=f"monotonicity barrier, {len(seeds)} seeds", mininterval=5):
-        name, k = method["router"], method["k"]
-        slug = Arm(name, k).slug
-        log = train_router(settings["routers"][name], k, settings, seeds)
-        arrays |= over_seeds(f"{slug}/prob_b", log["prob_b"])
+    for arm in tqdm(job.methods, desc=f"monotonicity barrier, {len(seeds)} seeds", mininterval=5):
+        name, k = arm
+        log = train_router(job.routers[name], k, job, seeds)
+        arrays |= over_seeds(f"{arm.slug}/prob_b", log["prob_b"])
         for key, values in log.items():
-            arrays |= shown(settings, f"{slug}/{key}", values)
+            arrays |= shown(job, f"{arm.slug}/{key}", values)
         for s, seed in enumerate(seeds):
             final = log["weights"][s, -1]
-            records.append({"method": name, "k": k, "seed": seed, "steps": settings["steps"],
+            records.append({"method": name, "k": k, "seed": seed, "steps": job.steps,
                             "final_prob_b": float(log["prob_b"][s, -1]), "final_loss": float(log["loss"][s, -1]),
                             "routes_to_b": bool(final[1] > final[0]),
-                            "barrier_height": barrier_height(settings)})
+                            "barrier_height": barrier_height(job)})
     return arrays, records

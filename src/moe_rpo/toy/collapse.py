@@ -10,29 +10,30 @@ import torch
 from tqdm import tqdm
 
 from moe_rpo.toy.seeds import CHUNK, SeedRouters, over_seeds, shown
+from moe_rpo.toy.settings import CollapseSettings
 from moe_rpo.training.step import phase_at
 from moe_rpo.values import Arm
 
 
-def sample_batch(settings: dict, generator: torch.Generator, size: int) -> tuple[torch.Tensor, ...]:
+def sample_batch(settings: CollapseSettings, generator: torch.Generator, size: int) -> tuple[torch.Tensor, ...]:
     """`size` inputs [size, 2], their cluster ids [size] and regression targets [size]."""
-    centers = torch.tensor(settings["cluster_centers"], dtype=torch.float32)
-    optima = torch.tensor(settings["expert_optima"], dtype=torch.float32)
+    centers = torch.tensor(settings.cluster_centers, dtype=torch.float32)
+    optima = torch.tensor(settings.expert_optima, dtype=torch.float32)
     cluster = torch.randint(len(centers), (size,), generator=generator)
-    x = centers[cluster] + settings["cluster_std"] * torch.randn(size, 2, generator=generator)
-    y = (optima[cluster] * x).sum(-1) + settings["noise_std"] * torch.randn(size, generator=generator)
+    x = centers[cluster] + settings.cluster_std * torch.randn(size, 2, generator=generator)
+    y = (optima[cluster] * x).sum(-1) + settings.noise_std * torch.randn(size, generator=generator)
     return x, cluster, y
 
 
 class SeedData:
     """Every seed's training batches from its own generator, drawn CHUNK steps at a time: [S, batch, ...] a step."""
 
-    def __init__(self, settings: dict, seeds: list[int]):
+    def __init__(self, settings: CollapseSettings, seeds: list[int]):
         self.settings, self.step = settings, 0
         self.generators = [torch.Generator().manual_seed(seed) for seed in seeds]
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
-        i, batch = self.step % CHUNK, self.settings["batch_size"]
+        i, batch = self.step % CHUNK, self.settings.batch_size
         if i == 0:
             drawn = [sample_batch(self.settings, g, CHUNK * batch) for g in self.generators]
             self.x = torch.stack([x for x, _, _ in drawn]).unflatten(1, (CHUNK, batch))
@@ -56,15 +57,16 @@ def mean_pairwise_distance(points: np.ndarray) -> np.ndarray:
     return np.mean([np.linalg.norm(points[:, i] - points[:, j], axis=-1) for i, j in pairs], axis=0)
 
 
-def train_variant(spec: dict, k: int, weight_decay: float, settings: dict, seeds: list[int]) -> dict[str, np.ndarray]:
+def train_variant(spec: dict, k: int, weight_decay: float, settings: CollapseSettings,
+                  seeds: list[int]) -> dict[str, np.ndarray]:
     """Train router and experts of every seed; log expert positions and metrics every `log_every` steps,
     [S, logs, ...] each (steps: [logs])."""
-    optima = torch.tensor(settings["expert_optima"], dtype=torch.float32)
+    optima = torch.tensor(settings.expert_optima, dtype=torch.float32)
     experts = optima.expand(len(seeds), -1, -1).clone().requires_grad_()
     routers = SeedRouters(spec, seeds, 3, len(optima), k)
     optimizer = torch.optim.AdamW([{"params": routers.parameters(), "weight_decay": weight_decay},
-                                   {"params": [experts], "weight_decay": 0.0}], lr=settings["lr"])
-    evaluation = [sample_batch(settings, torch.Generator().manual_seed(10_000 + seed), settings["eval_size"])
+                                   {"params": [experts], "weight_decay": 0.0}], lr=settings.lr)
+    evaluation = [sample_batch(settings, torch.Generator().manual_seed(10_000 + seed), settings.eval_size)
                   for seed in seeds]
     eval_x, eval_cluster, eval_y = (torch.stack(part) for part in zip(*evaluation))
     log = {key: [] for key in ("step", "positions", "router_norm", "eval_loss", "routing_accuracy")}
@@ -90,12 +92,12 @@ def train_variant(spec: dict, k: int, weight_decay: float, settings: dict, seeds
         return out, (predict(out, experts, x) - y) ** 2
 
     record(0)
-    data, streams = SeedData(settings, seeds), routers.streams(settings["batch_size"])
-    for step in range(settings["steps"]):
+    data, streams = SeedData(settings, seeds), routers.streams(settings.batch_size)
+    for step in range(settings.steps):
         x, y = data.next()
         routers.step(optimizer, phase_at(step, routers.alternation), routed_loss, streams.next(), experts, x, y,
                      other_params=[experts], step=step)
-        if (step + 1) % settings["log_every"] == 0:
+        if (step + 1) % settings.log_every == 0:
             record(step + 1)
     arrays = {key: np.stack(values, axis=1) for key, values in log.items() if key != "step"}
     arrays["pairwise_distance"] = np.stack([mean_pairwise_distance(p) for p in np.moveaxis(arrays["positions"], 1, 0)], 1)
@@ -107,20 +109,21 @@ CURVES = ("pairwise_distance", "drift", "router_norm", "routing_accuracy")  # dr
 
 
 def run(settings: dict) -> tuple[dict[str, np.ndarray], list[dict]]:
-    seeds = settings["seeds"]
+    job = CollapseSettings.of(settings)
+    seeds = job.seeds
     arrays, records = {}, []
-    runs = [(m["router"], m["k"], wd) for m in settings["methods"] for wd in settings["weight_decays"]]
+    runs = [(name, k, wd) for name, k in job.methods for wd in job.weight_decays]
     for name, k, wd in tqdm(runs, desc=f"expert collapse, {len(seeds)} seeds", mininterval=5):
-        log = train_variant(settings["routers"][name], k, wd, settings, seeds)
+        log = train_variant(job.routers[name], k, wd, job, seeds)
         prefix = f"{Arm(name, k).slug}/wd{wd:g}"
         arrays[f"{prefix}/step"] = log["step"]
         for key in CURVES:
             arrays |= over_seeds(f"{prefix}/{key}", log[key])
-        arrays |= shown(settings, f"{prefix}/positions", log["positions"])
+        arrays |= shown(job, f"{prefix}/positions", log["positions"])
         for s, seed in enumerate(seeds):
             distance = log["pairwise_distance"][s]
             records.append({
-                "method": name, "k": k, "weight_decay": wd, "seed": seed, "steps": settings["steps"],
+                "method": name, "k": k, "weight_decay": wd, "seed": seed, "steps": job.steps,
                 "initial_pairwise_distance": float(distance[0]),
                 "final_pairwise_distance": float(distance[-1]),
                 "pairwise_distance_ratio": float(distance[-1] / distance[0]),

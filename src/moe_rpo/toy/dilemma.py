@@ -11,13 +11,14 @@ from tqdm import tqdm
 from moe_rpo.toy.fixed_experts import dense_weights, greedy, make_routers, mix, train
 from moe_rpo.toy.optimum import best_standard_reachable, best_subset_fit
 from moe_rpo.toy.seeds import shown
+from moe_rpo.toy.settings import FixedExpertsSettings
 from moe_rpo.values import Arm
 
 
-def train_router(spec: dict, k: int, settings: dict, seeds: list[int]) -> np.ndarray:
+def train_router(spec: dict, k: int, settings: FixedExpertsSettings, seeds: list[int]) -> np.ndarray:
     """Greedy dense expert weights after every step, [S, steps + 1, E]."""
-    experts = torch.tensor(settings["experts"], dtype=torch.float32)
-    target = torch.tensor(settings["target"], dtype=torch.float32)
+    experts = torch.tensor(settings.experts, dtype=torch.float32)
+    target = torch.tensor(settings.target, dtype=torch.float32)
     routers = make_routers(spec, seeds, len(experts), k)
     weights = []
     train(routers, settings, lambda out: ((mix(out, experts) - target) ** 2).sum(-1),
@@ -26,17 +27,17 @@ def train_router(spec: dict, k: int, settings: dict, seeds: list[int]) -> np.nda
 
 
 def run(settings: dict) -> tuple[dict[str, np.ndarray], list[dict]]:
-    experts, target, seeds = np.array(settings["experts"]), np.array(settings["target"]), settings["seeds"]
-    ks = {m["k"] for m in settings["methods"]}
+    job = FixedExpertsSettings.of(settings)
+    experts, target, seeds = np.array(job.experts), np.array(job.target), job.seeds
+    ks = {arm.k for arm in job.methods}
     optimum = {k: best_subset_fit(experts, target, k) for k in ks}
     reachable = {k: best_standard_reachable(experts, target, k) for k in ks}
     arrays, records = {}, []
-    for name, k in tqdm([(m["router"], m["k"]) for m in settings["methods"]],
-                        desc=f"weighting dilemma, {len(seeds)} seeds", mininterval=5):
-        weights = train_router(settings["routers"][name], k, settings, seeds)
-        arrays |= shown(settings, f"{Arm(name, k).slug}/weights", weights)
+    for name, k in tqdm(job.methods, desc=f"weighting dilemma, {len(seeds)} seeds", mininterval=5):
+        weights = train_router(job.routers[name], k, job, seeds)
+        arrays |= shown(job, f"{Arm(name, k).slug}/weights", weights)
         for seed, path in zip(seeds, weights):
-            records.append({"method": name, "k": k, "seed": seed, "steps": settings["steps"],
+            records.append({"method": name, "k": k, "seed": seed, "steps": job.steps,
                             "final_distance": float(np.linalg.norm(path[-1] @ experts - target)),
                             **{f"final_weight_{i}": float(w) for i, w in enumerate(path[-1])},
                             "optimum_distance": optimum[k]["distance"],

@@ -7,6 +7,7 @@ import torch
 
 from moe_rpo.routers import Router, RouterOutput
 from moe_rpo.toy.seeds import SeedRouters
+from moe_rpo.toy.settings import ToySettings
 from moe_rpo.training.step import phase_at
 from moe_rpo.values import TOY_DIM
 
@@ -45,25 +46,25 @@ def greedy(routers: SeedRouters, read: Callable[[RouterOutput], torch.Tensor]) -
     return routers.map(lambda router: read(router(ONE, TOKEN)))
 
 
-def train(routers: SeedRouters, settings: dict, task_loss: Callable[[RouterOutput], torch.Tensor],
+def train(routers: SeedRouters, settings: ToySettings, task_loss: Callable[[RouterOutput], torch.Tensor],
           record: Callable[[], None]) -> None:
-    """Train the routers alone with Adam for settings["steps"] steps on a constant batch of
-    settings["batch_size"] inputs; call `record` before training and after every step. A router with
-    no parameters (hash, fixed random) keeps its decision: its trajectory stands still."""
+    """Train the routers alone with Adam for settings.steps steps on a constant batch of settings.batch_size
+    inputs; call `record` before training and after every step. A router with no parameters (hash, fixed random)
+    keeps its decision: its trajectory stands still."""
     params = routers.parameters()
-    batch, tokens = torch.ones(settings["batch_size"], TOY_DIM), torch.zeros(settings["batch_size"], dtype=torch.long)
+    batch, tokens = torch.ones(settings.batch_size, TOY_DIM), torch.zeros(settings.batch_size, dtype=torch.long)
     record()
     if not params:
-        for _ in range(settings["steps"]):
+        for _ in range(settings.steps):
             record()
         return
-    optimizer = torch.optim.Adam(params, lr=settings["lr"])
+    optimizer = torch.optim.Adam(params, lr=settings.lr)
     streams = routers.streams(len(batch))
 
     def routed_loss(router):
         out = router(batch, tokens)
         return out, task_loss(out)
 
-    for step in range(settings["steps"]):
+    for step in range(settings.steps):
         routers.step(optimizer, phase_at(step, routers.alternation), routed_loss, streams.next(), step=step)
         record()

@@ -9,21 +9,22 @@ from tqdm import tqdm
 from moe_rpo.toy.fixed_experts import greedy, make_routers, mix, train
 from moe_rpo.toy.optimum import best_standard_reachable, best_subset_fit
 from moe_rpo.toy.seeds import shown
+from moe_rpo.toy.settings import FixedExpertsSettings
 from moe_rpo.values import Arm
 
 
-def optima(settings: dict) -> dict[int, dict]:
+def optima(settings: FixedExpertsSettings) -> dict[int, dict]:
     """Per k: the exact optimum (free weights) and the best point under weights = probabilities."""
-    experts, target = np.array(settings["experts"]), np.array(settings["target"])
-    ks = sorted({m["k"] for m in settings["methods"]})
+    experts, target = np.array(settings.experts), np.array(settings.target)
+    ks = sorted({arm.k for arm in settings.methods})
     return {k: {"optimum": best_subset_fit(experts, target, k),
                 "standard_reachable": best_standard_reachable(experts, target, k)} for k in ks}
 
 
-def train_router(spec: dict, k: int, settings: dict, seeds: list[int]) -> np.ndarray:
+def train_router(spec: dict, k: int, settings: FixedExpertsSettings, seeds: list[int]) -> np.ndarray:
     """Train one router per seed; return the greedy MoE output after every step, [S, steps + 1, 2]."""
-    experts = torch.tensor(settings["experts"], dtype=torch.float32)
-    target = torch.tensor(settings["target"], dtype=torch.float32)
+    experts = torch.tensor(settings.experts, dtype=torch.float32)
+    target = torch.tensor(settings.target, dtype=torch.float32)
     routers = make_routers(spec, seeds, len(experts), k)
     outputs = []
     train(routers, settings, lambda out: ((mix(out, experts) - target) ** 2).sum(-1),
@@ -32,17 +33,17 @@ def train_router(spec: dict, k: int, settings: dict, seeds: list[int]) -> np.nda
 
 
 def run(settings: dict) -> tuple[dict[str, np.ndarray], list[dict]]:
-    target, seeds = np.array(settings["target"]), settings["seeds"]
-    best = optima(settings)
+    job = FixedExpertsSettings.of(settings)
+    target, seeds = np.array(job.target), job.seeds
+    best = optima(job)
     arrays, records = {}, []
-    runs = [(m["router"], m["k"]) for m in settings["methods"]]
-    for name, k in tqdm(runs, desc=f"toy routing, {len(seeds)} seeds", mininterval=5):
-        trajectories = train_router(settings["routers"][name], k, settings, seeds)
-        arrays |= shown(settings, Arm(name, k).slug, trajectories)
+    for name, k in tqdm(job.methods, desc=f"toy routing, {len(seeds)} seeds", mininterval=5):
+        trajectories = train_router(job.routers[name], k, job, seeds)
+        arrays |= shown(job, Arm(name, k).slug, trajectories)
         for seed, trajectory in zip(seeds, trajectories):
             distance = float(np.linalg.norm(trajectory[-1] - target))
             records.append({
-                "method": name, "k": k, "seed": seed, "steps": settings["steps"], "final_distance": distance,
+                "method": name, "k": k, "seed": seed, "steps": job.steps, "final_distance": distance,
                 "gap_to_optimum": distance - best[k]["optimum"]["distance"],
                 "gap_to_standard_reachable": distance - best[k]["standard_reachable"]["distance"],
                 "optimum_distance": best[k]["optimum"]["distance"],

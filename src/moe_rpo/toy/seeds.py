@@ -149,9 +149,9 @@ class _Stacked:
         return self.template.loss_terms(out, task_loss)
 
 
-def shown(settings: dict, name: str, values: np.ndarray) -> dict[str, np.ndarray]:
-    """The full series of the seed the figures show (settings["shown_seed"]), if it ran: "seed{N}/name"."""
-    seed = settings["shown_seed"]
-    if seed not in settings["seeds"]:
+def shown(settings: ToySettings, name: str, values: np.ndarray) -> dict[str, np.ndarray]:
+    """The full series of the seed the figures show (settings.shown_seed), if it ran: "seed{N}/name"."""
+    seed = settings.shown_seed
+    if seed not in settings.seeds:
         return {}
-    return {f"seed{seed}/{name}": np.asarray(values[settings["seeds"].index(seed)])}
+    return {f"seed{seed}/{name}": np.asarray(values[settings.seeds.index(seed)])}
