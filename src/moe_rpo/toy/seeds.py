@@ -17,6 +17,7 @@ from torch.utils._pytree import tree_map
 
 from moe_rpo.routers import Router, build_router
 from moe_rpo.routers.noise import drawing_from
+from moe_rpo.toy.settings import ToySettings
 from moe_rpo.training.step import M_STEP, set_phase
 
 NOISE_SEED = 2**32  # a seed's stream starts at NOISE_SEED + seed, apart from the generator that initialises it
