@@ -264,6 +264,7 @@ def test_the_typed_training_settings_are_the_schemas_train_section_each_field_do
                                           ("moe_rpo.lm.recovery", "RecoveryRunSettings"),
                                           ("moe_rpo.lm.recovery", "RecoveryDesignSettings"),
                                           ("moe_rpo.lm.scratch", "TrainingRunSettings"),
+                                          ("moe_rpo.lm.base_model", "BaseModelSettings"),
                                           ("moe_rpo.job_kinds", "JobKind"),
                                           *(("moe_rpo.toy.settings", name) for name in (
                                               "ToySettings", "FixedExpertsSettings", "CollapseSettings",
