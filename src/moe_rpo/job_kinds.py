@@ -28,6 +28,12 @@ class JobKind:
     """trains on a GPU when there is one: asks for one (a cluster profile sends it to a GPU partition)"""
     data_parallel: bool = False
     """runs as train.processes data-parallel processes under torchrun, asking for as many GPUs"""
+    builds: tuple[dict, ...] = ()
+    """router specs its jobs build beyond their settings' routers (whose modules are among its code inputs)"""
+
+    def routers(self, settings: dict) -> list[dict]:
+        """The specs of every router a job with these settings builds."""
+        return [*settings.get("routers", {}).values(), *self.builds]
 
     def settings(self, config: dict, wildcards: Mapping[str, str]) -> dict:
         return self.slice(config, wildcards)
@@ -62,15 +68,17 @@ TOY_BENCHMARK_RUN = JobKind("toy_benchmark_run", paths.TOY_RUN, "toy",
                             lambda config, w: sections.benchmark_toy_settings(config))
 BASE_MODEL = JobKind("base_model", paths.BASE_MODEL, "base-model", lambda config, w: config["base_model"],
                      gpu=True, data_parallel=True)
+# a recovery job also builds the oracle's probe model
 RECOVERY_RUN = JobKind("recovery_run", paths.RECOVERY_RUN, "recovery",
                        lambda config, w: sections.recovery_run_settings(config, w["setting"], w["method"]),
-                       gpu=True, data_parallel=True)
+                       gpu=True, data_parallel=True, builds=(sections.ORACLE_PROBE_ROUTER,))
 RECOVERY_LAYERS_RUN = JobKind("recovery_layers_run", paths.RECOVERY_LAYERS_RUN, "recovery",
                               lambda config, w: sections.recovery_layers_settings(config, w["layers"], w["method"]),
-                              gpu=True, data_parallel=True)
-# the identifiability sweep: evaluations only, one process
+                              gpu=True, data_parallel=True, builds=(sections.ORACLE_PROBE_ROUTER,))
+# the identifiability sweep: the oracle of every layer, evaluations only, one process
 RECOVERY_DESIGN = JobKind("recovery_design", paths.RECOVERY_DESIGN, "recovery-design",
-                          lambda config, w: sections.recovery_design_settings(config), gpu=True)
+                          lambda config, w: sections.recovery_design_settings(config), gpu=True,
+                          builds=(sections.ORACLE_PROBE_ROUTER,))
 TRAIN_RUN = JobKind("train_run", paths.TRAIN_RUN, "train",
                     lambda config, w: sections.training_run_settings(config, w["training"], w["method"]),
                     gpu=True, data_parallel=True)

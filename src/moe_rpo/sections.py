@@ -137,6 +137,11 @@ def recovery_layers_settings(config: dict, label: str, method: str) -> dict:
     return with_router_specs(dict(config["recovery"], layers=sets[label], methods=[chosen]), config)
 
 
+# The recovery oracle replaces every router by a fixed one, so the model it probes needs a router only to be built:
+# this one (the recovery experiment's standard top-1), the same in every recovery job and the identifiability sweep.
+ORACLE_PROBE_ROUTER = {"method": "softmax_topk", "normalize": False}
+
+
 def recovery_design_settings(config: dict) -> dict:
     """What the identifiability sweep runs with: the recovery section's design, experts and evaluation
     windows (the oracle replaces the routers, so none is named). Only these, so that a change of the methods or

@@ -30,7 +30,7 @@ SRC = PACKAGE_DIR.parent
 MODULES = sorted(".".join(("moe_rpo", *path.relative_to(PACKAGE_DIR).with_suffix("").parts)).removesuffix(".__init__")
                  for path in PACKAGE_DIR.rglob("*.py") if "__pycache__" not in path.parts)
 # What a rule deliberately leaves out of its code inputs (and why, next to the rule in workflow/rules/).
-ROUTER_JOBS = ("recovery_run", "recovery_layers_run", "train_run", "reading_run")  # rules.smk: router_code
+ROUTER_JOBS = ("recovery_run", "recovery_layers_run", "recovery_design", "train_run", "reading_run")  # router_code
 EXCLUDED = {"base_model": ("moe_rpo.routers", "moe_rpo.models.moe", "moe_rpo.models.distractors",
                           "moe_rpo.routing_metrics")}
 
@@ -101,9 +101,12 @@ def test_every_rule_lists_what_its_command_imports_and_gpu_rules_ask_for_a_gpu()
         exclude = EXCLUDED.get(rule, ())
         if rule in ROUTER_JOBS:  # a job of one method: the built-in routers it never builds are left out
             settings = json.loads(shlex.split(shell.split("--settings ", 1)[1])[0])
-            exclude = unused_router_modules(settings["routers"].values())
-            own = {router_class(spec).__module__ for spec in settings["routers"].values() if spec["method"] != "plugin"}
+            built = JOB_KINDS[rule].routers(settings)  # its method's, and (recovery) the oracle's probe router
+            exclude = unused_router_modules(built)
+            own = {router_class(spec).__module__ for spec in built if spec["method"] != "plugin"}
             assert exclude and not own & set(exclude), rule
+            if rule.startswith("recovery"):
+                assert "moe_rpo.routers.softmax_topk" in own, rule
         expected = command_code(command, *extra, exclude=exclude)
         assert code == expected, rule
         assert set(code) <= set(imported), rule

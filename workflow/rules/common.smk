@@ -114,10 +114,10 @@ def get_toy_code(wildcards):
 
 
 def router_code(kind):
-    """An input function: the code inputs of a job that builds only the routers of its settings, without the built-in
-    router modules those never import."""
+    """An input function: the code inputs of a job that builds only the routers of its settings (and those its kind
+    builds besides), without the built-in router modules those never import."""
     return lambda wildcards: code_of(kind.command, exclude=unused_router_modules(
-        settings_of(kind, wildcards)["routers"].values()))
+        kind.routers(settings_of(kind, wildcards))))
 
 
 def plugin_code(kind):

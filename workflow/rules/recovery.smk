@@ -63,7 +63,7 @@ rule recovery_design:
     input:
         base=rules.base_model.output.model,
         corpus=corpus_files(config["recovery"]["corpus"]),
-        code=code_of(job_kinds.RECOVERY_DESIGN.command),
+        code=router_code(job_kinds.RECOVERY_DESIGN),
     output:
         paths.record(job_kinds.RECOVERY_DESIGN.files),
     params:

@@ -19,7 +19,7 @@ from moe_rpo.lm.oracle import oracle
 from moe_rpo.models import load_gpt, recovery_model
 from moe_rpo.routers.task_gradient import task_gradient
 from moe_rpo.routing_metrics import routing_metrics, unit_weights
-from moe_rpo.sections import job_method, recovery_settings
+from moe_rpo.sections import ORACLE_PROBE_ROUTER, job_method, recovery_settings
 from moe_rpo.training.batches import fit_routers_to_corpus
 from moe_rpo.training.evaluation import evaluate
 from moe_rpo.training.loop import train_lm
@@ -109,9 +109,6 @@ def frozen_base(base_path: str | Path, corpus_dir: str | Path):
     return base
 
 
-# The oracle replaces every router by a fixed one, so the model it probes needs a router only to be built: this one
-# (the recovery experiment's standard top-1), the same for every method's job and the sweep.
-ORACLE_PROBE_ROUTER = {"method": "softmax_topk", "normalize": False}
 
 
 def identifiability_sweep(settings: dict, seed: int, base_path: str | Path, corpus_dir: str | Path) -> list[dict]:
