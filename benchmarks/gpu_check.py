@@ -27,6 +27,7 @@ context) / peak, nanoGPT's estimate with an MoE's inactive experts left out.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import time
@@ -157,13 +158,21 @@ class IndexedBiasExperts(Experts):
         return grouped_mm(self.gelu(h), self.c_proj.transpose(1, 2), ends) + self.c_proj_bias[expert_of_row]
 
 
+@contextlib.contextmanager
+def kernels(deterministic: bool):
+    """Deterministic kernels only, or not, for the steps inside; the setting before is restored after."""
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(deterministic)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before)
+
+
 def without_deterministic_kernels(step):
     def run():
-        torch.use_deterministic_algorithms(False)
-        try:
+        with kernels(False):
             step()
-        finally:
-            configure_torch(torch.get_num_threads())
     return run
 
 

@@ -41,7 +41,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
-from gpu_check import PAPER_SIZES, SMALL_SIZES, Size, autocast, first_line, flops_per_token, peak_tflops, top_ops
+from gpu_check import (PAPER_SIZES, SMALL_SIZES, Size, autocast, first_line, flops_per_token, kernels, peak_tflops,
+                       top_ops)
 from moe_layer import iso_active_dense, median_seconds
 
 from moe_rpo import config as cfg
@@ -83,18 +84,9 @@ def pretraining_settings() -> TrainSettings:
     return TrainSettings.of(config["pretraining"]["train"])
 
 
-@contextlib.contextmanager
-def kernels(deterministic: bool):
-    before = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(deterministic)
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(before)
-
-
-def batch(size: Size, device: torch.device, scale: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-    tokens = torch.randint(0, size.vocab_size, (size.batch * scale, size.block_size + 1), device=device,
+def batch(vocab_size: int, rows: int, block_size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed batch of random tokens and their next tokens, [rows, block_size] each."""
+    tokens = torch.randint(0, vocab_size, (rows, block_size + 1), device=device,
                            generator=torch.Generator(device).manual_seed(0))
     return tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
 
@@ -103,13 +95,13 @@ def nanogpt_contender(nanogpt, size: Size, device: torch.device, compile_mode: s
                       deterministic: bool = False) -> Contender:
     """nanoGPT's GPT-2 (biases, its padded vocabulary) with its own optimizer set-up, clipped at 1.0 as its train.py."""
     torch.manual_seed(0)
-    rows = -(-size.vocab_size // size.vocab_multiple) * size.vocab_multiple
+    rows = size.config(k=1).padded_vocab_size  # as our GPT pads it
     with contextlib.redirect_stdout(io.StringIO()):  # its parameter counts and optimizer choice
         model = nanogpt.GPT(nanogpt.GPTConfig(block_size=size.block_size, vocab_size=rows, n_layer=size.n_layer,
                                               n_head=size.n_head, n_embd=size.n_embd, dropout=0.0, bias=True)).to(device)
         optimizer = model.configure_optimizers(0.1, 6e-4, (0.9, 0.95), device.type)
     forward = torch.compile(model, mode=compile_mode) if compile_mode else model
-    x, y = batch(size, device)
+    x, y = batch(size.vocab_size, size.batch, size.block_size, device)
 
     def step():
         with autocast(device):
@@ -129,8 +121,7 @@ def our_contender(name: str, model: GPT, settings: TrainSettings, device: torch.
     params = dict(model.named_parameters())
     optimizer = make_optimizer(params, settings, fused)
     forward = torch.compile(model, mode=compile_mode) if compile_mode else model
-    size = Size("", 0, 0, 0, model.config.block_size, settings.batch_size, model.config.vocab_size)
-    x, y = batch(size, device, scale)
+    x, y = batch(model.config.vocab_size, settings.batch_size * scale, model.config.block_size, device)
 
     def step():
         with autocast(device):
@@ -217,9 +208,10 @@ def moe_part(size: Size, settings: TrainSettings, device: torch.device, repeats:
     return measure("moe", contenders, None, device, repeats, peak, compile_mode)
 
 
-def small_model_part(size: Size, device: torch.device, repeats: int, peak: dict) -> list[dict]:
+def small_model_part(size: Size, settings: TrainSettings, device: torch.device, repeats: int,
+                     peak: dict) -> list[dict]:
     """Part 5: the Shakespeare MoE (k=1) eager, compiled, with CUDA graphs, and compiled at 4x its batch."""
-    settings = replace(pretraining_settings(), batch_size=size.batch)
+    settings = replace(settings, batch_size=size.batch)
     rows = []
     for label, mode, scale in (("eager", None, 1), ("compiled", "default", 1),
                                ("compiled, CUDA graphs", "reduce-overhead", 1), ("compiled, 4x batch", "default", 4)):
@@ -265,7 +257,7 @@ def main() -> None:
              ("2. dense, eager", lambda: dense_parts(nanogpt, gpt2, settings, device, args.repeats, peak, None), True),
              ("3. top ops", lambda: profile_part(nanogpt, gpt2, settings, device), True),
              ("4. MoE", lambda: moe_part(gpt2, settings, device, args.repeats, peak, compiled), True),
-             ("5. Shakespeare MoE", lambda: small_model_part(shakespeare, device, args.repeats, peak), not args.no_compile)]
+             ("5. Shakespeare MoE", lambda: small_model_part(shakespeare, settings, device, args.repeats, peak), not args.no_compile)]
     for number, (label, run, wanted) in enumerate(parts, 1):
         if not wanted or number not in args.parts:
             continue

@@ -36,6 +36,11 @@ class GPTConfig:
     granularity: int = 1
     shared_experts: int = 0
 
+    @property
+    def padded_vocab_size(self) -> int:
+        """The rows of the embedding and output head: vocab_size rounded up to a multiple of vocab_multiple."""
+        return math.ceil(self.vocab_size / self.vocab_multiple) * self.vocab_multiple
+
 
 @dataclass
 class GPTOutput:
@@ -121,7 +126,7 @@ class GPT(nn.Module):
         if bad:
             raise ValueError(f"moe_layers {bad} out of range for n_layer={config.n_layer}")
         self.config = config
-        rows = math.ceil(config.vocab_size / config.vocab_multiple) * config.vocab_multiple
+        rows = config.padded_vocab_size
         self.transformer = nn.ModuleDict(dict(
             wte=nn.Embedding(rows, config.n_embd),
             wpe=nn.Embedding(config.block_size, config.n_embd),
