@@ -25,14 +25,15 @@ def written_configs(page: str) -> dict[str, str]:
 
 def command_lines() -> list[tuple[str, str]]:
     """(page, line) for every `snakemake ...` and `make ...` line in a bash block of the README and docs/, each line
-    once (with the first page that shows it)."""
+    once (with the first page that shows it; a line and its dry run `-n` are one: each is checked as a dry run)."""
     found = {}
     for page in PAGES:
         for block in re.findall(r"```bash\n(.*?)```", page.read_text(), re.S):
             for line in block.splitlines():
                 if COMMAND.match(line):
-                    found.setdefault(line.split("  #")[0].strip(), str(page.relative_to(ROOT)))
-    return [(page, line) for line, page in found.items()]
+                    line = line.split("  #")[0].strip()
+                    found.setdefault(line.removesuffix(" -n"), (str(page.relative_to(ROOT)), line))
+    return list(found.values())
 
 
 @pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(ROOT)) for p in PAGES])
