@@ -18,12 +18,13 @@ ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.envi
 
 def pytest_collection_modifyitems(items):
     """`make test` runs two pytest-xdist workers, each taking whole test files (`--dist loadfile`). The shared
-    pipeline run's file goes first (the longest chain: one worker makes the run while the other takes the unit
-    tests), the SLURM test last, so that the worker it lands on finds the run made."""
+    pipeline run's file goes first (the longest chain: one worker makes the run), the SLURM test second, on the
+    other worker (it waits on the cluster's controller most of the time, leaving the cores to that run), then the
+    unit tests."""
     def order(item):
         if item.get_closest_marker("slurm"):
-            return 2
-        return 0 if "finished" in item.fixturenames else 1
+            return 1
+        return 0 if "finished" in item.fixturenames else 2
     items.sort(key=order)  # stable: otherwise in collection order
 
 
