@@ -42,9 +42,13 @@ def runs_section(measured_dir: Path) -> list[str]:
 def tests_section(measured_dir: Path) -> list[str]:
     if (tests := _load(TESTS, measured_dir)) is None:
         return []
-    return ["## The test suite", "",
-            f"`{tests['command']}` on a clean clone, measured {tests['date']} on {tests['machine']}: {tests['passed']} "
-            f"tests passed in {tests['wall_s'] / 60:.1f} minutes (set-up included; {tests['note']}).", ""]
+    lines = ["## The test suite", "",
+             f"`{tests['command']}` on a clean clone, measured {tests['date']} on {tests['machine']}: {tests['passed']} "
+             f"tests passed in {tests['wall_s'] / 60:.1f} minutes (set-up included; {tests['note']})."]
+    if before := tests.get("before"):
+        lines[-1] += (f" Side by side, one run after the other on the same machine, {before['what']}: "
+                      f"{before['passed']} tests in {before['wall_s'] / 60:.1f} minutes.")
+    return lines + [""]
 
 
 def job_design_section(measured_dir: Path) -> list[str]:
@@ -103,9 +107,11 @@ def page(measured_dir: Path = MEASURED) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def record_tests(wall_s: float, passed: int, note: str) -> dict:
+def record_tests(wall_s: float, passed: int, note: str, before: dict | None = None) -> dict:
+    """A clean-clone test run; `before`: {what, wall_s, passed} of an earlier version's run just before it."""
     return {"command": "CI=true bash .ci/run", "date": dt.date.today().isoformat(), "wall_s": wall_s,
-            "passed": passed, "machine": f"{platform.machine()}, {os.cpu_count()} cores", "note": note}
+            "passed": passed, "machine": f"{platform.machine()}, {os.cpu_count()} cores", "note": note} | (
+        {"before": before} if before else {})
 
 
 def main() -> None:
@@ -115,9 +121,16 @@ def main() -> None:
     keep.add_argument("--wall-s", type=float, required=True)
     keep.add_argument("--passed", type=int, required=True)
     keep.add_argument("--note", default="Chromium and SLURM already installed")
+    keep.add_argument("--before", help="which earlier version ran just before, on the same machine (words)")
+    keep.add_argument("--before-wall-s", type=float)
+    keep.add_argument("--before-passed", type=int)
     args = parser.parse_args()
     if args.command == "record-tests":
-        (MEASURED / TESTS).write_text(json.dumps(record_tests(args.wall_s, args.passed, args.note), indent=1) + "\n")
+        before = args.before and {"what": args.before, "wall_s": args.before_wall_s, "passed": args.before_passed}
+        if before and None in before.values():
+            parser.error("--before needs --before-wall-s and --before-passed")
+        record = record_tests(args.wall_s, args.passed, args.note, before)
+        (MEASURED / TESTS).write_text(json.dumps(record, indent=1) + "\n")
     else:
         print(page(), end="")
 

@@ -223,9 +223,11 @@ def test_performance_tables_say_when_and_where_they_were_measured(tmp_path):
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import performance
 
-    (tmp_path / performance.TESTS).write_text(json.dumps(performance.record_tests(400.0, 10, "a note")))
+    before = {"what": "the version before", "wall_s": 420.0, "passed": 9}
+    (tmp_path / performance.TESTS).write_text(json.dumps(performance.record_tests(400.0, 10, "a note", before)))
     page = performance.page(tmp_path)
     assert "`CI=true bash .ci/run` on a clean clone, measured" in page and "10 tests passed in 6.7 minutes" in page
+    assert "on the same machine, the version before: 9 tests in 7.0 minutes." in page
     assert "## Whole runs" in page and "## One GPU" not in page  # no GPU measurement there: no GPU table
 
 
