@@ -38,7 +38,9 @@ def render_peer(peer: dict) -> str:
              "training steps (forward, backward, clipping, "
              f"AdamW), the median of interleaved repeats; MFU against the datasheet's {peak['datasheet_bf16']} TFLOP/s. "
              "nanoGPT's `model.py` was read from its checkout (sha256 "
-             f"`{peer['nanogpt_model_sha256'][:12]}`).", "",
+             f"`{peer['nanogpt_model_sha256'][:12]}`)."
+             + (f" Compiled with torch.compile's `{backend}` backend, not inductor."
+                if (backend := peer.get("compile_backend", "inductor")) != "inductor" else ""), "",
              "| part | model | step | deterministic kernels | ms/step | tokens/s | MFU | × |",
              "| --- | --- | --- | --- | ---: | ---: | ---: | --- |"]
     for row in peer["rows"]:

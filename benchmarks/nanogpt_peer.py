@@ -91,6 +91,14 @@ def batch(vocab_size: int, rows: int, block_size: int, device: torch.device) -> 
     return tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
 
 
+COMPILE_BACKEND = "inductor"  # --compile-backend: the tests trace with "eager" (no C++ code generation on a CPU)
+
+
+def compiled(model: torch.nn.Module, mode: str | None) -> torch.nn.Module:
+    """`model` compiled in `mode` with torch.compile's backend COMPILE_BACKEND; eager when `mode` is None."""
+    return torch.compile(model, mode=mode, backend=COMPILE_BACKEND) if mode else model
+
+
 def nanogpt_contender(nanogpt, size: Size, device: torch.device, compile_mode: str | None,
                       deterministic: bool = False) -> Contender:
     """nanoGPT's GPT-2 (biases, its padded vocabulary) with its own optimizer set-up, clipped at 1.0 as its train.py."""
@@ -100,7 +108,7 @@ def nanogpt_contender(nanogpt, size: Size, device: torch.device, compile_mode: s
         model = nanogpt.GPT(nanogpt.GPTConfig(block_size=size.block_size, vocab_size=rows, n_layer=size.n_layer,
                                               n_head=size.n_head, n_embd=size.n_embd, dropout=0.0, bias=True)).to(device)
         optimizer = model.configure_optimizers(0.1, 6e-4, (0.9, 0.95), device.type)
-    forward = torch.compile(model, mode=compile_mode) if compile_mode else model
+    forward = compiled(model, compile_mode)
     x, y = batch(size.vocab_size, size.batch, size.block_size, device)
 
     def step():
@@ -120,7 +128,7 @@ def our_contender(name: str, model: GPT, settings: TrainSettings, device: torch.
     model = model.to(device)
     params = dict(model.named_parameters())
     optimizer = make_optimizer(params, settings, fused)
-    forward = torch.compile(model, mode=compile_mode) if compile_mode else model
+    forward = compiled(model, compile_mode)
     x, y = batch(model.config.vocab_size, settings.batch_size * scale, model.config.block_size, device)
 
     def step():
@@ -228,6 +236,7 @@ def small_model_part(size: Size, settings: TrainSettings, device: torch.device, 
 
 
 def main() -> None:
+    global COMPILE_BACKEND
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--nanogpt", type=Path, required=True, help="model.py of a nanoGPT checkout")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -238,7 +247,9 @@ def main() -> None:
     parser.add_argument("--parts", type=int, nargs="+", default=[1, 2, 3, 4, 5], help="which parts to run")
     parser.add_argument("--budget-s", type=float, default=300, help="skip the parts that would start after this")
     parser.add_argument("--json", help="write the results here (after each part)")
+    parser.add_argument("--compile-backend", default=COMPILE_BACKEND, help="torch.compile's backend (default inductor)")
     args = parser.parse_args()
+    COMPILE_BACKEND = args.compile_backend
     nanogpt = load_nanogpt(args.nanogpt)
     start, device = time.perf_counter(), torch.device(args.device)
     configure_torch(torch.get_num_threads())  # CUBLAS_WORKSPACE_CONFIG before CUDA starts; kernels() sets the rest
@@ -246,7 +257,7 @@ def main() -> None:
     gpt2 = replace(gpt2, batch=args.batch or (2 if args.small else 16))
     settings = replace(pretraining_settings(), batch_size=gpt2.batch)
     result = {"date": dt.date.today().isoformat(), "torch": torch.__version__, "device": str(device),
-              "small": args.small, "nanogpt_model_sha256": hashlib.sha256(args.nanogpt.read_bytes()).hexdigest(),
+              "small": args.small, "compile_backend": args.compile_backend, "nanogpt_model_sha256": hashlib.sha256(args.nanogpt.read_bytes()).hexdigest(),
               "shape": vars(gpt2), "peak_tflops": peak_tflops(device, args.small), "rows": [], "skipped": []}
     peak = result["peak_tflops"]
     print(f"{peak['name']}, torch {torch.__version__}; GPT-2 124M shapes{' (small)' if args.small else ''}, "

@@ -153,10 +153,13 @@ def test_nanogpt_peer_measures_both_side_by_side_in_every_part(tmp_path):
         "nanoGPT, deterministic kernels on"}
     assert set(peer["top_ops"]) == {"nanoGPT", "ours"} and all(ms > 0 for ops in peer["top_ops"].values()
                                                               for _, ms in ops)
-    compiled, peer = run_peer(tmp_path, model_py, "--parts", "1")  # torch.compile'd steps of both
+    # torch.compile'd steps of both, traced by dynamo; the eager backend skips inductor's C++ code generation on the
+    # CPU (25 s, and not the code a GPU runs)
+    compiled, peer = run_peer(tmp_path, model_py, "--parts", "1", "--compile-backend", "eager")
     assert compiled.returncode == 0, compiled.stderr
     assert {(row["model"], row["compile"]) for row in peer["rows"]} == {
         (name, "default") for name in ("nanoGPT", "ours", "ours, deterministic kernels off")}
+    assert "Compiled with torch.compile's `eager` backend, not inductor." in gpu_section_of(tmp_path, "nanogpt_peer_cpu.json", peer)
 
 
 def test_nanogpt_peer_names_a_path_that_is_no_nanogpt_model(tmp_path):
