@@ -83,8 +83,8 @@ def training_rule(config: dict, steps: tuple[int, int], match: list[str]) -> Ite
             if not wanted("train_run", f"{experiment} {name}", match):
                 continue
             settings = job_kinds.TRAIN_RUN.settings(config, {"training": experiment, "method": name})
-            timing = probe(lambda: scratch.build_model(scratch.TrainingRunSettings.of(settings), vocab, seed=0), settings["train"],
-                           steps, vocab)
+            timing = probe(lambda: scratch.build_model(scratch.TrainingRunSettings.of(settings), vocab, seed=0),
+                           settings["train"], steps, vocab)
             # final metrics: train and val evaluations, and one more with misrouting for MoE models
             per_job = job_seconds(timing, settings["train"], 2 + (method["router"] != values.DENSE))
             yield {"rule": "train_run", "job": f"{experiment} {name}", "jobs": len(section["seeds"]), **timing,

@@ -257,7 +257,8 @@ def main() -> None:
     gpt2 = replace(gpt2, batch=args.batch or (2 if args.small else 16))
     settings = replace(pretraining_settings(), batch_size=gpt2.batch)
     result = {"date": dt.date.today().isoformat(), "torch": torch.__version__, "device": str(device),
-              "small": args.small, "compile_backend": args.compile_backend, "nanogpt_model_sha256": hashlib.sha256(args.nanogpt.read_bytes()).hexdigest(),
+              "small": args.small, "compile_backend": args.compile_backend,
+              "nanogpt_model_sha256": hashlib.sha256(args.nanogpt.read_bytes()).hexdigest(),
               "shape": vars(gpt2), "peak_tflops": peak_tflops(device, args.small), "rows": [], "skipped": []}
     peak = result["peak_tflops"]
     print(f"{peak['name']}, torch {torch.__version__}; GPT-2 124M shapes{' (small)' if args.small else ''}, "
@@ -268,7 +269,8 @@ def main() -> None:
              ("2. dense, eager", lambda: dense_parts(nanogpt, gpt2, settings, device, args.repeats, peak, None), True),
              ("3. top ops", lambda: profile_part(nanogpt, gpt2, settings, device), True),
              ("4. MoE", lambda: moe_part(gpt2, settings, device, args.repeats, peak, compiled), True),
-             ("5. Shakespeare MoE", lambda: small_model_part(shakespeare, settings, device, args.repeats, peak), not args.no_compile)]
+             ("5. Shakespeare MoE", lambda: small_model_part(shakespeare, settings, device, args.repeats, peak),
+              not args.no_compile)]
     for number, (label, run, wanted) in enumerate(parts, 1):
         if not wanted or number not in args.parts:
             continue

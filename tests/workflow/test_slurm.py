@@ -58,7 +58,8 @@ def run(workdir: Path, *args: str, env=ENV) -> subprocess.CompletedProcess:
 
 def test_jobs_through_slurm_equal_a_local_run(cluster, tmp_path):
     """Its own local run of the same jobs rather than the shared pipeline run: it need not wait for that run, so it
-    goes first, and its SLURM run (mostly waiting on the controller's polls) leaves the cores to that run."""
+    starts at once on the other worker, and its SLURM run (mostly waiting on the controller's polls) leaves the
+    cores to that run."""
     local = copy_workflow(_mkdir(tmp_path / "local"))
     made = run(local, "--cores", "2", *TARGETS)  # targets last: --configfile takes a list
     assert made.returncode == 0, made.stderr[-5000:]
