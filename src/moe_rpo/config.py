@@ -34,6 +34,9 @@ def validate(config: dict) -> dict:
     for section in config.values():  # a language-model section's seeds: null means the global seeds
         if isinstance(section, dict) and "seeds" in section and section["seeds"] is None:
             section["seeds"] = list(config["seeds"])
+    benchmark = config["benchmark"]
+    if benchmark["recovery"]["methods"] is None:  # null means every benchmark method
+        benchmark["recovery"]["methods"] = list(benchmark["methods"])
     check_references(config)
     return config
 

@@ -125,6 +125,11 @@ def check_references(config: dict) -> None:
         if len(set(names)) < len(names):
             twice = sorted({n for n in names if names.count(n) > 1})
             raise ConfigError(f"{where}: {twice} appear(s) more than once (each method runs and is reported once)")
+    offered = {Arm.of(m) for m in config["benchmark"]["methods"]}
+    for i, m in enumerate(config["benchmark"]["recovery"]["methods"]):
+        if Arm.of(m) not in offered:
+            raise ConfigError(f"benchmark.recovery.methods.{i}: {Arm.of(m).slug} is not among benchmark.methods "
+                              f"(the benchmark's recovery settings train a choice of its methods)")
     names = [RecoverySetting("sim", scale).name for scale in config["recovery"]["sim_scales"]]
     if len(set(names)) < len(names):
         raise ConfigError(f"recovery.sim_scales: {config['recovery']['sim_scales']} give the settings {names}, "

@@ -19,6 +19,7 @@ from moe_rpo.sections import (
     benchmark_toy_settings,
     layer_sweep_sets,
     reading_methods,
+    recovery_methods,
     recovery_settings,
     toy_seeds,
 )
@@ -136,10 +137,16 @@ def benchmark_shakespeare_methods(config: dict) -> list[dict]:
     return [m for m in config["benchmark"]["methods"] if Arm.of(m) in runs]
 
 
+def benchmark_recovery_methods(config: dict, setting: str) -> list[dict]:
+    """The benchmark's methods that the recovery jobs of `setting` train (the others show 'not run')."""
+    runs = {Arm.of(m) for m in recovery_methods(config, setting)}
+    return [m for m in config["benchmark"]["methods"] if Arm.of(m) in runs]
+
+
 def benchmark_jobs(config: dict) -> list[Job]:
-    bench = config["benchmark"]
+    settings = config["benchmark"]["recovery"]["settings"]
     return (toy_jobs("benchmark", benchmark_toy_settings(config)["seeds"], "toy ")
-            + recovery_jobs(dict.fromkeys(bench["recovery"]["settings"], bench["methods"]), config["recovery"]["seeds"])
+            + recovery_jobs({s: benchmark_recovery_methods(config, s) for s in settings}, config["recovery"]["seeds"])
             + training_jobs("shakespeare_moe", benchmark_shakespeare_methods(config), config["shakespeare_moe"]["seeds"]))
 
 

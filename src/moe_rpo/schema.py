@@ -90,6 +90,8 @@ def keys_typed_as(definition: str) -> list[tuple[str, ...]]:
             return
         if ref and ref not in followed:  # another definition: its keys continue this path
             walk(definitions[ref.rsplit("/", 1)[1]], path, followed | {ref})
+        for alternative in node.get("oneOf", []):  # e.g. a list of methods or null
+            walk(alternative, path, followed)
         for key, child in node.get("properties", {}).items():
             walk(child, path + (key,), followed)
 

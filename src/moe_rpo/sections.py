@@ -110,7 +110,7 @@ def recovery_methods(config: dict, setting: str) -> list[dict]:
     methods = list(config["recovery"]["methods"])
     if setting in config["benchmark"]["recovery"]["settings"]:
         runs = {Arm.of(m) for m in methods}
-        methods += [m for m in config["benchmark"]["methods"] if Arm.of(m) not in runs]
+        methods += [m for m in config["benchmark"]["recovery"]["methods"] if Arm.of(m) not in runs]
     return methods
 
 

@@ -58,11 +58,30 @@ def test_overlay_merges_mappings_and_replaces_lists(tmp_path):
      "toy.routing.methods.1: router 'mine' is not defined"),
     ({"base_model": {"train": {"batch_size": 16, "processes": 3}}},
      "base_model.train: batch_size 16 (the global batch) is not divisible by processes 3"),
+    ({"benchmark": {"recovery": {"methods": [{"router": "em", "k": 1}]}}},
+     "benchmark.recovery.methods.0: em_k1 is not among benchmark.methods"),
+    ({"benchmark": {"recovery": {"methods": [{"router": "hash", "k": 1}, {"router": "hash", "k": 1}]}}},
+     "benchmark.recovery.methods: ['hash_k1'] appear(s) more than once"),
 ])
 def test_bad_values_are_rejected_naming_the_key(config, key):
     with pytest.raises(values.ConfigError) as error:
         cfg.validate(config)
     assert key in str(error.value)
+
+
+def test_the_benchmarks_recovery_settings_train_the_chosen_methods():
+    """benchmark.recovery.methods: null trains every benchmark method in the benchmark's recovery settings; a
+    choice trains those besides the recovery experiment's own, and the benchmark reads the runs of both."""
+    from moe_rpo.experiments import benchmark_recovery_methods
+    from moe_rpo.sections import recovery_methods
+
+    every = cfg.validate({})["benchmark"]
+    assert every["recovery"]["methods"] == every["methods"]
+    bench = [{"router": "standard", "k": 1}, {"router": "hash", "k": 1}, {"router": "fixed_random", "k": 1}]
+    config = cfg.validate({"benchmark": {"methods": bench, "recovery": {"methods": [{"router": "hash", "k": 1}]}}})
+    experiment = config["recovery"]["methods"]
+    assert recovery_methods(config, "sim0.3") == [*experiment, {"router": "hash", "k": 1}]
+    assert benchmark_recovery_methods(config, "sim0.3") == bench[:2]  # fixed_random: 'not run'
 
 
 def test_missing_config_file():

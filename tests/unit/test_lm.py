@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 from conftest import ROOT, Killed, kill_at_batch
 
 from moe_rpo import config as cfg
@@ -364,6 +365,38 @@ def test_killed_recovery_job_resumes_to_the_same_record(tiny_setup, tmp_path):
     subprocess.run(command(tmp_path / "killed.json"), env=env, check=True, capture_output=True)
     assert read_json(tmp_path / "killed.json")["records"] == read_json(tmp_path / "whole.json")["records"]
     assert not checkpoint.exists()
+
+
+def test_every_benchmarked_router_recovers_and_resumes_in_one_process(tiny_setup, tmp_path, monkeypatch):
+    """Every router the smoke config benchmarks (all built-in ones and the plugin) through a SIM recovery run:
+    records in range, and a run killed after its first checkpoint resumes to the same result, history included.
+    The smoke pipeline gives only a few of them a recovery job of their own (each job costs seconds of start-up)."""
+    root, _ = tiny_setup
+    smoke = yaml.safe_load((ROOT / "config/test.yaml").read_text())
+    conf = cfg.validate({
+        "routers": smoke["routers"], "benchmark": {"methods": smoke["benchmark"]["methods"],
+                                                   "recovery": {"settings": ["sim0.3"]}},
+        "recovery": {"layers": [0, 1], "sim_scales": [0.3],
+                     "train": {"steps": 6, "batch_size": 4, "block_size": 16, "eval_every": 3, "eval_batches": 2,
+                               "checkpoint_every": 3, "device": "cpu"}}})
+    methods = sections.recovery_methods(conf, "sim0.3")
+    assert {m["router"] for m in methods} == set(conf["routers"]) and len(methods) == 25
+    setting = sections.recovery_settings(conf["recovery"])["sim0.3"].as_dict()
+    for slug in (values.Arm.of(m).slug for m in methods):
+        run_settings = sections.recovery_run_settings(conf, "sim0.3", slug)
+
+        def run(checkpoint):
+            return recovery.run(run_settings, setting, 0, root / "base.pt", root / "corpus", checkpoint)
+
+        whole = run(tmp_path / f"{slug}.ckpt")
+        kill_at_batch(monkeypatch, 5)
+        with pytest.raises(Killed):
+            run(tmp_path / f"{slug}-killed.ckpt")
+        monkeypatch.undo()
+        assert torch.load(tmp_path / f"{slug}-killed.ckpt", weights_only=False)["step"] == 3, slug
+        assert run(tmp_path / f"{slug}-killed.ckpt") == whole, slug
+        for row in recovery.records(whole, setting, 0, run_settings["layers"]):
+            assert 0 <= row["accuracy"] <= 1 and np.isfinite(row["val_loss"]), (slug, row)
 
 
 def test_base_model_from_hugging_face(tmp_path, tiny_setup):

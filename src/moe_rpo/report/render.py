@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 from moe_rpo import paths
-from moe_rpo.experiments import EXPERIMENTS, load
+from moe_rpo.experiments import EXPERIMENTS, benchmark_recovery_methods, load
 from moe_rpo.io import read_json
 from moe_rpo.sections import benchmark_toy_settings
 from moe_rpo.verdicts import VERDICTS
@@ -169,14 +169,17 @@ def resolved_line(results_dir: Path) -> str:
 
 def benchmark_facts(experiment, results_dir: Path, config: dict) -> dict:
     """The scale of each column of the router benchmark, then the base model its recovery jobs use."""
-    toy, recovery = config["toy"]["routing"], config["recovery"]
+    toy, recovery, bench = config["toy"]["routing"], config["recovery"], config["benchmark"]
     shakespeare = scale_facts(config["shakespeare_moe"])
     seeds = benchmark_toy_settings(config)["seeds"]
+    trained = len(benchmark_recovery_methods(config, bench["recovery"]["settings"][0]))
     return {"resolved differences": resolved_line(results_dir),
             "toy 1": f"{toy['steps']} steps, {len(seeds)} seeds",
-            "recovery": f"{', '.join(config['benchmark']['recovery']['settings'])} (the recovery experiment's runs); "
+            "recovery": f"{', '.join(bench['recovery']['settings'])} (the recovery experiment's runs); "
                         f"{recovery['train']['steps']} steps of {recovery['train']['batch_size']} x "
-                        f"{recovery['train']['block_size']} tokens; seeds {', '.join(map(str, recovery['seeds']))}",
+                        f"{recovery['train']['block_size']} tokens; seeds {', '.join(map(str, recovery['seeds']))}"
+                        + ("" if trained == len(bench["methods"]) else
+                           f"; {trained} of the {len(bench['methods'])} methods (benchmark.recovery.methods)"),
             "Shakespeare": f"{shakespeare['model']}; {shakespeare['training']}; seeds {shakespeare['seeds']}",
             **{f"base model: {key}": value for key, value in base_model_facts(experiment, results_dir, config).items()}}
 
