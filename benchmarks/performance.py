@@ -2,7 +2,7 @@
 from one of those files, and each table says the machine and date it was measured on.
 
     python benchmarks/performance.py > docs/performance.md
-    python benchmarks/performance.py record-tests --wall-s 452 --passed 816   # after `CI=true bash .ci/run`
+    python benchmarks/performance.py record-tests --wall-s 452 470 --passed 816   # each `CI=true bash .ci/run`
 """
 from __future__ import annotations
 
@@ -44,11 +44,18 @@ def tests_section(measured_dir: Path) -> list[str]:
         return []
     lines = ["## The test suite", "",
              f"`{tests['command']}` on a clean clone, measured {tests['date']} on {tests['machine']}: {tests['passed']} "
-             f"tests passed in {tests['wall_s'] / 60:.1f} minutes (set-up included; {tests['note']})."]
+             f"tests passed in {_minutes(tests['runs_s'])} (set-up included; {tests['note']})."]
     if before := tests.get("before"):
-        lines[-1] += (f" Side by side, one run after the other on the same machine, {before['what']}: "
-                      f"{before['passed']} tests in {before['wall_s'] / 60:.1f} minutes.")
+        lines[-1] += (f" Side by side on the same machine, each run of this version next to one of {before['what']} "
+                      f"(alternating which went first): {before['passed']} tests in {_minutes(before['runs_s'])}.")
     return lines + [""]
+
+
+def _minutes(runs_s: list[float]) -> str:
+    """'7.5 minutes', or over several runs the mean and each run: '7.5 minutes on average, runs of 7.2 and 7.8'."""
+    mean = f"{sum(runs_s) / len(runs_s) / 60:.1f} minutes"
+    each = [f"{s / 60:.1f}" for s in runs_s]
+    return mean if len(runs_s) == 1 else f"{mean} on average, runs of {', '.join(each[:-1])} and {each[-1]}"
 
 
 def job_design_section(measured_dir: Path) -> list[str]:
@@ -107,9 +114,10 @@ def page(measured_dir: Path = MEASURED) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def record_tests(wall_s: float, passed: int, note: str, before: dict | None = None) -> dict:
-    """A clean-clone test run; `before`: {what, wall_s, passed} of an earlier version's run just before it."""
-    return {"command": "CI=true bash .ci/run", "date": dt.date.today().isoformat(), "wall_s": wall_s,
+def record_tests(runs_s: list[float], passed: int, note: str, before: dict | None = None) -> dict:
+    """Clean-clone test runs (seconds each); `before`: {what, runs_s, passed} of an earlier version's runs, each
+    next to one of these on the same machine."""
+    return {"command": "CI=true bash .ci/run", "date": dt.date.today().isoformat(), "runs_s": runs_s,
             "passed": passed, "machine": f"{platform.machine()}, {os.cpu_count()} cores", "note": note} | (
         {"before": before} if before else {})
 
@@ -117,18 +125,20 @@ def record_tests(wall_s: float, passed: int, note: str, before: dict | None = No
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command")
-    keep = sub.add_parser("record-tests", help=f"keep a clean-clone test run's time in benchmarks/measured/{TESTS}")
-    keep.add_argument("--wall-s", type=float, required=True)
+    keep = sub.add_parser("record-tests", help=f"keep clean-clone test runs' times in benchmarks/measured/{TESTS}")
+    keep.add_argument("--wall-s", type=float, nargs="+", required=True, help="each run's seconds")
     keep.add_argument("--passed", type=int, required=True)
     keep.add_argument("--note", default="Chromium and SLURM already installed")
-    keep.add_argument("--before", help="which earlier version ran just before, on the same machine (words)")
-    keep.add_argument("--before-wall-s", type=float)
+    keep.add_argument("--before", help="which earlier version ran next to each run, on the same machine (words)")
+    keep.add_argument("--before-wall-s", type=float, nargs="+", help="its runs' seconds, in the same order")
     keep.add_argument("--before-passed", type=int)
     args = parser.parse_args()
     if args.command == "record-tests":
-        before = args.before and {"what": args.before, "wall_s": args.before_wall_s, "passed": args.before_passed}
+        before = args.before and {"what": args.before, "runs_s": args.before_wall_s, "passed": args.before_passed}
         if before and None in before.values():
             parser.error("--before needs --before-wall-s and --before-passed")
+        if before and len(before["runs_s"]) != len(args.wall_s):
+            parser.error("--before-wall-s needs a run next to each of --wall-s")
         record = record_tests(args.wall_s, args.passed, args.note, before)
         (MEASURED / TESTS).write_text(json.dumps(record, indent=1) + "\n")
     else:

@@ -226,11 +226,16 @@ def test_performance_tables_say_when_and_where_they_were_measured(tmp_path):
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import performance
 
-    before = {"what": "the version before", "wall_s": 420.0, "passed": 9}
-    (tmp_path / performance.TESTS).write_text(json.dumps(performance.record_tests(400.0, 10, "a note", before)))
+    before = {"what": "the version before", "runs_s": [420.0, 480.0], "passed": 9}
+    (tmp_path / performance.TESTS).write_text(json.dumps(performance.record_tests([400.0, 440.0], 10, "a note",
+                                                                                  before)))
     page = performance.page(tmp_path)
-    assert "`CI=true bash .ci/run` on a clean clone, measured" in page and "10 tests passed in 6.7 minutes" in page
-    assert "on the same machine, the version before: 9 tests in 7.0 minutes." in page
+    assert "`CI=true bash .ci/run` on a clean clone, measured" in page
+    assert "10 tests passed in 7.0 minutes on average, runs of 6.7 and 7.3 (set-up" in page
+    assert ("one of the version before (alternating which went first): 9 tests in 7.5 minutes on average, runs of 7.0 "
+            "and 8.0.") in page
+    (tmp_path / performance.TESTS).write_text(json.dumps(performance.record_tests([400.0], 10, "a note")))
+    assert "10 tests passed in 6.7 minutes (set-up included; a note)." in performance.page(tmp_path)
     assert "## Whole runs" in page and "## One GPU" not in page  # no GPU measurement there: no GPU table
 
 
