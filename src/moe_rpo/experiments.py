@@ -131,16 +131,20 @@ def reading_jobs(config: dict) -> list[Job]:
             for seed in config[READINGS_EXPERIMENT]["seeds"]]
 
 
+def _benchmark_methods_among(config: dict, runs: list[dict]) -> list[dict]:
+    """The benchmark's methods that are among `runs`, in the benchmark's order (the others show 'not run')."""
+    arms = {Arm.of(m) for m in runs}
+    return [m for m in config["benchmark"]["methods"] if Arm.of(m) in arms]
+
+
 def benchmark_shakespeare_methods(config: dict) -> list[dict]:
-    """The benchmark's methods that the shakespeare_moe experiment runs (the others show 'not run')."""
-    runs = {Arm.of(m) for m in config["shakespeare_moe"]["methods"]}
-    return [m for m in config["benchmark"]["methods"] if Arm.of(m) in runs]
+    """The benchmark's methods that the shakespeare_moe experiment runs."""
+    return _benchmark_methods_among(config, config["shakespeare_moe"]["methods"])
 
 
 def benchmark_recovery_methods(config: dict, setting: str) -> list[dict]:
-    """The benchmark's methods that the recovery jobs of `setting` train (the others show 'not run')."""
-    runs = {Arm.of(m) for m in recovery_methods(config, setting)}
-    return [m for m in config["benchmark"]["methods"] if Arm.of(m) in runs]
+    """The benchmark's methods that the recovery jobs of `setting` train."""
+    return _benchmark_methods_among(config, recovery_methods(config, setting))
 
 
 def benchmark_jobs(config: dict) -> list[Job]:
